@@ -1,0 +1,294 @@
+"""Recurrent cells with explicit state Jacobians and local parameter gradients.
+
+Every cell is a pure function of a parameter dict: nothing here holds weights.
+
+Shapes (the leading ``*M`` are optional *model* dimensions, e.g. stacked seeds; a parameter
+of a stacked model has shape ``(*M, *base_shape)``, and data carry the same ``*M``):
+
+- input ``x``: ``(*M, B, I)``, state ``s``: ``(*M, B, S)``;
+- state Jacobian ``J``: ``(*M, B, S, S)`` with ``J[..., b, i, j] = ∂s_i / ∂s_prev_j``;
+- a learning signal / cotangent ``v``: ``(*M, B, S)``, a row vector as in the paper
+  (``v @ J`` pushes it one step back in time).
+
+``state_vjp`` and ``param_vjp`` also accept extra leading dimensions ``(*E, *M, B, ...)``
+(for example all time steps at once); ``param_vjp`` sums over them and over the batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+Params = dict[str, Tensor]
+
+
+class Cell(Protocol):
+    """What every cell provides; see the module docstring for shapes."""
+
+    input_size: int
+    hidden_size: int
+
+    @property
+    def state_size(self) -> int: ...
+
+    @property
+    def param_ndim(self) -> dict[str, int]:
+        """Number of non-model dimensions of each parameter."""
+        ...
+
+    def init_params(
+        self, generator: torch.Generator, dtype: torch.dtype = torch.float32
+    ) -> Params: ...
+
+    def step(self, params: Params, x: Tensor, s_prev: Tensor) -> Tensor: ...
+
+    def hidden(self, s: Tensor) -> Tensor:
+        """The part of the state the readout sees: ``(..., B, H)``."""
+        ...
+
+    def state_jacobian(self, params: Params, x: Tensor, s_prev: Tensor) -> Tensor: ...
+
+    def state_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
+        """``v @ ∂step/∂s_prev``: ``(..., B, S)``."""
+        ...
+
+    def param_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Params:
+        """``Σ_{extra dims, b} v · ∂step/∂params`` with ``s_prev`` held fixed (local gradient)."""
+        ...
+
+
+def _uniform(
+    shape: tuple[int, ...], bound: float, generator: torch.Generator, dtype: torch.dtype
+) -> Tensor:
+    return (torch.rand(shape, generator=generator, dtype=dtype) * 2 - 1) * bound
+
+
+def _affine_weights(
+    rows: int, input_size: int, hidden_size: int, generator: torch.Generator, dtype: torch.dtype
+) -> Params:
+    """The official code's initialisation: W ~ U(±1/√H), b = U(±1/√H) + U(±1/√H)."""
+    bound = 1 / math.sqrt(hidden_size)
+    return {
+        "weight_ih": _uniform((rows, input_size), bound, generator, dtype),
+        "weight_hh": _uniform((rows, hidden_size), bound, generator, dtype),
+        "bias": _uniform((rows,), bound, generator, dtype) + _uniform((rows,), bound, generator, dtype),
+    }
+
+
+def _preactivation(params: Params, x: Tensor, h_prev: Tensor) -> Tensor:
+    """``x W_ihᵀ + h_prev W_hhᵀ + b``: ``(..., B, rows)``."""
+    return (
+        x @ params["weight_ih"].mT + h_prev @ params["weight_hh"].mT + params["bias"].unsqueeze(-2)
+    )
+
+
+def fold_into_batch(t: Tensor, model_ndim: int) -> Tensor:
+    """Move extra leading dims of ``t: (*E, *M, B, F)`` into the batch: ``(*M, prod(E)·B, F)``."""
+    extra = t.dim() - model_ndim - 2
+    if extra == 0:
+        return t
+    t = t.movedim(tuple(range(extra)), tuple(range(model_ndim, model_ndim + extra)))
+    return t.reshape(*t.shape[:model_ndim], -1, t.shape[-1])
+
+
+def _affine_param_vjp(params: Params, x: Tensor, h_prev: Tensor, d_pre: Tensor) -> Params:
+    """Gradients of ``Σ d_pre · pre`` for the affine pre-activation, summed over batch and extras."""
+    model_ndim = params["bias"].dim() - 1
+    d_pre, x, h_prev = (fold_into_batch(t, model_ndim) for t in (d_pre, x, h_prev))
+    return {
+        "weight_ih": d_pre.mT @ x,
+        "weight_hh": d_pre.mT @ h_prev,
+        "bias": d_pre.sum(-2),
+    }
+
+
+_ACTIVATIONS: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor, Tensor], Tensor]]] = {
+    # name: (φ, φ' as a function of (pre-activation, output))
+    "linear": (lambda z: z, lambda z, h: torch.ones_like(z)),
+    "tanh": (torch.tanh, lambda z, h: 1 - h * h),
+}
+
+
+@dataclass(frozen=True)
+class VanillaRNN:
+    """``h_t = φ(W_ih x_t + W_hh h_{t-1} + b)``; the state is ``h`` (S = H).
+
+    ``activation`` is ``"linear"`` (the paper's toy-task RNN) or ``"tanh"``.
+    """
+
+    input_size: int
+    hidden_size: int
+    activation: str = "linear"
+
+    def __post_init__(self) -> None:
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(
+                f"activation={self.activation!r} is unknown; choose one of {sorted(_ACTIVATIONS)}"
+            )
+
+    @property
+    def state_size(self) -> int:
+        return self.hidden_size
+
+    @property
+    def param_ndim(self) -> dict[str, int]:
+        return {"weight_ih": 2, "weight_hh": 2, "bias": 1}
+
+    def init_params(
+        self, generator: torch.Generator, dtype: torch.dtype = torch.float32
+    ) -> Params:
+        return _affine_weights(self.hidden_size, self.input_size, self.hidden_size, generator, dtype)
+
+    def _forward(self, params: Params, x: Tensor, s_prev: Tensor) -> tuple[Tensor, Tensor]:
+        """(h, φ'(pre)), both ``(..., B, H)``."""
+        phi, phi_prime = _ACTIVATIONS[self.activation]
+        pre = _preactivation(params, x, s_prev)
+        h = phi(pre)
+        return h, phi_prime(pre, h)
+
+    def step(self, params: Params, x: Tensor, s_prev: Tensor) -> Tensor:
+        return self._forward(params, x, s_prev)[0]
+
+    def hidden(self, s: Tensor) -> Tensor:
+        return s
+
+    def state_jacobian(self, params: Params, x: Tensor, s_prev: Tensor) -> Tensor:
+        _, slope = self._forward(params, x, s_prev)
+        return slope.unsqueeze(-1) * params["weight_hh"].unsqueeze(-3)
+
+    def state_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
+        _, slope = self._forward(params, x, s_prev)
+        return (v * slope) @ params["weight_hh"]
+
+    def param_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Params:
+        _, slope = self._forward(params, x, s_prev)
+        return _affine_param_vjp(params, x, s_prev, v * slope)
+
+
+@dataclass(frozen=True)
+class LSTM:
+    """LSTM with gates ordered (i, f, g, o) and state ``s = [h; c]`` (S = 2H).
+
+    ``c_t = f ⊙ c_{t-1} + i ⊙ g``, ``h_t = o ⊙ tanh(c_t)``, with one bias vector (the official
+    code's two biases are summed at initialisation). The Jacobian is exact, including the
+    ``h_{t-1} → o_t → h_t`` path that the official code leaves out (PAPER.md §3, quirk a).
+    """
+
+    input_size: int
+    hidden_size: int
+
+    @property
+    def state_size(self) -> int:
+        return 2 * self.hidden_size
+
+    @property
+    def param_ndim(self) -> dict[str, int]:
+        return {"weight_ih": 2, "weight_hh": 2, "bias": 1}
+
+    def init_params(
+        self, generator: torch.Generator, dtype: torch.dtype = torch.float32
+    ) -> Params:
+        return _affine_weights(
+            4 * self.hidden_size, self.input_size, self.hidden_size, generator, dtype
+        )
+
+    def _split(self, s: Tensor) -> tuple[Tensor, Tensor]:
+        return s[..., : self.hidden_size], s[..., self.hidden_size :]
+
+    def _gates(self, params: Params, x: Tensor, s_prev: Tensor) -> dict[str, Tensor]:
+        h_prev, c_prev = self._split(s_prev)
+        i, f, g, o = _preactivation(params, x, h_prev).chunk(4, dim=-1)
+        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+        c = f * c_prev + i * g
+        tanh_c = torch.tanh(c)
+        return {"i": i, "f": f, "g": g, "o": o, "c_prev": c_prev, "c": c, "tanh_c": tanh_c}
+
+    def step(self, params: Params, x: Tensor, s_prev: Tensor) -> Tensor:
+        a = self._gates(params, x, s_prev)
+        return torch.cat([a["o"] * a["tanh_c"], a["c"]], dim=-1)
+
+    def hidden(self, s: Tensor) -> Tensor:
+        return s[..., : self.hidden_size]
+
+    def _gate_slopes(self, a: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """∂c/∂z_i, ∂c/∂z_f, ∂c/∂z_g and ∂h/∂z_o, each ``(..., B, H)``."""
+        return (
+            a["g"] * a["i"] * (1 - a["i"]),
+            a["c_prev"] * a["f"] * (1 - a["f"]),
+            a["i"] * (1 - a["g"] * a["g"]),
+            a["tanh_c"] * a["o"] * (1 - a["o"]),
+        )
+
+    def state_jacobian(self, params: Params, x: Tensor, s_prev: Tensor) -> Tensor:
+        a = self._gates(params, x, s_prev)
+        W_i, W_f, W_g, W_o = params["weight_hh"].unsqueeze(-3).chunk(4, dim=-2)
+        di, df, dg, do = self._gate_slopes(a)
+        dc_dh = di.unsqueeze(-1) * W_i + df.unsqueeze(-1) * W_f + dg.unsqueeze(-1) * W_g
+        dh_dc = a["o"] * (1 - a["tanh_c"] ** 2)  # ∂h_t/∂c_t, diagonal
+        dh_dh = do.unsqueeze(-1) * W_o + dh_dc.unsqueeze(-1) * dc_dh
+        dc_dcprev = torch.diag_embed(a["f"])
+        dh_dcprev = torch.diag_embed(dh_dc * a["f"])
+        top = torch.cat([dh_dh, dh_dcprev], dim=-1)
+        bottom = torch.cat([dc_dh, dc_dcprev], dim=-1)
+        return torch.cat([top, bottom], dim=-2)
+
+    def _backward(
+        self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(∂/∂pre-activation ``(..., B, 4H)``, ∂/∂c_prev, h_prev) for the cotangent ``v``."""
+        a = self._gates(params, x, s_prev)
+        v_h, v_c = self._split(v)
+        dc = v_c + v_h * a["o"] * (1 - a["tanh_c"] ** 2)
+        di, df, dg, do = self._gate_slopes(a)
+        d_pre = torch.cat([dc * di, dc * df, dc * dg, v_h * do], dim=-1)
+        return d_pre, dc * a["f"], self._split(s_prev)[0]
+
+    def state_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
+        d_pre, d_cprev, _ = self._backward(params, x, s_prev, v)
+        return torch.cat([d_pre @ params["weight_hh"], d_cprev], dim=-1)
+
+    def param_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Params:
+        d_pre, _, h_prev = self._backward(params, x, s_prev, v)
+        return _affine_param_vjp(params, x, h_prev, d_pre)
+
+
+CELLS = ("linear_rnn", "tanh_rnn", "lstm")
+
+
+def make_cell(name: str, input_size: int, hidden_size: int) -> Cell:
+    """A cell by name: ``"linear_rnn"``, ``"tanh_rnn"`` or ``"lstm"``."""
+    if name == "linear_rnn":
+        return VanillaRNN(input_size, hidden_size, "linear")
+    if name == "tanh_rnn":
+        return VanillaRNN(input_size, hidden_size, "tanh")
+    if name == "lstm":
+        return LSTM(input_size, hidden_size)
+    raise ValueError(f"cell={name!r} is unknown; choose one of {list(CELLS)}")
+
+
+def unroll(cell: Cell, params: Params, inputs: Tensor, s0: Tensor | None = None) -> Tensor:
+    """All states ``s_1 … s_T``: ``(T, *M, B, S)`` for ``inputs: (T, *M, B, I)``.
+
+    ``s0`` defaults to zeros (the state is reset for every sequence).
+    """
+    s = initial_state(cell, inputs) if s0 is None else s0
+    states = []
+    for x in inputs:
+        s = cell.step(params, x, s)
+        states.append(s)
+    return torch.stack(states)
+
+
+def initial_state(cell: Cell, inputs: Tensor) -> Tensor:
+    """Zero state ``(*M, B, S)`` matching ``inputs: (T, *M, B, I)``."""
+    return inputs.new_zeros(*inputs.shape[1:-1], cell.state_size)
+
+
+def previous_states(states: Tensor, s0: Tensor) -> Tensor:
+    """``s_0 … s_{T-1}``: the states each step starts from, ``(T, *M, B, S)``."""
+    return torch.cat([s0.unsqueeze(0), states[:-1]])

@@ -1,0 +1,56 @@
+"""Alignment metrics: how well a rule's learning signal or update matches BPTT's."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from bplambda.cells import Params
+from bplambda.outputs import RuleOutput
+
+
+def cosine(a: Tensor, b: Tensor) -> Tensor:
+    """Cosine similarity along the last dimension; NaN where either vector is zero.
+
+    (A zero vector has no direction: at the terminal step both the synthetic and the true
+    future gradient are zero, and that step must not count as aligned or misaligned.)
+    """
+    norms = a.norm(dim=-1) * b.norm(dim=-1)
+    dot = (a * b).sum(-1)
+    return torch.where(norms > 0, dot / norms.clamp_min(torch.finfo(a.dtype).tiny), torch.nan)
+
+
+def alignment(estimate: Tensor, true_future: Tensor) -> Tensor:
+    """Per-sample cosine between an estimate of ``∂L_{>t}/∂s_t`` and the true one.
+
+    estimate, true_future: ``(T, *M, B, S)`` → ``(T, *M, B)``.
+    """
+    return cosine(estimate, true_future)
+
+
+def batch_alignment(estimate: Tensor, true_future: Tensor) -> Tensor:
+    """Per-step alignment averaged over the batch: ``(T, *M)`` (NaN where undefined)."""
+    return alignment(estimate, true_future).nanmean(dim=-1)
+
+
+def flatten_per_model(grads: Params, param_ndim: dict[str, int]) -> Tensor:
+    """Concatenate a parameter group into one vector per model: ``(*M, P)``."""
+    parts = []
+    for name, value in grads.items():
+        model_shape = value.shape[: value.dim() - param_ndim[name]]
+        parts.append(value.reshape(*model_shape, -1))
+    return torch.cat(parts, dim=-1)
+
+
+def update_alignment(grads: Params, reference: Params, param_ndim: dict[str, int]) -> Tensor:
+    """Cosine between a rule's parameter update and a reference (e.g. BPTT's): ``(*M,)``."""
+    return cosine(flatten_per_model(grads, param_ndim), flatten_per_model(reference, param_ndim))
+
+
+def signal_alignments(output: RuleOutput, true_future: Tensor) -> dict[str, Tensor]:
+    """Batch-averaged alignment per step ``(T, *M)`` of the synthesiser's own output (if any)
+    and of the future part of the learning signal the RNN actually receives."""
+    result = {"alignment_signal": batch_alignment(output.future_signal, true_future)}
+    if output.synthetic is not None:
+        result["alignment_synthetic"] = batch_alignment(output.synthetic, true_future)
+    return result

@@ -1,0 +1,92 @@
+"""Linear readout ``ŷ_t = W_out h_t + b_out`` and the task losses it feeds.
+
+A task's target is a :class:`SequenceTargets`: per-step values, a per-step loss weight and the
+loss kind. The sequence loss of one model is ``L = Σ_t weight_t · ℓ(ŷ_t, y_t)`` where ``ℓ`` is
+averaged over the batch (and over output units for ``mse`` / ``bce``), so ``L_t`` is always
+defined per step, as the online rules need.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from bplambda.cells import Cell, Params
+
+LOSS_KINDS = ("mse", "cross_entropy", "bce")
+
+
+def init_readout(
+    hidden_size: int, output_size: int, generator: torch.Generator, dtype: torch.dtype = torch.float32
+) -> Params:
+    """Like ``nn.Linear``: weight and bias ~ U(±1/√H) (PAPER.md §3)."""
+    bound = 1 / math.sqrt(hidden_size)
+    return {
+        "weight": (torch.rand((output_size, hidden_size), generator=generator, dtype=dtype) * 2 - 1)
+        * bound,
+        "bias": (torch.rand((output_size,), generator=generator, dtype=dtype) * 2 - 1) * bound,
+    }
+
+
+def readout(params: Params, h: Tensor) -> Tensor:
+    """``h: (..., B, H)`` → outputs ``(..., B, O)``."""
+    return h @ params["weight"].mT + params["bias"].unsqueeze(-2)
+
+
+@dataclass(frozen=True)
+class SequenceTargets:
+    """Targets of a batch of sequences.
+
+    values: ``(T, *M, B, O)`` floats for ``mse``/``bce``; ``(T, *M, B)`` class indices for
+        ``cross_entropy``.
+    weights: ``(T,)`` per-step weight of the loss (zero where a step has no target).
+    kind: one of ``LOSS_KINDS``.
+    """
+
+    values: Tensor
+    weights: Tensor
+    kind: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in LOSS_KINDS:
+            raise ValueError(f"loss kind={self.kind!r} is unknown; choose one of {list(LOSS_KINDS)}")
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> SequenceTargets:
+        values = self.values.to(device)
+        if self.values.is_floating_point():
+            values = values.to(dtype)
+        return SequenceTargets(values, self.weights.to(device, dtype), self.kind)
+
+
+def step_losses(outputs: Tensor, targets: SequenceTargets) -> Tensor:
+    """Weighted per-step losses ``weight_t · ℓ(ŷ_t, y_t)``: ``(T, *M)`` for outputs ``(T, *M, B, O)``."""
+    y = targets.values
+    if targets.kind == "mse":
+        per_step = ((outputs - y) ** 2).mean(dim=(-2, -1))
+    elif targets.kind == "bce":
+        per_step = F.binary_cross_entropy_with_logits(outputs, y, reduction="none").mean(dim=(-2, -1))
+    else:
+        flat = F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), y.reshape(-1), reduction="none")
+        per_step = flat.reshape(y.shape).mean(dim=-1)
+    weights = targets.weights.reshape(-1, *([1] * (per_step.dim() - 1)))
+    return per_step * weights
+
+
+def immediate_gradients(
+    cell: Cell, states: Tensor, readout_params: Params, targets: SequenceTargets
+) -> tuple[Tensor, Tensor, Params]:
+    """Loss per model, the immediate gradients ``∂L_t/∂s_t``, and the readout gradient.
+
+    states: ``(T, *M, B, S)``. Returns ``(loss (*M,), dL_ds (T, *M, B, S), readout grads)``.
+    Only the readout is differentiated here: no graph across time is built.
+    """
+    with torch.enable_grad():
+        s = states.detach().requires_grad_()
+        params = {k: v.detach().requires_grad_() for k, v in readout_params.items()}
+        loss = step_losses(readout(params, cell.hidden(s)), targets).sum(0)
+        grads = torch.autograd.grad(loss.sum(), [s, params["weight"], params["bias"]])
+    return loss.detach(), grads[0], {"weight": grads[1], "bias": grads[2]}

@@ -1,0 +1,397 @@
+"""Credit-assignment rules, each a small object selected by name.
+
+Every rule turns one batch into gradients (to descend) and diagnostics: ``rule.gradients(cell,
+params, inputs, targets) -> RuleOutput``. ``params`` holds the groups ``"rnn"``, ``"readout"``
+and, for synthetic-gradient rules, ``"synthesiser"``. A rule never calls an optimiser.
+
+=============  ==============================================================================
+``bptt``       exact backpropagation through the whole sequence (autograd)
+``tbptt``      truncated BPTT, window ``n``, chunks aligned to the end of the sequence
+``sg``         Jaderberg et al.'s n-step synthetic gradients on top of ``tbptt``
+``bp_lambda``  accumulate BP(λ): local gradients plus ``scale·g(s_t)``, no BPTT at all
+``oracle``     local gradients plus the true future gradient (the ceiling; equals ``bptt``)
+=============  ==============================================================================
+
+Two explicit switches replace the official code's flag combinations:
+``learn_synthesiser`` (the synthesiser is trained) and ``apply_synthetic_gradient`` (its output
+enters the RNN's learning signal).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from bplambda.bp_lambda import (
+    lambda_return_gradient,
+    online_bp_lambda,
+    synthetic_gradients,
+    true_future_gradients,
+)
+from bplambda.cells import Cell, Params, initial_state, previous_states, unroll
+from bplambda.outputs import Grads, RuleOutput
+from bplambda.readout import SequenceTargets, immediate_gradients, readout, step_losses
+from bplambda.synthesiser import regression_gradient, synthesise
+
+OnStep = Callable[[Grads], None]
+
+
+class Rule(Protocol):
+    name: str
+    uses_synthesiser: bool
+
+    def gradients(
+        self, cell: Cell, params: Grads, inputs: Tensor, targets: SequenceTargets,
+        on_step: OnStep | None = None,
+    ) -> RuleOutput: ...
+
+
+# ----------------------------------------------------------------------------- validation
+def _check_range(name: str, value: float, low: float, high: float, low_open: bool) -> None:
+    ok = (value > low if low_open else value >= low) and value <= high and math.isfinite(value)
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise ValueError(f"{name}={value!r} is outside {bracket}{low}, {high}]; pass a value in it")
+
+
+def _check_window(window: int | None, allow_none: bool) -> None:
+    if window is None and allow_none:
+        return
+    if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+        raise ValueError(f"window n={window!r} is invalid; pass an integer n >= 1")
+
+
+def _check_scale(scale: float) -> None:
+    if not math.isfinite(scale) or scale < 0:
+        raise ValueError(f"scale={scale!r} is invalid; pass a finite synthetic-gradient scale >= 0")
+
+
+def _refuse_online_updates(rule: str, on_step: OnStep | None) -> None:
+    if on_step is not None:
+        raise ValueError(
+            f"rule {rule!r} cannot update parameters within a sequence; only "
+            "bp_lambda with implementation='online' can (update_every_step=True)"
+        )
+
+
+# ----------------------------------------------------------------------------- shared pieces
+def _local_pass(
+    cell: Cell, params: Grads, inputs: Tensor, targets: SequenceTargets
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Params]:
+    """Forward pass without a graph: (states, previous states, loss, ∂L_t/∂s_t, readout grads)."""
+    with torch.no_grad():
+        states = unroll(cell, params["rnn"], inputs)
+        prev = previous_states(states, initial_state(cell, inputs))
+    loss, immediate, readout_grads = immediate_gradients(cell, states, params["readout"], targets)
+    return states, prev, loss, immediate, readout_grads
+
+
+def _local_rnn_gradient(
+    cell: Cell, rnn: Params, inputs: Tensor, prev: Tensor, signal: Tensor
+) -> Params:
+    """``Σ_t ℓ_t · ∂s_t/∂Ψ|_local`` for all steps at once (time folded into the batch)."""
+    with torch.no_grad():
+        return cell.param_vjp(rnn, inputs, prev, signal)
+
+
+def chunk_starts(T: int, window: int | None) -> list[int]:
+    """0-based step indices where chunks start, aligned to the end of the sequence.
+
+    The first chunk has ``T mod n`` steps (``n`` if that is 0), all others ``n`` (as the
+    official code). ``window=None`` or ``n >= T`` gives one chunk.
+    """
+    if window is None or window >= T:
+        return [0]
+    first = T % window or window
+    return [0, *range(first, T, window)]
+
+
+def _truncated_backprop(
+    cell: Cell,
+    params: Grads,
+    inputs: Tensor,
+    targets: SequenceTargets,
+    window: int | None,
+    synthesiser: _SynthesiserUse | None = None,
+) -> RuleOutput:
+    """BPTT within chunks (state detached between them), optionally with n-step SG.
+
+    With ``synthesiser``: ``scale·g(s_end)`` is injected at every chunk end but the last
+    (``g(s_T) := 0``), and ``g`` is regressed at each chunk start ``s_c`` (but the first, the
+    reset state) toward the bootstrapped n-step target
+    ``Σ_{τ=c+1}^{c+n} γ^{τ-c-1} ∂L_τ/∂s_c + γ^n g(s_{c+n}) ∂s_{c+n}/∂s_c`` (PAPER.md §1.1).
+    """
+    T = len(inputs)
+    starts = chunk_starts(T, window)
+    synth = params.get("synthesiser") if synthesiser is not None else None
+    with torch.enable_grad():
+        rnn = {k: v.detach().requires_grad_() for k, v in params["rnn"].items()}
+        out = {k: v.detach().requires_grad_() for k, v in params["readout"].items()}
+        s = initial_state(cell, inputs)
+        states: list[Tensor] = []
+        carries: list[Tensor] = []
+        for k, x in enumerate(inputs):
+            if k in starts and k > 0:
+                s = s.detach().requires_grad_()
+                carries.append(s)
+            s = cell.step(rnn, x, s)
+            states.append(s)
+        stacked = torch.stack(states)
+        per_step = step_losses(readout(out, cell.hidden(stacked)), targets)  # (T, *M)
+        objective = per_step.sum()
+        ends = [states[c - 1] for c in starts[1:]]  # graph states s_c at chunk ends
+        bootstraps = [synthesise(synth, carry).detach() for carry in carries] if synth else []
+        if synthesiser is not None and synthesiser.apply:
+            for g, end in zip(bootstraps, ends):
+                objective = objective + synthesiser.scale * (g * end).sum()
+        wrt = [*rnn.values(), *out.values(), *states]
+        learn = synthesiser is not None and synthesiser.learn and bool(carries)
+        grads = torch.autograd.grad(objective, wrt, retain_graph=learn)
+        synth_grads = (
+            _n_step_regression(synth, per_step, starts, carries, bootstraps, ends, synthesiser)
+            if learn else None
+        )
+    n_rnn, n_out = len(rnn), len(out)
+    loss, immediate, _ = immediate_gradients(cell, stacked.detach(), params["readout"], targets)
+    result: Grads = {
+        "rnn": dict(zip(rnn, grads[:n_rnn])),
+        "readout": dict(zip(out, grads[n_rnn : n_rnn + n_out])),
+    }
+    synthetic = None
+    if synthesiser is not None:
+        with torch.no_grad():
+            synthetic = synthetic_gradients(synth, stacked.detach())
+        if synthesiser.learn:
+            result["synthesiser"] = synth_grads or {k: torch.zeros_like(v) for k, v in synth.items()}
+    return RuleOutput(
+        grads=result,
+        loss=loss,
+        states=stacked.detach(),
+        immediate=immediate,
+        future_signal=torch.stack(grads[n_rnn + n_out :]) - immediate,
+        synthetic=synthetic,
+    )
+
+
+def _n_step_regression(
+    synth: Params,
+    per_step: Tensor,
+    starts: list[int],
+    carries: list[Tensor],
+    bootstraps: list[Tensor],
+    ends: list[Tensor],
+    use: _SynthesiserUse,
+) -> Params:
+    """Regress ``g(s_c)`` at every chunk start toward its n-step target (see above)."""
+    T = per_step.shape[0]
+    bounds = [*starts, T]
+    discount = per_step.new_ones(T)
+    for c, c_next in zip(bounds[:-1], bounds[1:]):
+        discount[c:c_next] = use.gamma ** torch.arange(c_next - c, dtype=per_step.dtype)
+    objective = (per_step * discount.reshape(-1, *([1] * (per_step.dim() - 1)))).sum()
+    # chunk i (i >= 1) starts at carries[i-1] and bootstraps from the next chunk's start
+    for i in range(1, len(carries)):
+        length = starts[i + 1] - starts[i]
+        objective = objective + use.gamma**length * (bootstraps[i] * ends[i]).sum()
+    targets = torch.autograd.grad(objective, carries)
+    with torch.no_grad():
+        return regression_gradient(synth, torch.stack(carries), torch.stack(targets))
+
+
+@dataclass(frozen=True)
+class _SynthesiserUse:
+    scale: float
+    gamma: float
+    learn: bool
+    apply: bool
+
+
+# ----------------------------------------------------------------------------- the rules
+@dataclass(frozen=True)
+class BPTT:
+    """Exact backpropagation through time (autograd through the whole sequence)."""
+
+    name = "bptt"
+    uses_synthesiser = False
+
+    def gradients(
+        self, cell: Cell, params: Grads, inputs: Tensor, targets: SequenceTargets,
+        on_step: OnStep | None = None,
+    ) -> RuleOutput:
+        _refuse_online_updates(self.name, on_step)
+        return _truncated_backprop(cell, params, inputs, targets, window=None)
+
+
+@dataclass(frozen=True)
+class TruncatedBPTT:
+    """BPTT within chunks of ``window`` steps aligned to the sequence end; state detached
+    between chunks, so a step receives only the future gradient from its own chunk."""
+
+    window: int
+    name = "tbptt"
+    uses_synthesiser = False
+
+    def __post_init__(self) -> None:
+        _check_window(self.window, allow_none=False)
+
+    def gradients(
+        self, cell: Cell, params: Grads, inputs: Tensor, targets: SequenceTargets,
+        on_step: OnStep | None = None,
+    ) -> RuleOutput:
+        _refuse_online_updates(self.name, on_step)
+        return _truncated_backprop(cell, params, inputs, targets, self.window)
+
+
+@dataclass(frozen=True)
+class NStepSyntheticGradient:
+    """Jaderberg et al. (2017): truncated BPTT(n) with ``scale·g(s_end)`` injected at each
+    chunk end, and ``g`` regressed at the chunk start toward the n-step bootstrapped target.
+
+    Differences from the official code (documented in the README): the bootstrap in the target
+    is ``γ^n g`` (as the paper's n-step target), not ``scale·g``; losses inside a chunk are
+    discounted by γ in the target; the regression loss is ``½‖·‖²`` (the code's MSE is 2×).
+    """
+
+    window: int
+    gamma: float = 1.0
+    scale: float = 1.0
+    learn_synthesiser: bool = True
+    apply_synthetic_gradient: bool = True
+    name = "sg"
+    uses_synthesiser = True
+
+    def __post_init__(self) -> None:
+        _check_window(self.window, allow_none=False)
+        _check_range("gamma", self.gamma, 0.0, 1.0, low_open=True)
+        _check_scale(self.scale)
+
+    def gradients(
+        self, cell: Cell, params: Grads, inputs: Tensor, targets: SequenceTargets,
+        on_step: OnStep | None = None,
+    ) -> RuleOutput:
+        _refuse_online_updates(self.name, on_step)
+        use = _SynthesiserUse(
+            self.scale, self.gamma, self.learn_synthesiser, self.apply_synthetic_gradient
+        )
+        return _truncated_backprop(cell, params, inputs, targets, self.window, use)
+
+
+IMPLEMENTATIONS = ("lambda_return", "online")
+
+
+@dataclass(frozen=True)
+class BPLambda:
+    """Accumulate BP(λ): the RNN learns from ``ℓ_t = ∂L_t/∂s_t + scale·g(s_t)`` and local
+    gradients only; the synthesiser learns by TD(λ) on gradients.
+
+    ``implementation``: ``"lambda_return"`` (the exact forward view, cheap, not online) or
+    ``"online"`` (eligibility traces, Algorithm 1; the only one that can update parameters
+    every time step). Both give identical summed updates.
+    """
+
+    lmbda: float = 1.0
+    gamma: float = 1.0
+    scale: float = 1.0
+    implementation: str = "lambda_return"
+    learn_synthesiser: bool = True
+    apply_synthetic_gradient: bool = True
+    name = "bp_lambda"
+    uses_synthesiser = True
+
+    def __post_init__(self) -> None:
+        _check_range("lmbda", self.lmbda, 0.0, 1.0, low_open=False)
+        _check_range("gamma", self.gamma, 0.0, 1.0, low_open=True)
+        _check_scale(self.scale)
+        if self.implementation not in IMPLEMENTATIONS:
+            raise ValueError(
+                f"implementation={self.implementation!r} is unknown; choose one of "
+                f"{list(IMPLEMENTATIONS)}"
+            )
+
+    def gradients(
+        self, cell: Cell, params: Grads, inputs: Tensor, targets: SequenceTargets,
+        on_step: OnStep | None = None,
+    ) -> RuleOutput:
+        if self.implementation == "online":
+            with torch.no_grad():
+                return online_bp_lambda(
+                    cell, params, inputs, targets, gamma=self.gamma, lmbda=self.lmbda,
+                    scale=self.scale, learn_synthesiser=self.learn_synthesiser,
+                    apply_synthetic_gradient=self.apply_synthetic_gradient, on_step=on_step,
+                )
+        _refuse_online_updates(f"{self.name} (implementation='lambda_return')", on_step)
+        states, prev, loss, immediate, readout_grads = _local_pass(cell, params, inputs, targets)
+        synth, rnn = params["synthesiser"], params["rnn"]
+        with torch.no_grad():
+            synthetic = synthetic_gradients(synth, states)
+            future = self.scale * synthetic if self.apply_synthetic_gradient else 0 * synthetic
+            grads: Grads = {
+                "rnn": _local_rnn_gradient(cell, rnn, inputs, prev, immediate + future),
+                "readout": readout_grads,
+            }
+            if self.learn_synthesiser:
+                grads["synthesiser"] = lambda_return_gradient(
+                    cell, rnn, synth, inputs, states, immediate, synthetic, self.gamma, self.lmbda
+                )
+        return RuleOutput(grads, loss, states, immediate, future, synthetic)
+
+
+@dataclass(frozen=True)
+class Oracle:
+    """Local gradients plus the *true* future gradient ``∂L_{>t}/∂s_t`` (the ceiling arm).
+
+    Its update equals BPTT exactly: the check that the learning-signal factorisation used by
+    BP(λ) is right.
+    """
+
+    name = "oracle"
+    uses_synthesiser = False
+
+    def gradients(
+        self, cell: Cell, params: Grads, inputs: Tensor, targets: SequenceTargets,
+        on_step: OnStep | None = None,
+    ) -> RuleOutput:
+        _refuse_online_updates(self.name, on_step)
+        states, prev, loss, immediate, readout_grads = _local_pass(cell, params, inputs, targets)
+        rnn = params["rnn"]
+        with torch.no_grad():
+            future = true_future_gradients(cell, rnn, inputs, states, immediate)
+            grads = {
+                "rnn": _local_rnn_gradient(cell, rnn, inputs, prev, immediate + future),
+                "readout": readout_grads,
+            }
+        return RuleOutput(grads, loss, states, immediate, future)
+
+
+RULES: dict[str, type] = {
+    "bptt": BPTT,
+    "tbptt": TruncatedBPTT,
+    "sg": NStepSyntheticGradient,
+    "bp_lambda": BPLambda,
+    "oracle": Oracle,
+}
+
+
+def make_rule(name: str, **options: object) -> Rule:
+    """A rule by name, e.g. ``make_rule("bp_lambda", lmbda=0.5, gamma=0.9, scale=0.1)``.
+
+    Raises ``ValueError`` naming the problem for an unknown rule, an unknown option, or a value
+    out of range (λ ∈ [0, 1], γ ∈ (0, 1], window n ≥ 1).
+    """
+    if name not in RULES:
+        raise ValueError(f"rule={name!r} is unknown; choose one of {sorted(RULES)}")
+    rule_type = RULES[name]
+    allowed = [f.name for f in fields(rule_type)]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"rule {name!r} has no option(s) {unknown}; its options are {allowed or 'none'}"
+        )
+    if "window" in allowed and "window" not in options:
+        raise ValueError(f"rule {name!r} needs a window: pass window=n with an integer n >= 1")
+    return rule_type(**options)

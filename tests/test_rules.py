@@ -1,0 +1,182 @@
+"""The credit-assignment rules against autograd and against each other (float64)."""
+
+import pytest
+import torch
+from conftest import assert_grads_close, make_problem, relative_error
+from torch.func import grad
+
+from bplambda.cells import unroll
+from bplambda.readout import readout, step_losses
+from bplambda.rules import chunk_starts, make_rule
+from bplambda.synthesiser import regression_gradient, synthesise
+
+LOSSES = ["mse", "cross_entropy", "bce"]
+
+
+def _autograd_bptt(p):
+    """Reference: torch.func.grad of the whole-sequence loss."""
+
+    def total_loss(rnn, out):
+        states = unroll(p.cell, rnn, p.inputs)
+        return step_losses(readout(out, p.cell.hidden(states)), p.targets).sum()
+
+    g_rnn, g_out = grad(total_loss, argnums=(0, 1))(p.params["rnn"], p.params["readout"])
+    return {"rnn": g_rnn, "readout": g_out}
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_bptt_equals_autograd(cell_name, loss):
+    p = make_problem(cell_name, T=6, loss=loss)
+    out = make_rule("bptt").gradients(p.cell, p.params, p.inputs, p.targets)
+    assert_grads_close(out.grads, _autograd_bptt(p), 1e-12)
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("tbptt", {"window": 6}),
+        ("tbptt", {"window": 50}),
+        ("sg", {"window": 6}),
+        ("sg", {"window": 9, "gamma": 0.9, "scale": 0.1}),
+        ("oracle", {}),
+    ],
+)
+def test_rules_that_must_equal_bptt(cell_name, name, options):
+    p = make_problem(cell_name, T=6)
+    out = make_rule(name, **options).gradients(p.cell, p.params, p.inputs, p.targets)
+    assert_grads_close(out.grads, _autograd_bptt(p), 1e-10, groups=("rnn", "readout"))
+
+
+def test_oracle_signal_is_the_true_future_gradient_and_bptt_reports_it_too(cell_name):
+    p = make_problem(cell_name, T=5)
+    oracle = make_rule("oracle").gradients(p.cell, p.params, p.inputs, p.targets)
+    bptt = make_rule("bptt").gradients(p.cell, p.params, p.inputs, p.targets)
+    assert relative_error(oracle.future_signal, bptt.future_signal) < 1e-10
+
+
+def test_chunks_are_aligned_to_the_end():
+    assert chunk_starts(7, 3) == [0, 1, 4]
+    assert chunk_starts(6, 3) == [0, 3]
+    assert chunk_starts(6, 1) == [0, 1, 2, 3, 4, 5]
+    assert chunk_starts(5, None) == [0]
+    assert chunk_starts(5, 5) == [0]
+
+
+def test_truncated_bptt_receives_only_within_chunk_future(cell_name):
+    p = make_problem(cell_name, T=7)
+    bptt = make_rule("bptt").gradients(p.cell, p.params, p.inputs, p.targets)
+    tbptt = make_rule("tbptt", window=3).gradients(p.cell, p.params, p.inputs, p.targets)
+    # chunk ends (s_1, s_4 and s_7) get no future gradient at all
+    for t in (0, 3, 6):
+        assert tbptt.future_signal[t].abs().max() == 0
+    # s_3 (inside the chunk s_2 … s_4) sees L_4 through J_4 only, never L_5 … L_7
+    expected = (tbptt.immediate[3].unsqueeze(-2) @ p.cell.state_jacobian(
+        p.params["rnn"], p.inputs[3], tbptt.states[2])).squeeze(-2)
+    assert relative_error(tbptt.future_signal[2], expected) < 1e-12
+    assert relative_error(tbptt.grads["rnn"]["weight_hh"], bptt.grads["rnn"]["weight_hh"]) > 1e-3
+
+
+def test_sg_with_zero_synthesiser_is_truncated_bptt(cell_name):
+    p = make_problem(cell_name, T=7)
+    p.params["synthesiser"] = {k: torch.zeros_like(v) for k, v in p.params["synthesiser"].items()}
+    sg = make_rule("sg", window=3).gradients(p.cell, p.params, p.inputs, p.targets)
+    tbptt = make_rule("tbptt", window=3).gradients(p.cell, p.params, p.inputs, p.targets)
+    assert_grads_close(sg.grads, tbptt.grads, 1e-12, groups=("rnn", "readout"))
+
+
+def _jacobian_product(p, states, start, end):
+    """∂s_end/∂s_start (1-indexed states; states[k] is s_{k+1}): (B, S, S)."""
+    S = p.cell.state_size
+    prod = torch.eye(S, dtype=torch.float64).expand(p.inputs.shape[1], S, S)
+    for tau in range(start + 1, end + 1):  # J_tau = ∂s_tau/∂s_{tau-1}
+        J = p.cell.state_jacobian(p.params["rnn"], p.inputs[tau - 1], states[tau - 2])
+        prod = J @ prod
+    return prod
+
+
+@pytest.mark.parametrize("gamma, scale", [(1.0, 1.0), (0.8, 0.3)])
+def test_sg_regresses_toward_the_n_step_target(cell_name, gamma, scale):
+    T, n = 8, 3  # chunks: s_0→s_2, s_2→s_5, s_5→s_8; regression at s_2 and s_5
+    p = make_problem(cell_name, T=T)
+    out = make_rule("sg", window=n, gamma=gamma, scale=scale).gradients(
+        p.cell, p.params, p.inputs, p.targets
+    )
+    states = out.states
+    synth = p.params["synthesiser"]
+    targets = []
+    for c in (2, 5):
+        target = torch.zeros_like(states[0])
+        for tau in range(c + 1, c + n + 1):
+            a = out.immediate[tau - 1]
+            target = target + gamma ** (tau - c - 1) * (a.unsqueeze(-2) @ _jacobian_product(p, states, c, tau)).squeeze(-2)
+        if c + n < T:
+            g_end = synthesise(synth, states[c + n - 1])
+            target = target + gamma**n * (g_end.unsqueeze(-2) @ _jacobian_product(p, states, c, c + n)).squeeze(-2)
+        targets.append(target)
+    expected = regression_gradient(synth, states[[1, 4]], torch.stack(targets))
+    assert_grads_close(out.grads, {"synthesiser": expected}, 1e-10, groups=("synthesiser",))
+    # the injected signal: chunk ends s_2 and s_5 receive scale·g, the final step nothing
+    for t in (1, 4):
+        assert relative_error(out.future_signal[t], scale * synthesise(synth, states[t])) < 1e-12
+    assert out.future_signal[T - 1].abs().max() == 0
+
+
+def test_switches_turn_learning_and_application_off():
+    p = make_problem("tanh_rnn", T=6)
+    frozen = make_rule("bp_lambda", learn_synthesiser=False).gradients(
+        p.cell, p.params, p.inputs, p.targets)
+    assert "synthesiser" not in frozen.grads
+    unapplied = make_rule("bp_lambda", apply_synthetic_gradient=False).gradients(
+        p.cell, p.params, p.inputs, p.targets)
+    assert unapplied.future_signal.abs().max() == 0
+    assert unapplied.synthetic.abs().max() > 0
+    sg_off = make_rule("sg", window=2, apply_synthetic_gradient=False).gradients(
+        p.cell, p.params, p.inputs, p.targets)
+    tbptt = make_rule("tbptt", window=2).gradients(p.cell, p.params, p.inputs, p.targets)
+    assert_grads_close(sg_off.grads, tbptt.grads, 1e-12, groups=("rnn",))
+    assert sg_off.grads["synthesiser"]["weight"].abs().max() > 0
+
+
+@pytest.mark.parametrize("name, options", [
+    ("bptt", {}), ("tbptt", {"window": 2}), ("sg", {"window": 2}),
+    ("bp_lambda", {"lmbda": 0.5}), ("oracle", {}),
+])
+def test_stacked_models_equal_separate_runs(name, options):
+    K = 3
+    p = make_problem("lstm", T=5, model_shape=(K,))
+    stacked = make_rule(name, **options).gradients(p.cell, p.params, p.inputs, p.targets)
+    for k in range(K):
+        single = {g: {n: v[k] for n, v in group.items()} for g, group in p.params.items()}
+        targets = type(p.targets)(p.targets.values[:, k], p.targets.weights, p.targets.kind)
+        out = make_rule(name, **options).gradients(p.cell, single, p.inputs[:, k], targets)
+        picked = {g: {n: v[k] for n, v in group.items()} for g, group in stacked.grads.items()}
+        assert_grads_close(picked, out.grads, 1e-10)
+        assert relative_error(stacked.loss[k], out.loss) < 1e-12
+
+
+@pytest.mark.parametrize("name, options, words", [
+    ("backprop", {}, ["rule='backprop'", "bp_lambda"]),
+    ("bp_lambda", {"lmbda": 1.5}, ["lmbda=1.5", "[0.0, 1.0]"]),
+    ("bp_lambda", {"lmbda": -0.1}, ["lmbda"]),
+    ("bp_lambda", {"gamma": 0.0}, ["gamma=0.0", "(0.0, 1.0]"]),
+    ("bp_lambda", {"gamma": 1.1}, ["gamma"]),
+    ("sg", {"window": 2, "gamma": 0}, ["gamma"]),
+    ("tbptt", {"window": 0}, ["window", ">= 1"]),
+    ("sg", {"window": 0}, ["window", ">= 1"]),
+    ("tbptt", {"window": 2.5}, ["window"]),
+    ("tbptt", {}, ["needs a window"]),
+    ("bp_lambda", {"implementation": "fast"}, ["implementation='fast'", "online"]),
+    ("bp_lambda", {"lambda_": 0.5}, ["lambda_", "lmbda"]),
+    ("bp_lambda", {"scale": -1.0}, ["scale"]),
+])
+def test_bad_parameters_raise_value_errors_that_say_what_to_do(name, options, words):
+    with pytest.raises(ValueError) as info:
+        make_rule(name, **options)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_only_online_bp_lambda_accepts_per_step_updates():
+    p = make_problem("tanh_rnn", T=3)
+    with pytest.raises(ValueError, match="online"):
+        make_rule("bptt").gradients(p.cell, p.params, p.inputs, p.targets, on_step=lambda g: None)
