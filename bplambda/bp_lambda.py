@@ -44,13 +44,16 @@ def backward_sweep(
     inputs ``(T, *M, B, I)``; states, immediate, synthetic ``(T, *M, B, S)``; ``synthetic[-1]``
     must be the terminal zero.
     """
-    returns = torch.zeros_like(states)
+    observed = immediate
+    if synthetic is not None and lmbda != 1:
+        observed = immediate + gamma * (1 - lmbda) * synthetic
+    derivatives = cell.derivatives(rnn, inputs[1:], states[:-1])  # of J_2 … J_T, all at once
+    returns = [torch.zeros_like(states[-1])]
     for k in range(len(states) - 2, -1, -1):
-        target = immediate[k + 1] + gamma * lmbda * returns[k + 1]
-        if synthetic is not None and lmbda != 1:
-            target = target + gamma * (1 - lmbda) * synthetic[k + 1]
-        returns[k] = cell.state_vjp(rnn, inputs[k + 1], states[k], target)
-    return returns
+        target = torch.add(observed[k + 1], returns[-1], alpha=gamma * lmbda)
+        at_k = {name: value[k] for name, value in derivatives.items()}
+        returns.append(cell.state_vjp_at(rnn, at_k, target))
+    return torch.stack(returns[::-1])
 
 
 def true_future_gradients(
@@ -96,7 +99,10 @@ def _add_synthesiser_input_gradient(trace: Tensor, s: Tensor) -> None:
 
 
 def _trace_update(trace: Tensor, delta: Tensor) -> Params:
-    """Synthesiser gradient ``−mean_b δ e`` from ``delta: (*M, B, S)``, ``trace: (*M, B, S, S, S+1)``."""
+    """Synthesiser gradient ``−mean_b δ e``.
+
+    delta: ``(*M, B, S)``; trace: ``(*M, B, S, S, S+1)``.
+    """
     *model, batch, size, _, width = trace.shape
     flat_trace = trace.reshape(*model, batch * size, size * width)
     update = (delta.reshape(*model, 1, batch * size) @ flat_trace).reshape(*model, size, width)
@@ -153,7 +159,9 @@ def online_bp_lambda(
         step_targets = SequenceTargets(
             targets.values[k : k + 1], targets.weights[k : k + 1], targets.kind
         )
-        loss, a, readout_grads = immediate_gradients(cell, s.unsqueeze(0), readout_params, step_targets)
+        loss, a, readout_grads = immediate_gradients(
+            cell, s.unsqueeze(0), readout_params, step_targets
+        )
         a = a[0]
         terminal = k == T - 1
         if learn_synthesiser:

@@ -53,6 +53,15 @@ class Cell(Protocol):
 
     def state_jacobian(self, params: Params, x: Tensor, s_prev: Tensor) -> Tensor: ...
 
+    def derivatives(self, params: Params, x: Tensor, s_prev: Tensor) -> Params:
+        """The step's local derivatives, computed once (e.g. for all time steps together) and
+        reused by ``state_vjp_at``: a dict of ``(..., B, ·)`` tensors."""
+        ...
+
+    def state_vjp_at(self, params: Params, derivatives: Params, v: Tensor) -> Tensor:
+        """``v @ ∂step/∂s_prev`` from precomputed ``derivatives``: ``(..., B, S)``."""
+        ...
+
     def state_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
         """``v @ ∂step/∂s_prev``: ``(..., B, S)``."""
         ...
@@ -76,7 +85,8 @@ def _affine_weights(
     return {
         "weight_ih": _uniform((rows, input_size), bound, generator, dtype),
         "weight_hh": _uniform((rows, hidden_size), bound, generator, dtype),
-        "bias": _uniform((rows,), bound, generator, dtype) + _uniform((rows,), bound, generator, dtype),
+        "bias": _uniform((rows,), bound, generator, dtype)
+        + _uniform((rows,), bound, generator, dtype),
     }
 
 
@@ -97,7 +107,7 @@ def fold_into_batch(t: Tensor, model_ndim: int) -> Tensor:
 
 
 def _affine_param_vjp(params: Params, x: Tensor, h_prev: Tensor, d_pre: Tensor) -> Params:
-    """Gradients of ``Σ d_pre · pre`` for the affine pre-activation, summed over batch and extras."""
+    """Gradients of ``Σ d_pre · pre`` (the affine pre-activation), summed over batch and extras."""
     model_ndim = params["bias"].dim() - 1
     d_pre, x, h_prev = (fold_into_batch(t, model_ndim) for t in (d_pre, x, h_prev))
     return {
@@ -139,10 +149,10 @@ class VanillaRNN:
     def param_ndim(self) -> dict[str, int]:
         return {"weight_ih": 2, "weight_hh": 2, "bias": 1}
 
-    def init_params(
-        self, generator: torch.Generator, dtype: torch.dtype = torch.float32
-    ) -> Params:
-        return _affine_weights(self.hidden_size, self.input_size, self.hidden_size, generator, dtype)
+    def init_params(self, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Params:
+        return _affine_weights(
+            self.hidden_size, self.input_size, self.hidden_size, generator, dtype
+        )
 
     def _forward(self, params: Params, x: Tensor, s_prev: Tensor) -> tuple[Tensor, Tensor]:
         """(h, φ'(pre)), both ``(..., B, H)``."""
@@ -161,9 +171,14 @@ class VanillaRNN:
         _, slope = self._forward(params, x, s_prev)
         return slope.unsqueeze(-1) * params["weight_hh"].unsqueeze(-3)
 
+    def derivatives(self, params: Params, x: Tensor, s_prev: Tensor) -> Params:
+        return {"slope": self._forward(params, x, s_prev)[1]}
+
+    def state_vjp_at(self, params: Params, derivatives: Params, v: Tensor) -> Tensor:
+        return (v * derivatives["slope"]) @ params["weight_hh"]
+
     def state_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
-        _, slope = self._forward(params, x, s_prev)
-        return (v * slope) @ params["weight_hh"]
+        return self.state_vjp_at(params, self.derivatives(params, x, s_prev), v)
 
     def param_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Params:
         _, slope = self._forward(params, x, s_prev)
@@ -190,9 +205,7 @@ class LSTM:
     def param_ndim(self) -> dict[str, int]:
         return {"weight_ih": 2, "weight_hh": 2, "bias": 1}
 
-    def init_params(
-        self, generator: torch.Generator, dtype: torch.dtype = torch.float32
-    ) -> Params:
+    def init_params(self, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Params:
         return _affine_weights(
             4 * self.hidden_size, self.input_size, self.hidden_size, generator, dtype
         )
@@ -237,24 +250,32 @@ class LSTM:
         bottom = torch.cat([dc_dh, dc_dcprev], dim=-1)
         return torch.cat([top, bottom], dim=-2)
 
-    def _backward(
-        self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """(∂/∂pre-activation ``(..., B, 4H)``, ∂/∂c_prev, h_prev) for the cotangent ``v``."""
+    def derivatives(self, params: Params, x: Tensor, s_prev: Tensor) -> Params:
+        """Gate slopes ``(..., B, 4H)``, ``∂h/∂c`` and the forget gate ``(..., B, H)``."""
         a = self._gates(params, x, s_prev)
-        v_h, v_c = self._split(v)
-        dc = v_c + v_h * a["o"] * (1 - a["tanh_c"] ** 2)
-        di, df, dg, do = self._gate_slopes(a)
-        d_pre = torch.cat([dc * di, dc * df, dc * dg, v_h * do], dim=-1)
-        return d_pre, dc * a["f"], self._split(s_prev)[0]
+        return {
+            "slopes": torch.cat(self._gate_slopes(a), dim=-1),
+            "dh_dc": a["o"] * (1 - a["tanh_c"] ** 2),
+            "f": a["f"],
+        }
 
-    def state_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
-        d_pre, d_cprev, _ = self._backward(params, x, s_prev, v)
+    def _pre_gradient(self, derivatives: Params, v: Tensor) -> tuple[Tensor, Tensor]:
+        """(∂/∂pre-activation ``(..., B, 4H)``, ∂/∂c_prev ``(..., B, H)``) for cotangent ``v``."""
+        v_h, v_c = self._split(v)
+        dc = torch.addcmul(v_c, v_h, derivatives["dh_dc"])
+        d_pre = torch.cat([dc, dc, dc, v_h], dim=-1) * derivatives["slopes"]
+        return d_pre, dc * derivatives["f"]
+
+    def state_vjp_at(self, params: Params, derivatives: Params, v: Tensor) -> Tensor:
+        d_pre, d_cprev = self._pre_gradient(derivatives, v)
         return torch.cat([d_pre @ params["weight_hh"], d_cprev], dim=-1)
 
+    def state_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
+        return self.state_vjp_at(params, self.derivatives(params, x, s_prev), v)
+
     def param_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Params:
-        d_pre, _, h_prev = self._backward(params, x, s_prev, v)
-        return _affine_param_vjp(params, x, h_prev, d_pre)
+        d_pre, _ = self._pre_gradient(self.derivatives(params, x, s_prev), v)
+        return _affine_param_vjp(params, x, self._split(s_prev)[0], d_pre)
 
 
 CELLS = ("linear_rnn", "tanh_rnn", "lstm")

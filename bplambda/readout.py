@@ -21,7 +21,10 @@ LOSS_KINDS = ("mse", "cross_entropy", "bce")
 
 
 def init_readout(
-    hidden_size: int, output_size: int, generator: torch.Generator, dtype: torch.dtype = torch.float32
+    hidden_size: int,
+    output_size: int,
+    generator: torch.Generator,
+    dtype: torch.dtype = torch.float32,
 ) -> Params:
     """Like ``nn.Linear``: weight and bias ~ U(±1/√H) (PAPER.md §3)."""
     bound = 1 / math.sqrt(hidden_size)
@@ -53,7 +56,9 @@ class SequenceTargets:
 
     def __post_init__(self) -> None:
         if self.kind not in LOSS_KINDS:
-            raise ValueError(f"loss kind={self.kind!r} is unknown; choose one of {list(LOSS_KINDS)}")
+            raise ValueError(
+                f"loss kind={self.kind!r} is unknown; choose one of {list(LOSS_KINDS)}"
+            )
 
     def to(self, device: torch.device, dtype: torch.dtype) -> SequenceTargets:
         values = self.values.to(device)
@@ -63,14 +68,21 @@ class SequenceTargets:
 
 
 def step_losses(outputs: Tensor, targets: SequenceTargets) -> Tensor:
-    """Weighted per-step losses ``weight_t · ℓ(ŷ_t, y_t)``: ``(T, *M)`` for outputs ``(T, *M, B, O)``."""
+    """Weighted per-step losses ``weight_t · ℓ(ŷ_t, y_t)``: ``(T, *M)``.
+
+    outputs: ``(T, *M, B, O)``.
+    """
     y = targets.values
     if targets.kind == "mse":
         per_step = ((outputs - y) ** 2).mean(dim=(-2, -1))
     elif targets.kind == "bce":
-        per_step = F.binary_cross_entropy_with_logits(outputs, y, reduction="none").mean(dim=(-2, -1))
+        per_step = F.binary_cross_entropy_with_logits(outputs, y, reduction="none").mean(
+            dim=(-2, -1)
+        )
     else:
-        flat = F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), y.reshape(-1), reduction="none")
+        flat = F.cross_entropy(
+            outputs.reshape(-1, outputs.shape[-1]), y.reshape(-1), reduction="none"
+        )
         per_step = flat.reshape(y.shape).mean(dim=-1)
     weights = targets.weights.reshape(-1, *([1] * (per_step.dim() - 1)))
     return per_step * weights

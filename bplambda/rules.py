@@ -46,7 +46,11 @@ class Rule(Protocol):
     uses_synthesiser: bool
 
     def gradients(
-        self, cell: Cell, params: Grads, inputs: Tensor, targets: SequenceTargets,
+        self,
+        cell: Cell,
+        params: Grads,
+        inputs: Tensor,
+        targets: SequenceTargets,
         on_step: OnStep | None = None,
     ) -> RuleOutput: ...
 
@@ -154,7 +158,8 @@ def _truncated_backprop(
         grads = torch.autograd.grad(objective, wrt, retain_graph=learn)
         synth_grads = (
             _n_step_regression(synth, per_step, starts, carries, bootstraps, ends, synthesiser)
-            if learn else None
+            if learn
+            else None
         )
     n_rnn, n_out = len(rnn), len(out)
     loss, immediate, _ = immediate_gradients(cell, stacked.detach(), params["readout"], targets)
@@ -167,7 +172,9 @@ def _truncated_backprop(
         with torch.no_grad():
             synthetic = synthetic_gradients(synth, stacked.detach())
         if synthesiser.learn:
-            result["synthesiser"] = synth_grads or {k: torch.zeros_like(v) for k, v in synth.items()}
+            result["synthesiser"] = synth_grads or {
+                k: torch.zeros_like(v) for k, v in synth.items()
+            }
     return RuleOutput(
         grads=result,
         loss=loss,
@@ -220,7 +227,11 @@ class BPTT:
     uses_synthesiser = False
 
     def gradients(
-        self, cell: Cell, params: Grads, inputs: Tensor, targets: SequenceTargets,
+        self,
+        cell: Cell,
+        params: Grads,
+        inputs: Tensor,
+        targets: SequenceTargets,
         on_step: OnStep | None = None,
     ) -> RuleOutput:
         _refuse_online_updates(self.name, on_step)
@@ -240,7 +251,11 @@ class TruncatedBPTT:
         _check_window(self.window, allow_none=False)
 
     def gradients(
-        self, cell: Cell, params: Grads, inputs: Tensor, targets: SequenceTargets,
+        self,
+        cell: Cell,
+        params: Grads,
+        inputs: Tensor,
+        targets: SequenceTargets,
         on_step: OnStep | None = None,
     ) -> RuleOutput:
         _refuse_online_updates(self.name, on_step)
@@ -271,7 +286,11 @@ class NStepSyntheticGradient:
         _check_scale(self.scale)
 
     def gradients(
-        self, cell: Cell, params: Grads, inputs: Tensor, targets: SequenceTargets,
+        self,
+        cell: Cell,
+        params: Grads,
+        inputs: Tensor,
+        targets: SequenceTargets,
         on_step: OnStep | None = None,
     ) -> RuleOutput:
         _refuse_online_updates(self.name, on_step)
@@ -314,15 +333,26 @@ class BPLambda:
             )
 
     def gradients(
-        self, cell: Cell, params: Grads, inputs: Tensor, targets: SequenceTargets,
+        self,
+        cell: Cell,
+        params: Grads,
+        inputs: Tensor,
+        targets: SequenceTargets,
         on_step: OnStep | None = None,
     ) -> RuleOutput:
         if self.implementation == "online":
             with torch.no_grad():
                 return online_bp_lambda(
-                    cell, params, inputs, targets, gamma=self.gamma, lmbda=self.lmbda,
-                    scale=self.scale, learn_synthesiser=self.learn_synthesiser,
-                    apply_synthetic_gradient=self.apply_synthetic_gradient, on_step=on_step,
+                    cell,
+                    params,
+                    inputs,
+                    targets,
+                    gamma=self.gamma,
+                    lmbda=self.lmbda,
+                    scale=self.scale,
+                    learn_synthesiser=self.learn_synthesiser,
+                    apply_synthetic_gradient=self.apply_synthetic_gradient,
+                    on_step=on_step,
                 )
         _refuse_online_updates(f"{self.name} (implementation='lambda_return')", on_step)
         states, prev, loss, immediate, readout_grads = _local_pass(cell, params, inputs, targets)
@@ -353,7 +383,11 @@ class Oracle:
     uses_synthesiser = False
 
     def gradients(
-        self, cell: Cell, params: Grads, inputs: Tensor, targets: SequenceTargets,
+        self,
+        cell: Cell,
+        params: Grads,
+        inputs: Tensor,
+        targets: SequenceTargets,
         on_step: OnStep | None = None,
     ) -> RuleOutput:
         _refuse_online_updates(self.name, on_step)

@@ -64,7 +64,9 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return 0.0 if scale == 0 else ((a - b).norm() / scale).item()
 
 
-def assert_grads_close(a: Grads, b: Grads, tol: float, groups: tuple[str, ...] | None = None) -> None:
+def assert_grads_close(
+    a: Grads, b: Grads, tol: float, groups: tuple[str, ...] | None = None
+) -> None:
     for group in groups or tuple(b):
         for name in b[group]:
             err = relative_error(a[group][name], b[group][name])

@@ -54,7 +54,9 @@ def _autograd_future_gradients(p):
         for x in p.inputs:
             s = p.cell.step(rnn, x, s)
             states.append(s)
-        per_step = step_losses(readout(p.params["readout"], p.cell.hidden(torch.stack(states))), p.targets)
+        per_step = step_losses(
+            readout(p.params["readout"], p.cell.hidden(torch.stack(states))), p.targets
+        )
         T = len(states)
         future = []
         for t in range(T):
@@ -102,7 +104,9 @@ def test_zero_synthesiser_gives_exactly_the_immediate_gradient_update(cell_name,
     for t, x in enumerate(p.inputs):
         s = p.cell.step(rnn, x, s_prev.detach())
         out_t = readout(p.params["readout"], p.cell.hidden(s)).unsqueeze(0)
-        targets_t = type(p.targets)(p.targets.values[t : t + 1], p.targets.weights[t : t + 1], "mse")
+        targets_t = type(p.targets)(
+            p.targets.values[t : t + 1], p.targets.weights[t : t + 1], "mse"
+        )
         total = total + step_losses(out_t, targets_t).sum()
         s_prev = s
     expected = dict(zip(rnn, torch.autograd.grad(total, list(rnn.values()))))
@@ -139,14 +143,21 @@ def _algorithm_1_reference(p, gamma, lmbda, scale, lr_synth, lr_rnn):
     for k in range(T):
         x = p.inputs[k]
         s_new = cell.step(rnn, x, s)
-        J = jacrev(lambda sp: cell.step(rnn, x, sp))(s).diagonal(dim1=0, dim2=2).permute(2, 0, 1)
+        J = jacrev(cell.step, argnums=2)(rnn, x, s).diagonal(dim1=0, dim2=2).permute(2, 0, 1)
         h = s_new.clone().requires_grad_()
-        loss_t = p.targets.weights[k] * ((readout(p.params["readout"], cell.hidden(h)) - p.targets.values[k]) ** 2).mean()
+        loss_t = (
+            p.targets.weights[k]
+            * ((readout(p.params["readout"], cell.hidden(h)) - p.targets.values[k]) ** 2).mean()
+        )
         (a,) = torch.autograd.grad(loss_t, h)
         terminal = k == T - 1
         if k >= 1:
             fresh = dg_dtheta(theta, s)
-            trace = fresh if trace is None else gamma * lmbda * torch.einsum("bij,bjp->bip", J_prev, trace) + fresh
+            trace = (
+                fresh
+                if trace is None
+                else gamma * lmbda * torch.einsum("bij,bjp->bip", J_prev, trace) + fresh
+            )
             g_next = torch.zeros_like(s_new) if terminal else g_of(theta, s_new)
             delta = torch.einsum("bi,bij->bj", a + gamma * g_next, J) - g_of(theta, s)
             step = torch.einsum("bi,bip->p", delta, trace) / B
@@ -175,8 +186,9 @@ def test_per_step_updates_follow_algorithm_1(cell_name):
                 params[group][name].sub_(lr * value)
 
     with torch.no_grad():
-        online_bp_lambda(p.cell, params, p.inputs, p.targets, gamma=gamma, lmbda=lmbda,
-                         scale=scale, on_step=sgd)
+        online_bp_lambda(
+            p.cell, params, p.inputs, p.targets, gamma=gamma, lmbda=lmbda, scale=scale, on_step=sgd
+        )
     for name in expected_theta:
         assert relative_error(params["synthesiser"][name], expected_theta[name]) < 1e-12
     for name in expected_rnn:
@@ -184,6 +196,7 @@ def test_per_step_updates_follow_algorithm_1(cell_name):
     # control: per-step updates really differ from one update per sequence
     seq = {g: {k: v.clone() for k, v in group.items()} for g, group in p.params.items()}
     out = make_rule("bp_lambda", gamma=gamma, lmbda=lmbda, scale=scale).gradients(
-        p.cell, seq, p.inputs, p.targets)
+        p.cell, seq, p.inputs, p.targets
+    )
     once = seq["synthesiser"]["weight"] - lr_synth * out.grads["synthesiser"]["weight"]
     assert relative_error(once, params["synthesiser"]["weight"]) > 1e-6

@@ -70,8 +70,10 @@ def test_truncated_bptt_receives_only_within_chunk_future(cell_name):
     for t in (0, 3, 6):
         assert tbptt.future_signal[t].abs().max() == 0
     # s_3 (inside the chunk s_2 … s_4) sees L_4 through J_4 only, never L_5 … L_7
-    expected = (tbptt.immediate[3].unsqueeze(-2) @ p.cell.state_jacobian(
-        p.params["rnn"], p.inputs[3], tbptt.states[2])).squeeze(-2)
+    expected = (
+        tbptt.immediate[3].unsqueeze(-2)
+        @ p.cell.state_jacobian(p.params["rnn"], p.inputs[3], tbptt.states[2])
+    ).squeeze(-2)
     assert relative_error(tbptt.future_signal[2], expected) < 1e-12
     assert relative_error(tbptt.grads["rnn"]["weight_hh"], bptt.grads["rnn"]["weight_hh"]) > 1e-3
 
@@ -108,10 +110,14 @@ def test_sg_regresses_toward_the_n_step_target(cell_name, gamma, scale):
         target = torch.zeros_like(states[0])
         for tau in range(c + 1, c + n + 1):
             a = out.immediate[tau - 1]
-            target = target + gamma ** (tau - c - 1) * (a.unsqueeze(-2) @ _jacobian_product(p, states, c, tau)).squeeze(-2)
+            target = target + gamma ** (tau - c - 1) * (
+                a.unsqueeze(-2) @ _jacobian_product(p, states, c, tau)
+            ).squeeze(-2)
         if c + n < T:
             g_end = synthesise(synth, states[c + n - 1])
-            target = target + gamma**n * (g_end.unsqueeze(-2) @ _jacobian_product(p, states, c, c + n)).squeeze(-2)
+            target = target + gamma**n * (
+                g_end.unsqueeze(-2) @ _jacobian_product(p, states, c, c + n)
+            ).squeeze(-2)
         targets.append(target)
     expected = regression_gradient(synth, states[[1, 4]], torch.stack(targets))
     assert_grads_close(out.grads, {"synthesiser": expected}, 1e-10, groups=("synthesiser",))
@@ -124,23 +130,32 @@ def test_sg_regresses_toward_the_n_step_target(cell_name, gamma, scale):
 def test_switches_turn_learning_and_application_off():
     p = make_problem("tanh_rnn", T=6)
     frozen = make_rule("bp_lambda", learn_synthesiser=False).gradients(
-        p.cell, p.params, p.inputs, p.targets)
+        p.cell, p.params, p.inputs, p.targets
+    )
     assert "synthesiser" not in frozen.grads
     unapplied = make_rule("bp_lambda", apply_synthetic_gradient=False).gradients(
-        p.cell, p.params, p.inputs, p.targets)
+        p.cell, p.params, p.inputs, p.targets
+    )
     assert unapplied.future_signal.abs().max() == 0
     assert unapplied.synthetic.abs().max() > 0
     sg_off = make_rule("sg", window=2, apply_synthetic_gradient=False).gradients(
-        p.cell, p.params, p.inputs, p.targets)
+        p.cell, p.params, p.inputs, p.targets
+    )
     tbptt = make_rule("tbptt", window=2).gradients(p.cell, p.params, p.inputs, p.targets)
     assert_grads_close(sg_off.grads, tbptt.grads, 1e-12, groups=("rnn",))
     assert sg_off.grads["synthesiser"]["weight"].abs().max() > 0
 
 
-@pytest.mark.parametrize("name, options", [
-    ("bptt", {}), ("tbptt", {"window": 2}), ("sg", {"window": 2}),
-    ("bp_lambda", {"lmbda": 0.5}), ("oracle", {}),
-])
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("bptt", {}),
+        ("tbptt", {"window": 2}),
+        ("sg", {"window": 2}),
+        ("bp_lambda", {"lmbda": 0.5}),
+        ("oracle", {}),
+    ],
+)
 def test_stacked_models_equal_separate_runs(name, options):
     K = 3
     p = make_problem("lstm", T=5, model_shape=(K,))
@@ -154,21 +169,24 @@ def test_stacked_models_equal_separate_runs(name, options):
         assert relative_error(stacked.loss[k], out.loss) < 1e-12
 
 
-@pytest.mark.parametrize("name, options, words", [
-    ("backprop", {}, ["rule='backprop'", "bp_lambda"]),
-    ("bp_lambda", {"lmbda": 1.5}, ["lmbda=1.5", "[0.0, 1.0]"]),
-    ("bp_lambda", {"lmbda": -0.1}, ["lmbda"]),
-    ("bp_lambda", {"gamma": 0.0}, ["gamma=0.0", "(0.0, 1.0]"]),
-    ("bp_lambda", {"gamma": 1.1}, ["gamma"]),
-    ("sg", {"window": 2, "gamma": 0}, ["gamma"]),
-    ("tbptt", {"window": 0}, ["window", ">= 1"]),
-    ("sg", {"window": 0}, ["window", ">= 1"]),
-    ("tbptt", {"window": 2.5}, ["window"]),
-    ("tbptt", {}, ["needs a window"]),
-    ("bp_lambda", {"implementation": "fast"}, ["implementation='fast'", "online"]),
-    ("bp_lambda", {"lambda_": 0.5}, ["lambda_", "lmbda"]),
-    ("bp_lambda", {"scale": -1.0}, ["scale"]),
-])
+@pytest.mark.parametrize(
+    "name, options, words",
+    [
+        ("backprop", {}, ["rule='backprop'", "bp_lambda"]),
+        ("bp_lambda", {"lmbda": 1.5}, ["lmbda=1.5", "[0.0, 1.0]"]),
+        ("bp_lambda", {"lmbda": -0.1}, ["lmbda"]),
+        ("bp_lambda", {"gamma": 0.0}, ["gamma=0.0", "(0.0, 1.0]"]),
+        ("bp_lambda", {"gamma": 1.1}, ["gamma"]),
+        ("sg", {"window": 2, "gamma": 0}, ["gamma"]),
+        ("tbptt", {"window": 0}, ["window", ">= 1"]),
+        ("sg", {"window": 0}, ["window", ">= 1"]),
+        ("tbptt", {"window": 2.5}, ["window"]),
+        ("tbptt", {}, ["needs a window"]),
+        ("bp_lambda", {"implementation": "fast"}, ["implementation='fast'", "online"]),
+        ("bp_lambda", {"lambda_": 0.5}, ["lambda_", "lmbda"]),
+        ("bp_lambda", {"scale": -1.0}, ["scale"]),
+    ],
+)
 def test_bad_parameters_raise_value_errors_that_say_what_to_do(name, options, words):
     with pytest.raises(ValueError) as info:
         make_rule(name, **options)

@@ -1,0 +1,203 @@
+"""`make bench`: per-step time and peak memory of the BP(λ) batch update.
+
+``online`` (eligibility traces, Algorithm 1) vs ``lambda_return`` (the exact forward view), at
+the paper's sequential-MNIST size (LSTM 30, B = 50, T = 28) and copy-repeat size (LSTM 100,
+B = 100), with full BPTT as a reference. Each case runs in a fresh subprocess so that its peak
+resident memory (above the process's state before the measured call) is its own. A case whose
+predicted memory does not fit is not run; its predicted need is reported instead.
+
+    python -m bplambda.bench [--output results/bench/bench.csv] [--device auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from bplambda.cells import make_cell
+from bplambda.device import resolve_device
+from bplambda.readout import SequenceTargets
+from bplambda.rules import make_rule
+from bplambda.stacking import init_network
+
+
+@dataclass(frozen=True)
+class Case:
+    size: str
+    method: str  # "online", "lambda_return" or "bptt"
+    hidden: int
+    batch: int
+    input_size: int
+    output_size: int
+    seq_len: int
+    repeats: int
+
+
+SIZES = {
+    # name: (hidden, batch, input, output, T for lambda_return/bptt, T for online)
+    "seq_mnist": (30, 50, 28, 10, 28, 28),
+    "copy_repeat": (100, 100, 10, 9, 33, 3),
+}
+
+
+def cases() -> list[Case]:
+    result = []
+    for size, (hidden, batch, inputs, outputs, T, T_online) in SIZES.items():
+        for method in ("bptt", "lambda_return", "online"):
+            seq_len = T_online if method == "online" else T
+            repeats = 1 if (method == "online" and size == "copy_repeat") else 10
+            result.append(Case(size, method, hidden, batch, inputs, outputs, seq_len, repeats))
+    return result
+
+
+def trace_bytes(case: Case, dtype_bytes: int = 4) -> int:
+    """Memory of one eligibility trace ``(B, S, S, S+1)`` with S = 2H (LSTM)."""
+    S = 2 * case.hidden
+    return case.batch * S * S * (S + 1) * dtype_bytes
+
+
+def _problem(case: Case, device: torch.device, dtype: torch.dtype = torch.float32):
+    g = torch.Generator().manual_seed(0)
+    cell = make_cell("lstm", case.input_size, case.hidden)
+    params = init_network(cell, case.output_size, seed=0, dtype=dtype, device=device)
+    params["synthesiser"] = {
+        k: 0.01 * torch.randn(v.shape, generator=g, dtype=dtype).to(device)
+        for k, v in params["synthesiser"].items()
+    }
+    inputs = torch.rand(case.seq_len, case.batch, case.input_size, generator=g, dtype=dtype)
+    labels = torch.randint(0, case.output_size, (case.seq_len, case.batch), generator=g)
+    weights = torch.zeros(case.seq_len, dtype=dtype)
+    weights[-1] = 1
+    targets = SequenceTargets(labels.to(device), weights.to(device), "cross_entropy")
+    return cell, params, inputs.to(device), targets
+
+
+def _rule(method: str):
+    if method == "bptt":
+        return make_rule("bptt")
+    return make_rule("bp_lambda", lmbda=1.0, gamma=0.9, scale=0.1, implementation=method)
+
+
+def run_case(case: Case, device: torch.device) -> dict:
+    """Time one case in this process (best of ``repeats`` after a warm-up call); peak memory
+    above the state before the first call."""
+    cell, params, inputs, targets = _problem(case, device)
+    rule = _rule(case.method)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if case.repeats > 1:  # warm-up: first-call allocations and kernel selection
+        rule.gradients(cell, params, inputs, targets)
+    times = []
+    for _ in range(case.repeats):
+        start = time.perf_counter()
+        rule.gradients(cell, params, inputs, targets)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    if device.type == "cuda":
+        peak_mb = (torch.cuda.max_memory_allocated() - base) / 2**20
+    else:  # ru_maxrss is in KiB on Linux
+        peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+    return {"per_step_ms": 1e3 * min(times) / case.seq_len, "peak_mb": peak_mb}
+
+
+def _available_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info()
+        return free
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _in_subprocess(case: Case, device: torch.device) -> dict:
+    code = (
+        "import json, sys, torch; from bplambda.bench import Case, run_case; "
+        "case = Case(**json.loads(sys.argv[1])); "
+        "print(json.dumps(run_case(case, torch.device(sys.argv[2]))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(asdict(case)), str(device)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def update_difference(device: torch.device) -> float:
+    """Relative difference between the online and λ-return synthesiser updates (seq-MNIST
+    size, float64): the two implementations must agree to rounding error."""
+    case = next(c for c in cases() if c.size == "seq_mnist" and c.method == "online")
+    cell, params, inputs, targets = _problem(case, device, torch.float64)
+    a = _rule("online").gradients(cell, params, inputs, targets).grads["synthesiser"]
+    b = _rule("lambda_return").gradients(cell, params, inputs, targets).grads["synthesiser"]
+    return max(((a[k] - b[k]).norm() / b[k].norm()).item() for k in a)
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", default="results/bench/bench.csv")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    rows = []
+    for case in cases():
+        need = 3 * trace_bytes(case) if case.method == "online" else 0
+        row = {**asdict(case), "device": str(device), "trace_mb": trace_bytes(case) / 2**20}
+        if need > 0.6 * _available_bytes(device):
+            row.update(
+                per_step_ms=float("nan"),
+                peak_mb=float("nan"),
+                note=f"not run: needs about {need / 2**30:.1f} GiB",
+            )
+        else:
+            print(f"running {case.size:12s} {case.method:14s} T={case.seq_len} ...", flush=True)
+            row.update(_in_subprocess(case, device), note="")
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    for _, group in table.groupby("size"):
+        online = group.loc[group.method == "online", "per_step_ms"].iloc[0]
+        fast = group.loc[group.method == "lambda_return", "per_step_ms"].iloc[0]
+        table.loc[group.index, "online_over_lambda_return"] = online / fast
+    diff = update_difference(device)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.output, index=False)
+    shown = [
+        "size",
+        "method",
+        "seq_len",
+        "batch",
+        "hidden",
+        "per_step_ms",
+        "peak_mb",
+        "trace_mb",
+        "online_over_lambda_return",
+        "note",
+    ]
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(table[shown].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(
+        f"\nonline vs lambda_return synthesiser update, seq-MNIST size, float64: "
+        f"max relative difference {diff:.2e}"
+    )
+    print(
+        f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}; "
+        f"written to {args.output}"
+    )
+    return table
+
+
+if __name__ == "__main__":
+    main()

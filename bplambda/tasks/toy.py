@@ -1,0 +1,55 @@
+"""The toy task of the paper's gradient-alignment experiment (PAPER.md §6.1).
+
+A static binary input at the first step, zeros afterwards, and a 2-D MSE target at the last
+step only. In the official code every example is identical: the input code is drawn once from
+``RandomState(123)`` (833 = 0b1101000001) and the target is ``(sin 0, cos 0) = (0, 1)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from bplambda.readout import SequenceTargets
+
+
+def toy_input_code(input_size: int = 10, seed: int = 123) -> Tensor:
+    """The official code's binary input pattern: the first of its distinct codes,
+    ``RandomState(seed).choice(2**I, npoints, replace=False)``, written in binary."""
+    code = int(np.random.RandomState(seed).choice(2**input_size, 1, replace=False)[0])
+    return torch.tensor([float(bit) for bit in format(code, f"0{input_size}b")])
+
+
+@dataclass(frozen=True)
+class ToyTask:
+    """Fixed input at t = 1, MSE target ``(0, 1)`` at t = T; batches of identical copies."""
+
+    seq_len: int = 10
+    batch_size: int = 10
+    input_size: int = 10
+    output_size: int = 2
+
+    def __post_init__(self) -> None:
+        if self.seq_len < 1 or self.batch_size < 1:
+            raise ValueError(
+                f"seq_len={self.seq_len} and batch_size={self.batch_size} must both be >= 1"
+            )
+
+    def sample(
+        self, generator: torch.Generator, model_shape: tuple[int, ...] = ()
+    ) -> tuple[Tensor, SequenceTargets]:
+        """inputs ``(T, *M, B, 10)``, targets ``(T, *M, B, 2)`` with weight 1 at ``t = T`` only.
+
+        The batch is deterministic (``generator`` is unused), as in the official code.
+        """
+        T, B = self.seq_len, self.batch_size
+        inputs = torch.zeros(T, *model_shape, B, self.input_size)
+        inputs[0] = toy_input_code(self.input_size)
+        values = torch.zeros(T, *model_shape, B, self.output_size)
+        values[-1, ..., 1] = 1.0
+        weights = torch.zeros(T)
+        weights[-1] = 1.0
+        return inputs, SequenceTargets(values, weights, "mse")

@@ -1,0 +1,188 @@
+"""The training loop: Adam per parameter group, one step per batch, a tidy table of metrics.
+
+Seeds are stacked (see :mod:`bplambda.stacking`): ``K`` models train together as one batched
+model, and every logged row names its seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from bplambda.bp_lambda import true_future_gradients
+from bplambda.cells import Cell
+from bplambda.device import resolve_device, resolve_dtype
+from bplambda.metrics import signal_alignments, update_alignment
+from bplambda.outputs import Grads, RuleOutput
+from bplambda.rules import BPTT, Rule
+from bplambda.stacking import init_stacked_network
+from bplambda.tasks.base import Task
+
+GROUPS = ("rnn", "readout", "synthesiser")
+COLUMNS = ["seed", "batch", "t", "metric", "value"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train; learning rates are per parameter group (0 freezes a group).
+
+    betas/eps default to the official code's Adam (0.9, 0.98), 1e-9. ``track_alignment`` logs
+    the per-step cosine between the rule's future signal (and the synthesiser's output) and
+    the true future gradient; ``track_update_alignment`` logs the cosine between the RNN
+    update and BPTT's (an extra BPTT pass per logged batch).
+    ``update_every_step`` applies an optimiser step at every time step (Algorithm 1; only
+    ``bp_lambda`` with ``implementation="online"``).
+    """
+
+    num_batches: int
+    lr_rnn: float = 1e-3
+    lr_readout: float = 1e-3
+    lr_synthesiser: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-9
+    log_every: int = 1
+    track_alignment: bool = False
+    track_update_alignment: bool = False
+    update_every_step: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.num_batches < 1 or self.log_every < 1:
+            raise ValueError(
+                f"num_batches={self.num_batches} and log_every={self.log_every} must be >= 1"
+            )
+        for group in GROUPS:
+            lr = getattr(self, f"lr_{group}")
+            if not np.isfinite(lr) or lr < 0:
+                raise ValueError(f"lr_{group}={lr!r} is invalid; pass a learning rate >= 0")
+
+
+@dataclass
+class TrainResult:
+    """The trained (stacked) parameters and the tidy metrics table (columns ``COLUMNS``)."""
+
+    params: Grads
+    table: pd.DataFrame
+
+
+def _optimiser(params: Grads, rule: Rule, config: TrainConfig) -> torch.optim.Optimizer | None:
+    groups = []
+    for group in GROUPS:
+        lr = getattr(config, f"lr_{group}")
+        if lr > 0 and (group != "synthesiser" or rule.uses_synthesiser):
+            groups.append({"params": list(params[group].values()), "lr": lr, "name": group})
+    if not groups:
+        return None
+    return torch.optim.Adam(groups, betas=config.betas, eps=config.eps)
+
+
+def _apply(optimiser: torch.optim.Optimizer | None, params: Grads, grads: Grads) -> None:
+    if optimiser is None:
+        return
+    for group in optimiser.param_groups:
+        for name, value in grads.get(group["name"], {}).items():
+            params[group["name"]][name].grad = value
+    optimiser.step()
+    optimiser.zero_grad(set_to_none=True)
+
+
+def _rows(seeds: Sequence[int], batch: int, metric: str, values: torch.Tensor) -> pd.DataFrame:
+    """Long rows from ``values: (K,)`` (sequence-level) or ``(T, K)`` (per step t = 1 … T)."""
+    v = values.detach().cpu().double().numpy()
+    if v.ndim == 1:
+        t = np.full(v.shape, -1)
+        seed = np.asarray(seeds)
+    else:
+        t = np.repeat(np.arange(1, v.shape[0] + 1), v.shape[1])
+        seed = np.tile(np.asarray(seeds), v.shape[0])
+    frame = pd.DataFrame(
+        {"seed": seed, "batch": batch, "t": t, "metric": metric, "value": v.reshape(-1)}
+    )
+    return frame[np.isfinite(frame["value"])]
+
+
+def _log(
+    cell: Cell,
+    params: Grads,
+    rule: Rule,
+    inputs: torch.Tensor,
+    targets,
+    out: RuleOutput,
+    seeds: Sequence[int],
+    batch: int,
+    config: TrainConfig,
+) -> list[pd.DataFrame]:
+    frames = [_rows(seeds, batch, "loss", out.loss)]
+    if config.track_alignment:
+        with torch.no_grad():
+            true = true_future_gradients(cell, params["rnn"], inputs, out.states, out.immediate)
+        for metric, values in signal_alignments(out, true).items():
+            frames.append(_rows(seeds, batch, metric, values))
+    if config.track_update_alignment:
+        reference = BPTT().gradients(cell, params, inputs, targets).grads["rnn"]
+        cos = update_alignment(out.grads["rnn"], reference, cell.param_ndim)
+        frames.append(_rows(seeds, batch, "update_alignment", cos))
+    return frames
+
+
+def train(
+    cell: Cell,
+    rule: Rule,
+    task: Task,
+    config: TrainConfig,
+    seeds: int | Sequence[int] = 0,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype = "float32",
+    params: Grads | None = None,
+    description: str | None = None,
+    on_log: Callable[[pd.DataFrame], None] | None = None,
+) -> TrainResult:
+    """Train ``len(seeds)`` models of ``cell`` with ``rule`` on ``task`` as one batched model.
+
+    Model ``k`` is initialised from ``seeds[k]``; the data stream is seeded by ``seeds[0]``
+    (each model draws its own examples from it). ``params`` (stacked, ``K`` leading) replaces
+    the initialisation. ``on_log`` receives each logged batch's rows as they are made (e.g. to
+    append them to a CSV). Raises ``FloatingPointError`` when the loss stops being finite.
+    """
+    seeds = [seeds] if isinstance(seeds, int) else list(seeds)
+    device, dtype = resolve_device(device), resolve_dtype(dtype)
+    if config.update_every_step and getattr(rule, "implementation", None) != "online":
+        raise ValueError(
+            "update_every_step=True needs make_rule('bp_lambda', implementation='online'); "
+            f"got rule {rule.name!r}"
+        )
+    torch.manual_seed(seeds[0])
+    generator = torch.Generator().manual_seed(seeds[0])
+    if params is None:
+        params = init_stacked_network(cell, task.output_size, seeds, dtype, device)
+    optimiser = _optimiser(params, rule, config)
+    on_step = (lambda grads: _apply(optimiser, params, grads)) if config.update_every_step else None
+    frames: list[pd.DataFrame] = []
+    bar = tqdm(
+        range(config.num_batches), desc=description or rule.name, disable=not config.progress
+    )
+    for batch in bar:
+        inputs, targets = task.sample(generator, (len(seeds),))
+        inputs, targets = inputs.to(device, dtype), targets.to(device, dtype)
+        out = rule.gradients(cell, params, inputs, targets, on_step=on_step)
+        if not torch.isfinite(out.loss).all():
+            bad = [s for s, ok in zip(seeds, torch.isfinite(out.loss).tolist()) if not ok]
+            raise FloatingPointError(
+                f"the loss is not finite at batch {batch} for seed(s) {bad} ({rule.name}); "
+                "lower the learning rates or the synthetic-gradient scale"
+            )
+        if batch % config.log_every == 0 or batch == config.num_batches - 1:
+            new = _log(cell, params, rule, inputs, targets, out, seeds, batch, config)
+            frames.extend(new)
+            if on_log is not None:
+                on_log(pd.concat(new, ignore_index=True))
+            bar.set_postfix(loss=f"{out.loss.mean().item():.4g}")
+        if not config.update_every_step:
+            _apply(optimiser, params, out.grads)
+    table = pd.concat(frames, ignore_index=True)[COLUMNS]
+    return TrainResult(params=params, table=table)
