@@ -24,6 +24,16 @@ from bplambda.outputs import Grads, RuleOutput
 from bplambda.readout import SequenceTargets, immediate_gradients
 from bplambda.synthesiser import regression_gradient, synthesise
 
+Coefficient = float | Tensor
+"""A scalar, or one value per model ``(*M,)`` (e.g. a λ grid stacked with the seeds)."""
+
+
+def per_model(value: Coefficient, trailing: int) -> Coefficient:
+    """Reshape a per-model coefficient ``(*M,)`` to broadcast over ``trailing`` more dims."""
+    if isinstance(value, Tensor):
+        return value.reshape(*value.shape, *([1] * trailing))
+    return value
+
 
 def backward_sweep(
     cell: Cell,
@@ -32,8 +42,8 @@ def backward_sweep(
     states: Tensor,
     immediate: Tensor,
     synthetic: Tensor | None = None,
-    gamma: float = 1.0,
-    lmbda: float = 1.0,
+    gamma: Coefficient = 1.0,
+    lmbda: Coefficient = 1.0,
 ) -> Tensor:
     """λ-returns ``G^λ_t`` for every state ``s_t``: ``(T, *M, B, S)`` (``G^λ_T = 0``).
 
@@ -42,15 +52,17 @@ def backward_sweep(
     ``Σ_{τ>t} γ^{τ-t-1} ∂L_τ/∂s_t`` (with γ = 1: exactly BPTT's ``∂L_{>t}/∂s_t``).
 
     inputs ``(T, *M, B, I)``; states, immediate, synthetic ``(T, *M, B, S)``; ``synthetic[-1]``
-    must be the terminal zero.
+    must be the terminal zero. ``gamma`` and ``lmbda`` may be per-model tensors ``(*M,)``.
     """
+    gamma, lmbda = per_model(gamma, 2), per_model(lmbda, 2)
     observed = immediate
-    if synthetic is not None and lmbda != 1:
+    if synthetic is not None and not (isinstance(lmbda, float) and lmbda == 1):
         observed = immediate + gamma * (1 - lmbda) * synthetic
+    decay = torch.as_tensor(gamma * lmbda, dtype=states.dtype, device=states.device)
     derivatives = cell.derivatives(rnn, inputs[1:], states[:-1])  # of J_2 … J_T, all at once
     returns = [torch.zeros_like(states[-1])]
     for k in range(len(states) - 2, -1, -1):
-        target = torch.add(observed[k + 1], returns[-1], alpha=gamma * lmbda)
+        target = torch.addcmul(observed[k + 1], decay, returns[-1])
         at_k = {name: value[k] for name, value in derivatives.items()}
         returns.append(cell.state_vjp_at(rnn, at_k, target))
     return torch.stack(returns[::-1])
@@ -78,8 +90,8 @@ def lambda_return_gradient(
     states: Tensor,
     immediate: Tensor,
     synthetic: Tensor,
-    gamma: float,
-    lmbda: float,
+    gamma: Coefficient,
+    lmbda: Coefficient,
 ) -> Params:
     """The forward view: gradient of ``Σ_{t<T} mean_b ½‖G^λ_t − g(s_t)‖²`` (targets fixed).
 
@@ -116,8 +128,8 @@ def online_bp_lambda(
     inputs: Tensor,
     targets: SequenceTargets,
     *,
-    gamma: float,
-    lmbda: float,
+    gamma: Coefficient,
+    lmbda: Coefficient,
     scale: float,
     learn_synthesiser: bool = True,
     apply_synthetic_gradient: bool = True,
@@ -139,6 +151,8 @@ def online_bp_lambda(
     s_prev = initial_state(cell, inputs)
     size = s_prev.shape[-1]
     trace = inputs.new_zeros(*s_prev.shape, size, size + 1)
+    decay = per_model(gamma * lmbda, 4)  # broadcasts over (B, S, S, S+1)
+    gamma_s = per_model(gamma, 2)  # broadcasts over (B, S)
     totals: Grads = {}
 
     def emit(grads: Grads) -> None:
@@ -167,10 +181,10 @@ def online_bp_lambda(
         if learn_synthesiser:
             J = cell.state_jacobian(rnn, x, s_prev)
             if J_prev is not None:  # s_prev is s_k with k ≥ 1: a regression target exists
-                trace = gamma * lmbda * (J_prev @ trace.flatten(-2)).reshape(trace.shape)
+                trace = decay * (J_prev @ trace.flatten(-2)).reshape(trace.shape)
                 _add_synthesiser_input_gradient(trace, s_prev)
                 g_next = torch.zeros_like(s) if terminal else synthesise(synth, s)
-                td_target = ((a + gamma * g_next).unsqueeze(-2) @ J).squeeze(-2)
+                td_target = ((a + gamma_s * g_next).unsqueeze(-2) @ J).squeeze(-2)
                 emit({"synthesiser": _trace_update(trace, td_target - synthesise(synth, s_prev))})
             J_prev = J
         g = torch.zeros_like(s) if terminal else synthesise(synth, s)

@@ -311,9 +311,12 @@ class BPLambda:
     ``implementation``: ``"lambda_return"`` (the exact forward view, cheap, not online) or
     ``"online"`` (eligibility traces, Algorithm 1; the only one that can update parameters
     every time step). Both give identical summed updates.
+
+    ``lmbda`` may be a tuple with one λ per stacked model (inputs ``(T, K, B, I)``), so a
+    whole λ grid trains as one batched model.
     """
 
-    lmbda: float = 1.0
+    lmbda: float | tuple[float, ...] = 1.0
     gamma: float = 1.0
     scale: float = 1.0
     implementation: str = "lambda_return"
@@ -323,7 +326,8 @@ class BPLambda:
     uses_synthesiser = True
 
     def __post_init__(self) -> None:
-        _check_range("lmbda", self.lmbda, 0.0, 1.0, low_open=False)
+        for lmbda in self.lmbda if isinstance(self.lmbda, tuple) else (self.lmbda,):
+            _check_range("lmbda", lmbda, 0.0, 1.0, low_open=False)
         _check_range("gamma", self.gamma, 0.0, 1.0, low_open=True)
         _check_scale(self.scale)
         if self.implementation not in IMPLEMENTATIONS:
@@ -340,6 +344,7 @@ class BPLambda:
         targets: SequenceTargets,
         on_step: OnStep | None = None,
     ) -> RuleOutput:
+        lmbda = self._lambda_per_model(inputs)
         if self.implementation == "online":
             with torch.no_grad():
                 return online_bp_lambda(
@@ -348,7 +353,7 @@ class BPLambda:
                     inputs,
                     targets,
                     gamma=self.gamma,
-                    lmbda=self.lmbda,
+                    lmbda=lmbda,
                     scale=self.scale,
                     learn_synthesiser=self.learn_synthesiser,
                     apply_synthetic_gradient=self.apply_synthetic_gradient,
@@ -366,9 +371,20 @@ class BPLambda:
             }
             if self.learn_synthesiser:
                 grads["synthesiser"] = lambda_return_gradient(
-                    cell, rnn, synth, inputs, states, immediate, synthetic, self.gamma, self.lmbda
+                    cell, rnn, synth, inputs, states, immediate, synthetic, self.gamma, lmbda
                 )
         return RuleOutput(grads, loss, states, immediate, future, synthetic)
+
+    def _lambda_per_model(self, inputs: Tensor) -> float | Tensor:
+        if not isinstance(self.lmbda, tuple):
+            return float(self.lmbda)
+        models = inputs.shape[1:-2]
+        if len(models) != 1 or models[0] != len(self.lmbda):
+            raise ValueError(
+                f"lmbda has {len(self.lmbda)} values (one per model) but the inputs have model "
+                f"dimensions {tuple(models)}; stack exactly one model per λ value"
+            )
+        return torch.tensor(self.lmbda, dtype=inputs.dtype, device=inputs.device)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from bplambda.stacking import init_stacked_network
 from bplambda.tasks.base import Task
 
 GROUPS = ("rnn", "readout", "synthesiser")
-COLUMNS = ["seed", "batch", "t", "metric", "value"]
+COLUMNS = ["model", "seed", "batch", "t", "metric", "value"]
 
 
 @dataclass(frozen=True)
@@ -92,16 +92,20 @@ def _apply(optimiser: torch.optim.Optimizer | None, params: Grads, grads: Grads)
 
 
 def _rows(seeds: Sequence[int], batch: int, metric: str, values: torch.Tensor) -> pd.DataFrame:
-    """Long rows from ``values: (K,)`` (sequence-level) or ``(T, K)`` (per step t = 1 … T)."""
+    """Long rows from ``values: (K,)`` (sequence-level, ``t = -1``) or ``(T, K)`` (per step,
+    ``t = 1 … T``); ``model`` is the index into the stack, ``seed`` its seed."""
     v = values.detach().cpu().double().numpy()
-    if v.ndim == 1:
-        t = np.full(v.shape, -1)
-        seed = np.asarray(seeds)
-    else:
-        t = np.repeat(np.arange(1, v.shape[0] + 1), v.shape[1])
-        seed = np.tile(np.asarray(seeds), v.shape[0])
+    steps = 1 if v.ndim == 1 else v.shape[0]
+    t = np.full(v.shape, -1) if v.ndim == 1 else np.repeat(np.arange(1, steps + 1), v.shape[1])
     frame = pd.DataFrame(
-        {"seed": seed, "batch": batch, "t": t, "metric": metric, "value": v.reshape(-1)}
+        {
+            "model": np.tile(np.arange(len(seeds)), steps),
+            "seed": np.tile(np.asarray(seeds), steps),
+            "batch": batch,
+            "t": t,
+            "metric": metric,
+            "value": v.reshape(-1),
+        }
     )
     return frame[np.isfinite(frame["value"])]
 

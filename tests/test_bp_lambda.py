@@ -200,3 +200,29 @@ def test_per_step_updates_follow_algorithm_1(cell_name):
     )
     once = seq["synthesiser"]["weight"] - lr_synth * out.grads["synthesiser"]["weight"]
     assert relative_error(once, params["synthesiser"]["weight"]) > 1e-6
+
+
+@pytest.mark.parametrize("implementation", ["online", "lambda_return"])
+def test_a_lambda_grid_stacked_as_models_equals_separate_runs(implementation):
+    lambdas = (0.0, 0.4, 1.0)
+    p = make_problem("tanh_rnn", T=5, model_shape=(3,))
+    rule = make_rule("bp_lambda", lmbda=lambdas, gamma=0.9, implementation=implementation)
+    stacked = rule.gradients(p.cell, p.params, p.inputs, p.targets).grads
+    for k, lmbda in enumerate(lambdas):
+        single = {g: {n: v[k] for n, v in group.items()} for g, group in p.params.items()}
+        targets = type(p.targets)(p.targets.values[:, k], p.targets.weights, p.targets.kind)
+        alone = make_rule("bp_lambda", lmbda=lmbda, gamma=0.9).gradients(
+            p.cell, single, p.inputs[:, k], targets
+        )
+        picked = {g: {n: v[k] for n, v in group.items()} for g, group in stacked.items()}
+        assert_grads_close(picked, alone.grads, 1e-10)
+
+
+def test_a_lambda_grid_must_match_the_number_of_models():
+    p = make_problem("tanh_rnn", T=3, model_shape=(2,))
+    with pytest.raises(ValueError, match="one per model"):
+        make_rule("bp_lambda", lmbda=(0.0, 0.5, 1.0)).gradients(
+            p.cell, p.params, p.inputs, p.targets
+        )
+    with pytest.raises(ValueError, match="lmbda=2.0"):
+        make_rule("bp_lambda", lmbda=(0.0, 2.0))
