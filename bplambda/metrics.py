@@ -9,15 +9,19 @@ from bplambda.cells import Params
 from bplambda.outputs import RuleOutput
 
 
-def cosine(a: Tensor, b: Tensor) -> Tensor:
-    """Cosine similarity along the last dimension; NaN where either vector is zero.
+def cosine(estimate: Tensor, reference: Tensor) -> Tensor:
+    """Cosine similarity along the last dimension.
 
-    (A zero vector has no direction: at the terminal step both the synthetic and the true
-    future gradient are zero, and that step must not count as aligned or misaligned.)
+    NaN where the reference is zero (it has no direction: at the terminal step the true future
+    gradient is zero, and that step must count neither as aligned nor as misaligned); 0 where
+    only the estimate is zero (an untrained synthesiser, or a truncated method that passes no
+    gradient back, carries no information about the direction).
     """
-    norms = a.norm(dim=-1) * b.norm(dim=-1)
-    dot = (a * b).sum(-1)
-    return torch.where(norms > 0, dot / norms.clamp_min(torch.finfo(a.dtype).tiny), torch.nan)
+    a_norm, b_norm = estimate.norm(dim=-1), reference.norm(dim=-1)
+    dot = (estimate * reference).sum(-1)
+    tiny = torch.finfo(estimate.dtype).tiny
+    cos = torch.where(a_norm > 0, dot / (a_norm * b_norm).clamp_min(tiny), 0.0)
+    return torch.where(b_norm > 0, cos, torch.nan)
 
 
 def alignment(estimate: Tensor, true_future: Tensor) -> Tensor:

@@ -198,3 +198,15 @@ def test_only_online_bp_lambda_accepts_per_step_updates():
     p = make_problem("tanh_rnn", T=3)
     with pytest.raises(ValueError, match="online"):
         make_rule("bptt").gradients(p.cell, p.params, p.inputs, p.targets, on_step=lambda g: None)
+
+
+@pytest.mark.parametrize("gamma", [1.0, 0.8])
+def test_one_step_sg_is_bp_lambda_zero(cell_name, gamma):
+    """Two independent implementations of the same rule: SG(1) bootstraps every step with
+    the 1-step target, exactly BP(0)'s TD target, and injects s·g at every step."""
+    p = make_problem(cell_name, T=6)
+    sg = make_rule("sg", window=1, gamma=gamma, scale=0.4)
+    bp0 = make_rule("bp_lambda", lmbda=0.0, gamma=gamma, scale=0.4)
+    a = sg.gradients(p.cell, p.params, p.inputs, p.targets)
+    b = bp0.gradients(p.cell, p.params, p.inputs, p.targets)
+    assert_grads_close(a.grads, b.grads, 1e-10)

@@ -119,3 +119,12 @@ def test_bad_settings_raise_clear_errors():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_cosine_is_zero_for_a_silent_estimate_and_undefined_without_a_reference():
+    from bplambda.metrics import cosine
+
+    ref = torch.tensor([[1.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
+    est = torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 2.0]])
+    cos = cosine(est, ref)
+    assert cos[0] == 0 and torch.isnan(cos[1]) and torch.isclose(cos[2], torch.tensor(1.0))

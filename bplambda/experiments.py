@@ -1,0 +1,318 @@
+"""One function per notebook: configs with profile defaults, and the runs that fill tables.
+
+Every run returns a tidy table with the columns ``TABLE_COLUMNS``: one row per observation
+(condition, family, λ, n, T, seed, batch, t, metric, value); ``t = -1`` marks a
+sequence-level value. Facts: PAPER.md §6.1 (toy task) and §6.2 (plastic RNN).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bplambda.cells import make_cell
+from bplambda.profiles import configure
+from bplambda.rules import Rule, make_rule
+from bplambda.tasks.base import Task
+from bplambda.tasks.toy import ToyTask
+from bplambda.train import TrainConfig, train
+
+TABLE_COLUMNS = [
+    "condition", "family", "lmbda", "n", "T", "seed", "batch", "t", "metric", "value",
+]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- conditions
+@dataclass(frozen=True)
+class Condition:
+    """A rule and the stacked models it trains: one seed and one label set per model."""
+
+    rule: Rule
+    seeds: tuple[int, ...]
+    labels: tuple[dict, ...]
+
+
+def bp_lambda_condition(
+    lambdas: Sequence[float], seeds: Sequence[int], gamma: float, scale: float = 1.0
+) -> Condition:
+    """All λ values × all seeds as ONE stacked model (``K = len(λ)·len(seeds)``)."""
+    models = [(lmbda, seed) for lmbda in lambdas for seed in seeds]
+    rule = make_rule(
+        "bp_lambda", lmbda=tuple(float(m[0]) for m in models), gamma=gamma, scale=scale
+    )
+    labels = tuple(
+        {"condition": f"BP({m[0]:g})", "family": "bp_lambda", "lmbda": float(m[0]), "n": np.nan}
+        for m in models
+    )
+    return Condition(rule, tuple(m[1] for m in models), labels)
+
+
+def single_condition(
+    name: str, seeds: Sequence[int], window: int | None = None, **options: object
+) -> Condition:
+    """``bptt``, ``oracle``, ``tbptt`` (window n) or ``sg`` (window n), seeds stacked."""
+    display = {"bptt": "BPTT", "oracle": "oracle", "tbptt": "TBPTT", "sg": "SG"}[name]
+    if window is not None:
+        options["window"] = window
+        display = f"{display}({window})"
+    label = {"condition": display, "family": name, "lmbda": np.nan, "n": window or np.nan}
+    return Condition(make_rule(name, **options), tuple(seeds), tuple(label for _ in seeds))
+
+
+def run_condition(
+    condition: Condition,
+    task: Task,
+    cell_name: str,
+    hidden_size: int,
+    train_config: TrainConfig,
+    device: str,
+    dtype: str,
+) -> pd.DataFrame:
+    """Train one condition (its models stacked) and label the table's rows."""
+    cell = make_cell(cell_name, task.input_size, hidden_size)
+    description = f"{condition.labels[0]['family']} T={getattr(task, 'seq_len', '?')}"
+    result = train(
+        cell, condition.rule, task, train_config, seeds=condition.seeds, device=device,
+        dtype=dtype, description=description,
+    )  # fmt: skip
+    labels = pd.DataFrame(list(condition.labels)).assign(model=range(len(condition.seeds)))
+    table = result.table.merge(labels, on="model")
+    table["T"] = getattr(task, "seq_len", np.nan)
+    return table[TABLE_COLUMNS]
+
+
+# ----------------------------------------------------------------------------- toy task
+@dataclass(frozen=True)
+class ToyConfig:
+    """The toy alignment experiment (fixed RNN) and its plastic-RNN part.
+
+    Fixed RNN (PAPER.md §6.1): linear RNN H = 30, batch 10, 100 batches per epoch, 10 epochs,
+    synthesiser Adam lr 1e-4, γ = 1, RNN and readout frozen. Plastic RNN (§6.2): RNN and
+    readout learn with lr ``plastic_lr_rnn`` (UNKNOWN in the paper; default 1e-3),
+    synthesiser lr 1e-3, SG scale s = 1; ``plastic_epochs`` is UNKNOWN too (default 10).
+    """
+
+    profile: str
+    seeds: tuple[int, ...]
+    epochs: int
+    log_every: int
+    seq_len: int = 10
+    batches_per_epoch: int = 100
+    batch_size: int = 10
+    hidden_size: int = 30
+    lambdas: tuple[float, ...] = (0.0, 0.5, 1.0)
+    windows: tuple[int, ...] = (1, 2, 3, 5)
+    gamma: float = 1.0
+    lr_synthesiser: float = 1e-4
+    plastic_epochs: int = 10
+    plastic_lr_rnn: float = 1e-3
+    plastic_lr_synthesiser: float = 1e-3
+    plastic_scale: float = 1.0
+    device: str = "auto"
+    dtype: str = "float32"
+    progress: bool = True
+
+
+FIVE_SEEDS = (0, 1, 2, 3, 4)
+TOY_DEFAULTS = {
+    "smoke": {"seeds": (0, 1), "epochs": 2, "batches_per_epoch": 50, "windows": (1, 3),
+              "plastic_epochs": 1, "log_every": 10, "progress": False},
+    "quick": {"seeds": FIVE_SEEDS, "epochs": 10, "plastic_epochs": 10, "log_every": 10},
+    "paper": {"seeds": FIVE_SEEDS, "epochs": 10, "plastic_epochs": 10, "log_every": 5},
+}  # fmt: skip
+
+
+def toy_config(profile: str = "quick", **overrides: object) -> ToyConfig:
+    """The toy experiment's config: profile defaults, then the overrides that are not None."""
+    return configure(ToyConfig, TOY_DEFAULTS, profile, **overrides)
+
+
+def _alignment_train_config(
+    num_batches: int, lr_synthesiser: float, log_every: int, progress: bool, lr_rnn: float = 0.0
+) -> TrainConfig:
+    """Alignment is tracked every logged batch; a plastic RNN (``lr_rnn > 0``, readout alike)
+    also logs the cosine between its update and BPTT's."""
+    return TrainConfig(
+        num_batches=num_batches,
+        lr_rnn=lr_rnn,
+        lr_readout=lr_rnn,
+        lr_synthesiser=lr_synthesiser,
+        log_every=log_every,
+        track_alignment=True,
+        track_update_alignment=lr_rnn > 0,
+        progress=progress,
+    )
+
+
+def _run_all(
+    conditions: list[Condition],
+    cfg: ToyConfig | SweepConfig,
+    seq_len: int,
+    train_config: TrainConfig,
+) -> pd.DataFrame:
+    task = ToyTask(seq_len=seq_len, batch_size=cfg.batch_size)
+    tables = [
+        run_condition(c, task, "linear_rnn", cfg.hidden_size, train_config, cfg.device, cfg.dtype)
+        for c in conditions
+    ]
+    return pd.concat(tables, ignore_index=True)
+
+
+def run_toy_alignment(cfg: ToyConfig) -> pd.DataFrame:
+    """Fixed RNN: BP(λ) for every λ (one stacked run), SG(n) for every n, and the oracle.
+
+    The SG runs report two alignments: the synthesiser's own output at every t
+    (``alignment_synthetic``) and the learning signal the RNN would receive
+    (``alignment_signal``: within-chunk BPTT plus the injected synthetic gradient).
+    """
+    conditions = [
+        bp_lambda_condition(cfg.lambdas, cfg.seeds, cfg.gamma),
+        *[single_condition("sg", cfg.seeds, n, gamma=cfg.gamma) for n in cfg.windows],
+        single_condition("oracle", cfg.seeds),
+    ]
+    batches = cfg.epochs * cfg.batches_per_epoch
+    train_config = _alignment_train_config(batches, cfg.lr_synthesiser, cfg.log_every, cfg.progress)
+    return _run_all(conditions, cfg, cfg.seq_len, train_config)
+
+
+def run_toy_plastic(cfg: ToyConfig) -> pd.DataFrame:
+    """Plastic RNN: BP(λ) (s = ``plastic_scale``) vs truncated BPTT(n), SG(n) and full BPTT.
+
+    The true gradient for the alignment is recomputed by BPTT on the current weights at every
+    logged batch; ``update_alignment`` is the cosine between the RNN update and BPTT's.
+    """
+    conditions = [
+        bp_lambda_condition(cfg.lambdas, cfg.seeds, cfg.gamma, cfg.plastic_scale),
+        *[single_condition("tbptt", cfg.seeds, n) for n in cfg.windows],
+        *[
+            single_condition("sg", cfg.seeds, n, gamma=cfg.gamma, scale=cfg.plastic_scale)
+            for n in cfg.windows
+        ],
+        single_condition("bptt", cfg.seeds),
+    ]
+    train_config = _alignment_train_config(
+        cfg.plastic_epochs * cfg.batches_per_epoch, cfg.plastic_lr_synthesiser, cfg.log_every,
+        cfg.progress, lr_rnn=cfg.plastic_lr_rnn,
+    )  # fmt: skip
+    return _run_all(conditions, cfg, cfg.seq_len, train_config)
+
+
+# ----------------------------------------------------------------------------- λ sweep
+@dataclass(frozen=True)
+class SweepConfig:
+    """λ × sequence length on the toy task (fixed RNN), with n-step SG on the same axes.
+
+    Per T, all λ values and seeds train as one stacked model. ``gamma`` is a parameter
+    (the paper's toy runs use γ = 1).
+    """
+
+    profile: str
+    seeds: tuple[int, ...]
+    epochs: int
+    seq_lens: tuple[int, ...] = (10, 20, 40, 60)
+    lambdas: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
+    windows: tuple[int, ...] = (1, 2, 3, 5, 10)
+    gamma: float = 1.0
+    batches_per_epoch: int = 100
+    batch_size: int = 10
+    hidden_size: int = 30
+    lr_synthesiser: float = 1e-4
+    log_every: int = 100
+    device: str = "auto"
+    dtype: str = "float32"
+    progress: bool = True
+
+
+SWEEP_DEFAULTS = {
+    "smoke": {"seeds": (0,), "epochs": 1, "batches_per_epoch": 20, "seq_lens": (5, 10),
+              "lambdas": (0.0, 1.0), "windows": (1, 3), "log_every": 10, "progress": False},
+    "quick": {"seeds": FIVE_SEEDS, "epochs": 10},
+    "paper": {"seeds": FIVE_SEEDS, "epochs": 10, "log_every": 50},
+}  # fmt: skip
+
+
+def sweep_config(profile: str = "quick", **overrides: object) -> SweepConfig:
+    """The λ-sweep config: profile defaults, then the overrides that are not None."""
+    return configure(SweepConfig, SWEEP_DEFAULTS, profile, **overrides)
+
+
+def run_lambda_sweep(cfg: SweepConfig) -> pd.DataFrame:
+    """For every T: BP(λ) over the λ grid (one stacked run) and SG(n) for every n."""
+    batches = cfg.epochs * cfg.batches_per_epoch
+    train_config = _alignment_train_config(batches, cfg.lr_synthesiser, cfg.log_every, cfg.progress)
+    conditions = [
+        bp_lambda_condition(cfg.lambdas, cfg.seeds, cfg.gamma),
+        *[single_condition("sg", cfg.seeds, n, gamma=cfg.gamma) for n in cfg.windows],
+    ]
+    tables = [_run_all(conditions, cfg, T, train_config) for T in cfg.seq_lens]
+    return pd.concat(tables, ignore_index=True)
+
+
+# ----------------------------------------------------------------------------- reductions
+FAMILY_ORDER = ("BP", "oracle", "BPTT", "SG", "TBPTT")
+
+
+def condition_order(conditions: Sequence[str]) -> list[str]:
+    """BP(λ) by λ, then oracle and BPTT, then SG(n) and TBPTT(n) by n."""
+
+    def key(name: str) -> tuple[int, float]:
+        family = name.split("(")[0]
+        number = re.findall(r"[\d.]+", name)
+        rank = FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER)
+        return (rank, float(number[0]) if number else 0.0)
+
+    return sorted(set(conditions), key=key)
+
+
+KEYS = ["condition", "family", "lmbda", "n", "T", "seed"]
+
+
+def mean_over_steps(table: pd.DataFrame) -> pd.DataFrame:
+    """Per-step metrics averaged over ``t < T`` (the terminal step has no future gradient);
+    sequence-level metrics (``t = -1``) pass through. One row per seed, batch and metric."""
+    per_step = table[(table.t >= 1) & (table.t < table["T"])]
+    averaged = per_step.groupby([*KEYS, "batch", "metric"], dropna=False, as_index=False)[
+        "value"
+    ].mean()
+    averaged["t"] = -1
+    sequence_level = table[table.t == -1]
+    return pd.concat([sequence_level, averaged[TABLE_COLUMNS]], ignore_index=True)
+
+
+def final_batch(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each condition's last logged batch."""
+    last = table.groupby(["condition", "T"], dropna=False)["batch"].transform("max")
+    return table[table.batch == last]
+
+
+def mean_ci(
+    values: Sequence[float], seed: int = 0, resamples: int = 2000
+) -> tuple[float, float, float]:
+    """Mean and a 95% percentile-bootstrap interval over seeds (as seaborn's error bands)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return (np.nan, np.nan, np.nan)
+    if len(v) == 1:
+        return (v[0], v[0], v[0])
+    rng = np.random.default_rng(seed)
+    means = rng.choice(v, size=(resamples, len(v)), replace=True).mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return (v.mean(), low, high)
+
+
+def summarise(final: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Mean and 95% interval over seeds of ``value`` per group.
+
+    Columns: the ``by`` keys, ``mean``, ``low``, ``high`` and ``seeds`` (finite values).
+    """
+    rows = []
+    for key, group in final.groupby(list(by), dropna=False, sort=True):
+        mean, low, high = mean_ci(group.value.to_numpy())
+        rows.append({**dict(zip(by, key)), "mean": mean, "low": low, "high": high,
+                     "seeds": int(group.value.notna().sum())})  # fmt: skip
+    return pd.DataFrame(rows)

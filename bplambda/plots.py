@@ -1,0 +1,73 @@
+"""Seaborn figures used by the notebooks. Each function takes a tidy table, returns a figure.
+
+Bands are 95% bootstrap intervals over seeds (seaborn's ``errorbar=("ci", 95)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from bplambda.experiments import condition_order
+
+METRIC_LABELS = {
+    "alignment_synthetic": "cos(g(s_t), ∂L>t/∂s_t)",
+    "alignment_signal": "cos(signal, ∂L>t/∂s_t)",
+    "update_alignment": "cos(ΔΨ, BPTT)",
+    "loss": "task loss",
+}
+
+sns.set_theme(context="notebook", style="whitegrid")
+
+
+def _palette(order: Sequence[str]) -> dict[str, tuple]:
+    """Blues→greens for BP(λ), oranges for SG(n), greys for TBPTT(n), black for the exact ones."""
+    palette: dict[str, tuple] = {}
+    for family, cmap in (("BP", "viridis_r"), ("SG", "Oranges"), ("TBPTT", "Greys")):
+        members = [c for c in order if c.split("(")[0] == family]
+        colours = sns.color_palette(cmap, len(members) + (0 if family == "BP" else 1))
+        palette.update(zip(members, colours[-len(members) :] if members else []))
+    palette.update({c: (0.0, 0.0, 0.0) for c in order if c in ("BPTT", "oracle")})
+    return palette
+
+
+def lines(
+    data: pd.DataFrame,
+    x: str,
+    metrics: Sequence[str],
+    title: str,
+    log_y: Sequence[str] = (),
+    xlabel: str | None = None,
+) -> plt.Figure:
+    """One panel per metric: value vs ``x``, a line per condition with a band over seeds."""
+    order = condition_order(data.condition)
+    palette = _palette(order)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        subset = data[data.metric == metric]
+        sns.lineplot(subset, x=x, y="value", hue="condition", hue_order=[c for c in order if c in
+                     set(subset.condition)], palette=palette, errorbar=("ci", 95), ax=ax,
+                     legend=ax is axes[0][-1])  # fmt: skip
+        ax.set(ylabel=METRIC_LABELS.get(metric, metric), xlabel=xlabel or x)
+        if metric in log_y:
+            ax.set_yscale("log")
+    legend = axes[0][-1].get_legend()
+    if legend is not None:
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def heatmap(summary: pd.DataFrame, index: str, columns: str, title: str, label: str) -> plt.Figure:
+    """A mean-value heatmap, e.g. final alignment over λ (rows) × T (columns)."""
+    table = summary.pivot(index=index, columns=columns, values="mean").sort_index(ascending=False)
+    fig, ax = plt.subplots(figsize=(1.2 * table.shape[1] + 2.5, 0.42 * table.shape[0] + 1.5))
+    sns.heatmap(table, annot=True, fmt=".2f", cmap="viridis", vmin=0, vmax=1, ax=ax,
+                cbar_kws={"label": label})  # fmt: skip
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
