@@ -184,11 +184,16 @@ def online_bp_lambda(
                 trace = decay * (J_prev @ trace.flatten(-2)).reshape(trace.shape)
                 _add_synthesiser_input_gradient(trace, s_prev)
                 g_next = torch.zeros_like(s) if terminal else synthesise(synth, s)
-                td_target = ((a + gamma_s * g_next).unsqueeze(-2) @ J).squeeze(-2)
+                a_td = cell.td_immediate(rnn, x, s_prev, a)
+                td_target = ((a_td + gamma_s * g_next).unsqueeze(-2) @ J).squeeze(-2)
                 emit({"synthesiser": _trace_update(trace, td_target - synthesise(synth, s_prev))})
             J_prev = J
         g = torch.zeros_like(s) if terminal else synthesise(synth, s)
-        future = scale * g if apply_synthetic_gradient else torch.zeros_like(g)
+        future = (
+            cell.synthetic_signal(rnn, x, s_prev, scale * g)
+            if apply_synthetic_gradient
+            else torch.zeros_like(g)
+        )
         emit({"rnn": cell.param_vjp(rnn, x, s_prev, a + future), "readout": readout_grads})
         for store, value in ((states, s), (immediates, a), (synthetics, g), (futures, future)):
             store.append(value)

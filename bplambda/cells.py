@@ -70,6 +70,16 @@ class Cell(Protocol):
         """``Σ_{extra dims, b} v · ∂step/∂params`` with ``s_prev`` held fixed (local gradient)."""
         ...
 
+    def td_immediate(self, params: Params, x: Tensor, s_prev: Tensor, a: Tensor) -> Tensor:
+        """The immediate gradient ``a_t = ∂L_t/∂s_t`` as it enters BP(λ)'s TD target
+        (unchanged, except to reproduce the official LSTM's quirk)."""
+        ...
+
+    def synthetic_signal(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
+        """The synthetic part ``s·g(s_t)`` of the RNN's learning signal (unchanged, except to
+        reproduce the official LSTM's quirk)."""
+        ...
+
 
 def _uniform(
     shape: tuple[int, ...], bound: float, generator: torch.Generator, dtype: torch.dtype
@@ -184,6 +194,12 @@ class VanillaRNN:
         _, slope = self._forward(params, x, s_prev)
         return _affine_param_vjp(params, x, s_prev, v * slope)
 
+    def td_immediate(self, params: Params, x: Tensor, s_prev: Tensor, a: Tensor) -> Tensor:
+        return a
+
+    def synthetic_signal(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
+        return v
+
 
 @dataclass(frozen=True)
 class LSTM:
@@ -191,11 +207,18 @@ class LSTM:
 
     ``c_t = f ⊙ c_{t-1} + i ⊙ g``, ``h_t = o ⊙ tanh(c_t)``, with one bias vector (the official
     code's two biases are summed at initialisation). The Jacobian is exact, including the
-    ``h_{t-1} → o_t → h_t`` path that the official code leaves out (PAPER.md §3, quirk a).
+    ``h_{t-1} → o_t → h_t`` path that the official code leaves out.
+
+    ``faithful=True`` reproduces the official code's three LSTM quirks (PAPER.md §3) in what
+    BP(λ) uses: (a) the state Jacobian and its VJPs omit the ``h_{t-1} → o_t → h_t`` path;
+    (b) the TD target's immediate term is ``[a_h, a_h ⊙ ∂h/∂c]`` (the cell path counted
+    twice); (c) ``s·g_h ⊙ ∂h/∂c`` does not reach the cell-gate updates. The step and the
+    parameter VJP stay exact, so BPTT is unchanged.
     """
 
     input_size: int
     hidden_size: int
+    faithful: bool = False
 
     @property
     def state_size(self) -> int:
@@ -243,7 +266,9 @@ class LSTM:
         di, df, dg, do = self._gate_slopes(a)
         dc_dh = di.unsqueeze(-1) * W_i + df.unsqueeze(-1) * W_f + dg.unsqueeze(-1) * W_g
         dh_dc = a["o"] * (1 - a["tanh_c"] ** 2)  # ∂h_t/∂c_t, diagonal
-        dh_dh = do.unsqueeze(-1) * W_o + dh_dc.unsqueeze(-1) * dc_dh
+        dh_dh = dh_dc.unsqueeze(-1) * dc_dh
+        if not self.faithful:  # quirk (a): the official code leaves this path out
+            dh_dh = dh_dh + do.unsqueeze(-1) * W_o
         dc_dcprev = torch.diag_embed(a["f"])
         dh_dcprev = torch.diag_embed(dh_dc * a["f"])
         top = torch.cat([dh_dh, dh_dcprev], dim=-1)
@@ -268,7 +293,9 @@ class LSTM:
 
     def state_vjp_at(self, params: Params, derivatives: Params, v: Tensor) -> Tensor:
         d_pre, d_cprev = self._pre_gradient(derivatives, v)
-        return torch.cat([d_pre @ params["weight_hh"], d_cprev], dim=-1)
+        rows = 3 * self.hidden_size if self.faithful else 4 * self.hidden_size  # quirk (a)
+        d_hprev = d_pre[..., :rows] @ params["weight_hh"][..., :rows, :]
+        return torch.cat([d_hprev, d_cprev], dim=-1)
 
     def state_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
         return self.state_vjp_at(params, self.derivatives(params, x, s_prev), v)
@@ -277,18 +304,37 @@ class LSTM:
         d_pre, _ = self._pre_gradient(self.derivatives(params, x, s_prev), v)
         return _affine_param_vjp(params, x, self._split(s_prev)[0], d_pre)
 
+    def _cell_path(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
+        """``[0, v_h ⊙ ∂h_t/∂c_t]``: ``v``'s h-part carried onto the cell state."""
+        dh_dc = self.derivatives(params, x, s_prev)["dh_dc"]
+        v_h = self._split(v)[0]
+        return torch.cat([torch.zeros_like(v_h), v_h * dh_dc], dim=-1)
 
-CELLS = ("linear_rnn", "tanh_rnn", "lstm")
+    def td_immediate(self, params: Params, x: Tensor, s_prev: Tensor, a: Tensor) -> Tensor:
+        if not self.faithful:
+            return a
+        return a + self._cell_path(params, x, s_prev, a)  # quirk (b)
+
+    def synthetic_signal(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
+        if not self.faithful:
+            return v
+        return v - self._cell_path(params, x, s_prev, v)  # quirk (c)
+
+
+CELLS = ("linear_rnn", "tanh_rnn", "lstm", "lstm_faithful")
 
 
 def make_cell(name: str, input_size: int, hidden_size: int) -> Cell:
-    """A cell by name: ``"linear_rnn"``, ``"tanh_rnn"`` or ``"lstm"``."""
+    """A cell by name: ``"linear_rnn"``, ``"tanh_rnn"``, ``"lstm"`` (exact) or
+    ``"lstm_faithful"`` (the official code's BP(λ) quirks, see :class:`LSTM`)."""
     if name == "linear_rnn":
         return VanillaRNN(input_size, hidden_size, "linear")
     if name == "tanh_rnn":
         return VanillaRNN(input_size, hidden_size, "tanh")
     if name == "lstm":
         return LSTM(input_size, hidden_size)
+    if name == "lstm_faithful":
+        return LSTM(input_size, hidden_size, faithful=True)
     raise ValueError(f"cell={name!r} is unknown; choose one of {list(CELLS)}")
 
 

@@ -8,14 +8,18 @@ sequence-level value. Facts: PAPER.md §6.1 (toy task) and §6.2 (plastic RNN).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from bplambda.cells import make_cell
 from bplambda.profiles import configure
+from bplambda.results import append_rows
 from bplambda.rules import Rule, make_rule
 from bplambda.tasks.base import Task
 from bplambda.tasks.toy import ToyTask
@@ -63,6 +67,13 @@ def single_condition(
     return Condition(make_rule(name, **options), tuple(seeds), tuple(label for _ in seeds))
 
 
+def _labelled(rows: pd.DataFrame, condition: Condition, task: Task) -> pd.DataFrame:
+    labels = pd.DataFrame(list(condition.labels)).assign(model=range(len(condition.seeds)))
+    table = rows.merge(labels, on="model")
+    table["T"] = getattr(task, "seq_len", np.nan)
+    return table[TABLE_COLUMNS]
+
+
 def run_condition(
     condition: Condition,
     task: Task,
@@ -71,18 +82,31 @@ def run_condition(
     train_config: TrainConfig,
     device: str,
     dtype: str,
+    append_to: str | Path | None = None,
+    **train_options: Any,
 ) -> pd.DataFrame:
-    """Train one condition (its models stacked) and label the table's rows."""
+    """Train one condition (its models stacked) and label the table's rows.
+
+    ``append_to``: a CSV that receives each logged batch's labelled rows as they are made, so
+    partial results survive an interruption. ``train_options`` go to :func:`train` (e.g.
+    ``evaluate``, ``evaluate_every``).
+    """
     cell = make_cell(cell_name, task.input_size, hidden_size)
-    description = f"{condition.labels[0]['family']} T={getattr(task, 'seq_len', '?')}"
+    names = sorted({label["condition"] for label in condition.labels})
+    description = (
+        f"{names[0] if len(names) == 1 else names[0] + '…'} T={getattr(task, 'seq_len', '?')}"
+    )
+    on_log = None
+    if append_to is not None:
+
+        def on_log(rows: pd.DataFrame) -> None:
+            append_rows(_labelled(rows, condition, task), append_to)
+
     result = train(
         cell, condition.rule, task, train_config, seeds=condition.seeds, device=device,
-        dtype=dtype, description=description,
+        dtype=dtype, description=description, on_log=on_log, **train_options,
     )  # fmt: skip
-    labels = pd.DataFrame(list(condition.labels)).assign(model=range(len(condition.seeds)))
-    table = result.table.merge(labels, on="model")
-    table["T"] = getattr(task, "seq_len", np.nan)
-    return table[TABLE_COLUMNS]
+    return _labelled(result.table, condition, task)
 
 
 # ----------------------------------------------------------------------------- toy task
@@ -249,6 +273,135 @@ def run_lambda_sweep(cfg: SweepConfig) -> pd.DataFrame:
         *[single_condition("sg", cfg.seeds, n, gamma=cfg.gamma) for n in cfg.windows],
     ]
     tables = [_run_all(conditions, cfg, T, train_config) for T in cfg.seq_lens]
+    return pd.concat(tables, ignore_index=True)
+
+
+# ----------------------------------------------------------------------------- seq-MNIST
+LSTM_MODES = {"exact": "lstm", "faithful": "lstm_faithful"}
+
+
+@dataclass(frozen=True)
+class MNISTConfig:
+    """Sequential MNIST (PAPER.md §6.3): LSTM 30, last-step 10-way readout, cross-entropy,
+    batch 50, Adam lr 3e-4 for RNN, readout and synthesiser, BP(λ) scale s = 0.1, γ = 0.9;
+    ``paper``: 50 epochs, the checkpoint with the lowest validation loss gives the test error.
+
+    Conditions: full BPTT (``bptt``), truncated BPTT(n) and SG(n) for n in ``windows``,
+    BP(λ) for λ in ``lambdas`` in every LSTM mode of ``lstm_modes`` (``exact``: the correct
+    Jacobian; ``faithful``: the official code's quirks), and the ``oracle``. ``limit`` keeps
+    only the first images of every split (smoke profile).
+    """
+
+    profile: str
+    seeds: tuple[int, ...]
+    epochs: int
+    windows: tuple[int, ...] = (1, 2, 3, 4, 5)
+    lambdas: tuple[float, ...] = (0.0, 0.5, 1.0)
+    lstm_modes: tuple[str, ...] = ("exact", "faithful")
+    bptt: bool = True
+    oracle: bool = True
+    hidden_size: int = 30
+    batch_size: int = 50
+    lr: float = 3e-4
+    scale: float = 0.1
+    gamma: float = 0.9
+    implementation: str = "lambda_return"
+    limit: int | None = None
+    log_every: int = 96
+    data_dir: str = "data"
+    device: str = "auto"
+    dtype: str = "float32"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.lstm_modes) - set(LSTM_MODES))
+        if unknown:
+            raise ValueError(f"lstm_modes {unknown} unknown; choose from {sorted(LSTM_MODES)}")
+
+
+MNIST_DEFAULTS = {
+    "smoke": {"seeds": (0,), "epochs": 1, "limit": 500, "windows": (1,), "lambdas": (1.0,),
+              "batch_size": 50, "log_every": 5, "progress": False},
+    "quick": {"seeds": (0, 1), "epochs": 2, "windows": (1,), "lambdas": (0.5, 1.0),
+              "oracle": False},
+    "paper": {"seeds": FIVE_SEEDS, "epochs": 50},
+}  # fmt: skip
+
+
+def mnist_config(profile: str = "quick", **overrides: object) -> MNISTConfig:
+    """The seq-MNIST config: profile defaults, then the overrides that are not None."""
+    return configure(MNISTConfig, MNIST_DEFAULTS, profile, **overrides)
+
+
+def mnist_conditions(cfg: MNISTConfig) -> list[tuple[Condition, str]]:
+    """(condition, cell name) pairs; BP(λ) runs all λ × seeds as one stacked model per mode."""
+    pairs: list[tuple[Condition, str]] = []
+    if cfg.bptt:
+        pairs.append((single_condition("bptt", cfg.seeds), "lstm"))
+    for n in cfg.windows:
+        pairs.append((single_condition("tbptt", cfg.seeds, n), "lstm"))
+        sg = single_condition("sg", cfg.seeds, n, gamma=cfg.gamma, scale=cfg.scale)
+        pairs.append((sg, "lstm"))
+    for mode in cfg.lstm_modes:
+        grid = bp_lambda_condition(cfg.lambdas, cfg.seeds, cfg.gamma, cfg.scale)
+        rule = make_rule(
+            "bp_lambda", lmbda=grid.rule.lmbda, gamma=cfg.gamma, scale=cfg.scale,
+            implementation=cfg.implementation,
+        )  # fmt: skip
+        suffix = "" if mode == "exact" else f" {mode}"
+        labels = tuple({**label, "condition": label["condition"] + suffix} for label in grid.labels)
+        pairs.append((Condition(rule, grid.seeds, labels), LSTM_MODES[mode]))
+    if cfg.oracle:
+        pairs.append((single_condition("oracle", cfg.seeds), "lstm"))
+    return pairs
+
+
+def run_mnist(cfg: MNISTConfig, append_to: str | Path | None = None) -> pd.DataFrame:
+    """Train every condition; after each epoch log train/validation/test loss and error.
+
+    Rows: ``loss`` (the training batch, every ``log_every`` batches) and, per epoch,
+    ``{train,val,test}_{loss,error}`` with ``batch`` = batches trained; plus one
+    ``seconds_per_epoch`` row per condition and seed: the wall time of one epoch of the whole
+    stacked run (all its seeds, and all λ for BP(λ)), evaluation included.
+    """
+    from bplambda.evaluate import classification_metrics
+    from bplambda.tasks.mnist import SequentialMNIST, load_mnist, split_mnist
+
+    splits = split_mnist(load_mnist(cfg.data_dir), limit=cfg.limit)
+    task = SequentialMNIST(splits.train_images, splits.train_labels, cfg.batch_size)
+    train_config = TrainConfig(
+        num_batches=cfg.epochs * task.batches_per_epoch, lr_rnn=cfg.lr, lr_readout=cfg.lr,
+        lr_synthesiser=cfg.lr, log_every=cfg.log_every, progress=cfg.progress,
+    )  # fmt: skip
+    tables = []
+    for condition, cell_name in mnist_conditions(cfg):
+        cell = make_cell(cell_name, task.input_size, cfg.hidden_size)
+
+        def evaluate(params, cell=cell):
+            metrics = {}
+            for split in ("train", "val", "test"):
+                images, labels = (
+                    getattr(splits, f"{split}_images"),
+                    getattr(splits, f"{split}_labels"),
+                )
+                for name, value in classification_metrics(cell, params, images, labels).items():
+                    metrics[f"{split}_{name}"] = value
+            return metrics
+
+        start = time.perf_counter()
+        table = run_condition(
+            condition, task, cell_name, cfg.hidden_size, train_config, cfg.device, cfg.dtype,
+            append_to=append_to, evaluate=evaluate, evaluate_every=task.batches_per_epoch,
+        )  # fmt: skip
+        per_epoch = (time.perf_counter() - start) / cfg.epochs
+        timing = (
+            table[table.metric == "loss"]
+            .drop_duplicates(["condition", "seed"])
+            .assign(
+                batch=train_config.num_batches, t=-1, metric="seconds_per_epoch", value=per_epoch
+            )
+        )
+        tables += [table, timing]
     return pd.concat(tables, ignore_index=True)
 
 

@@ -71,3 +71,17 @@ def heatmap(summary: pd.DataFrame, index: str, columns: str, title: str, label: 
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def points(data: pd.DataFrame, x: str, y: str, title: str, ylabel: str) -> plt.Figure:
+    """Mean and 95% interval over seeds per condition, with each seed as a dot."""
+    order = condition_order(data[x])
+    palette = _palette(order)
+    fig, ax = plt.subplots(figsize=(0.7 * len(order) + 2.5, 4))
+    sns.pointplot(data, x=x, y=y, order=order, hue=x, palette=palette, errorbar=("ci", 95),
+                  linestyle="none", markers="D", ax=ax, legend=False)  # fmt: skip
+    sns.stripplot(data, x=x, y=y, order=order, color="0.4", size=3, alpha=0.6, ax=ax)
+    ax.set(xlabel="", ylabel=ylabel, title=title)
+    ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    return fig

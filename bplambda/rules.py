@@ -364,14 +364,19 @@ class BPLambda:
         synth, rnn = params["synthesiser"], params["rnn"]
         with torch.no_grad():
             synthetic = synthetic_gradients(synth, states)
-            future = self.scale * synthetic if self.apply_synthetic_gradient else 0 * synthetic
+            future = (
+                cell.synthetic_signal(rnn, inputs, prev, self.scale * synthetic)
+                if self.apply_synthetic_gradient
+                else 0 * synthetic
+            )
             grads: Grads = {
                 "rnn": _local_rnn_gradient(cell, rnn, inputs, prev, immediate + future),
                 "readout": readout_grads,
             }
             if self.learn_synthesiser:
+                td_immediate = cell.td_immediate(rnn, inputs, prev, immediate)
                 grads["synthesiser"] = lambda_return_gradient(
-                    cell, rnn, synth, inputs, states, immediate, synthetic, self.gamma, lmbda
+                    cell, rnn, synth, inputs, states, td_immediate, synthetic, self.gamma, lmbda
                 )
         return RuleOutput(grads, loss, states, immediate, future, synthetic)
 

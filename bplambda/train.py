@@ -145,13 +145,18 @@ def train(
     params: Grads | None = None,
     description: str | None = None,
     on_log: Callable[[pd.DataFrame], None] | None = None,
+    evaluate: Callable[[Grads], dict[str, torch.Tensor]] | None = None,
+    evaluate_every: int = 0,
 ) -> TrainResult:
     """Train ``len(seeds)`` models of ``cell`` with ``rule`` on ``task`` as one batched model.
 
     Model ``k`` is initialised from ``seeds[k]``; the data stream is seeded by ``seeds[0]``
     (each model draws its own examples from it). ``params`` (stacked, ``K`` leading) replaces
     the initialisation. ``on_log`` receives each logged batch's rows as they are made (e.g. to
-    append them to a CSV). Raises ``FloatingPointError`` when the loss stops being finite.
+    append them to a CSV). ``evaluate(params) -> {name: (K,) tensor}`` runs after every
+    ``evaluate_every`` optimiser steps and after the last (e.g. validation and test error); its
+    rows are logged under those names, with ``batch`` the number of batches trained.
+    Raises ``FloatingPointError`` when the loss stops being finite.
     """
     seeds = [seeds] if isinstance(seeds, int) else list(seeds)
     device, dtype = resolve_device(device), resolve_dtype(dtype)
@@ -167,6 +172,12 @@ def train(
     optimiser = _optimiser(params, rule, config)
     on_step = (lambda grads: _apply(optimiser, params, grads)) if config.update_every_step else None
     frames: list[pd.DataFrame] = []
+
+    def log(new: list[pd.DataFrame]) -> None:
+        frames.extend(new)
+        if on_log is not None:
+            on_log(pd.concat(new, ignore_index=True))
+
     bar = tqdm(
         range(config.num_batches), desc=description or rule.name, disable=not config.progress
     )
@@ -181,12 +192,14 @@ def train(
                 "lower the learning rates or the synthetic-gradient scale"
             )
         if batch % config.log_every == 0 or batch == config.num_batches - 1:
-            new = _log(cell, params, rule, inputs, targets, out, seeds, batch, config)
-            frames.extend(new)
-            if on_log is not None:
-                on_log(pd.concat(new, ignore_index=True))
+            log(_log(cell, params, rule, inputs, targets, out, seeds, batch, config))
             bar.set_postfix(loss=f"{out.loss.mean().item():.4g}")
         if not config.update_every_step:
             _apply(optimiser, params, out.grads)
+        done = batch + 1
+        if evaluate is not None and (
+            (evaluate_every and done % evaluate_every == 0) or done == config.num_batches
+        ):
+            log([_rows(seeds, done, name, value) for name, value in evaluate(params).items()])
     table = pd.concat(frames, ignore_index=True)[COLUMNS]
     return TrainResult(params=params, table=table)

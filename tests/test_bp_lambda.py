@@ -8,7 +8,7 @@ from conftest import CELL_NAMES, assert_grads_close, make_problem, relative_erro
 from torch.func import jacrev
 
 from bplambda.bp_lambda import backward_sweep, online_bp_lambda
-from bplambda.cells import unroll
+from bplambda.cells import make_cell, unroll
 from bplambda.readout import immediate_gradients, readout, step_losses
 from bplambda.rules import make_rule
 from bplambda.synthesiser import synthesise
@@ -226,3 +226,23 @@ def test_a_lambda_grid_must_match_the_number_of_models():
         )
     with pytest.raises(ValueError, match="lmbda=2.0"):
         make_rule("bp_lambda", lmbda=(0.0, 2.0))
+
+
+def test_faithful_lstm_online_equals_lambda_return_and_differs_from_exact():
+    p = make_problem("lstm", T=6)
+    faithful = make_cell("lstm_faithful", 4, 3)
+    options = {"lmbda": 0.5, "gamma": 0.9, "scale": 0.5}
+    online = make_rule("bp_lambda", implementation="online", **options)
+    forward = make_rule("bp_lambda", **options)
+    a = online.gradients(faithful, p.params, p.inputs, p.targets)
+    b = forward.gradients(faithful, p.params, p.inputs, p.targets)
+    assert_grads_close(a.grads, b.grads, 1e-10)
+    exact = forward.gradients(p.cell, p.params, p.inputs, p.targets)
+    for group in ("rnn", "synthesiser"):
+        assert (
+            relative_error(
+                b.grads[group]["weight_hh" if group == "rnn" else "weight"],
+                exact.grads[group]["weight_hh" if group == "rnn" else "weight"],
+            )
+            > 1e-3
+        )

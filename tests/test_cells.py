@@ -91,3 +91,73 @@ def test_unroll_matches_step_loop(cell_name):
 def test_unknown_cell_names_the_choices():
     with pytest.raises(ValueError, match="lstm"):
         make_cell("gru", 2, 3)
+
+
+# ------------------------------------------------------------------ the official LSTM's quirks
+def _official_step(cell, params, x, s_prev):
+    """The step as the official code differentiates it: o_t does not depend on h_{t-1}."""
+    H = cell.hidden_size
+    h_prev, c_prev = s_prev[..., :H], s_prev[..., H:]
+    z = x @ params["weight_ih"].T + h_prev @ params["weight_hh"].T + params["bias"]
+    z_o = x @ params["weight_ih"].T + h_prev.detach() @ params["weight_hh"].T + params["bias"]
+    i, f, g = (
+        torch.sigmoid(z[..., :H]),
+        torch.sigmoid(z[..., H : 2 * H]),
+        torch.tanh(z[..., 2 * H : 3 * H]),
+    )
+    o = torch.sigmoid(z_o[..., 3 * H :])
+    c = f * c_prev + i * g
+    return torch.cat([o * torch.tanh(c), c], dim=-1)
+
+
+def test_faithful_lstm_jacobian_omits_exactly_the_output_gate_path():
+    exact = make_problem("lstm")
+    cell = make_cell("lstm_faithful", 4, 3)
+    x, s_prev, v = _random_step_inputs(exact)
+    rnn = exact.params["rnn"]
+    full = jacrev(lambda s: _official_step(cell, rnn, x, s))(s_prev)
+    expected = torch.stack([full[b, :, b, :] for b in range(x.shape[0])])
+    J = cell.state_jacobian(rnn, x, s_prev)
+    assert relative_error(J, expected) < 1e-12
+    assert (
+        relative_error(cell.state_vjp(rnn, x, s_prev, v), (v.unsqueeze(-2) @ J).squeeze(-2)) < 1e-12
+    )
+    # only the h-h block differs from the exact Jacobian, and it really differs
+    J_exact = exact.cell.state_jacobian(rnn, x, s_prev)
+    H = 3
+    assert relative_error(J[:, :H, :H], J_exact[:, :H, :H]) > 1e-3
+    assert torch.equal(J[:, H:, :], J_exact[:, H:, :]) and torch.equal(
+        J[:, :, H:], J_exact[:, :, H:]
+    )
+    # the step itself and the parameter gradients stay exact
+    assert torch.equal(cell.step(rnn, x, s_prev), exact.cell.step(rnn, x, s_prev))
+
+
+def test_faithful_lstm_signal_quirks():
+    p = make_problem("lstm")
+    cell = make_cell("lstm_faithful", 4, 3)
+    x, s_prev, v = _random_step_inputs(p)
+    rnn, H = p.params["rnn"], 3
+    h_prev, c_prev = s_prev[..., :H], s_prev[..., H:]
+    # (b) the TD immediate term is [a_h, a_h ⊙ ∂h/∂c]
+    a = torch.cat([v[..., :H], torch.zeros_like(v[..., H:])], dim=-1)
+    state = cell.step(rnn, x, s_prev)
+    o = torch.sigmoid(
+        (x @ rnn["weight_ih"].T + h_prev @ rnn["weight_hh"].T + rnn["bias"])[..., 3 * H :]
+    )
+    dh_dc = o * (1 - torch.tanh(state[..., H:]) ** 2)
+    expected = torch.cat([v[..., :H], v[..., :H] * dh_dc], dim=-1)
+    assert relative_error(cell.td_immediate(rnn, x, s_prev, a), expected) < 1e-12
+    # (c) the synthetic h-part reaches the output gate but not the cell gates (i, f, g)
+    faithful = cell.param_vjp(rnn, x, s_prev, cell.synthetic_signal(rnn, x, s_prev, v))
+    only_c = cell.param_vjp(
+        rnn, x, s_prev, torch.cat([torch.zeros_like(v[..., :H]), v[..., H:]], -1)
+    )
+    full = cell.param_vjp(rnn, x, s_prev, v)
+    for name in ("weight_ih", "weight_hh", "bias"):
+        assert relative_error(faithful[name][: 3 * H], only_c[name][: 3 * H]) < 1e-12
+        assert relative_error(faithful[name][3 * H :], full[name][3 * H :]) < 1e-12
+    # the exact cell leaves both signals alone
+    assert torch.equal(p.cell.td_immediate(rnn, x, s_prev, a), a)
+    assert torch.equal(p.cell.synthetic_signal(rnn, x, s_prev, v), v)
+    assert c_prev.shape == v[..., H:].shape

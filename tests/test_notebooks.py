@@ -58,7 +58,11 @@ def test_committed_notebooks_have_parameters_and_no_outputs():
 
 def test_a_failing_notebook_is_named_with_its_cell(tmp_path, monkeypatch, capsys):
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     params = nbformat.v4.new_code_cell("profile = 'smoke'\noutput_dir = '.'")
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params, nbformat.v4.new_code_cell("raise ValueError('broken on purpose')")]
