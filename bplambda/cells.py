@@ -321,6 +321,74 @@ class LSTM:
         return v - self._cell_path(params, x, s_prev, v)  # quirk (c)
 
 
+@dataclass(frozen=True)
+class MaskedCell:
+    """A cell for front-padded sequences of different lengths in one stacked batch.
+
+    The last input channel is a flag: 1 on a real step, 0 on padding. On padding the state is
+    held at zero (``s_t = flag · step(x_t, s_{t-1})``), so a sequence that starts late starts
+    from the zero state, exactly as alone; the Jacobian and the local parameter gradients carry
+    the same factor, so nothing flows into or out of padding. ``input_size`` counts the flag.
+    """
+
+    inner: Cell
+
+    @property
+    def input_size(self) -> int:
+        return self.inner.input_size + 1
+
+    @property
+    def hidden_size(self) -> int:
+        return self.inner.hidden_size
+
+    @property
+    def state_size(self) -> int:
+        return self.inner.state_size
+
+    @property
+    def param_ndim(self) -> dict[str, int]:
+        return self.inner.param_ndim
+
+    def init_params(self, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Params:
+        return self.inner.init_params(generator, dtype)
+
+    @staticmethod
+    def _split(x: Tensor) -> tuple[Tensor, Tensor]:
+        return x[..., :-1], x[..., -1:]
+
+    def step(self, params: Params, x: Tensor, s_prev: Tensor) -> Tensor:
+        x, flag = self._split(x)
+        return flag * self.inner.step(params, x, s_prev)
+
+    def hidden(self, s: Tensor) -> Tensor:
+        return self.inner.hidden(s)
+
+    def state_jacobian(self, params: Params, x: Tensor, s_prev: Tensor) -> Tensor:
+        x, flag = self._split(x)
+        return flag.unsqueeze(-1) * self.inner.state_jacobian(params, x, s_prev)
+
+    def derivatives(self, params: Params, x: Tensor, s_prev: Tensor) -> Params:
+        x, flag = self._split(x)
+        return {**self.inner.derivatives(params, x, s_prev), "flag": flag}
+
+    def state_vjp_at(self, params: Params, derivatives: Params, v: Tensor) -> Tensor:
+        inner = {k: d for k, d in derivatives.items() if k != "flag"}
+        return self.inner.state_vjp_at(params, inner, v * derivatives["flag"])
+
+    def state_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
+        return self.state_vjp_at(params, self.derivatives(params, x, s_prev), v)
+
+    def param_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Params:
+        x, flag = self._split(x)
+        return self.inner.param_vjp(params, x, s_prev, v * flag)
+
+    def td_immediate(self, params: Params, x: Tensor, s_prev: Tensor, a: Tensor) -> Tensor:
+        return self.inner.td_immediate(params, self._split(x)[0], s_prev, a)
+
+    def synthetic_signal(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
+        return self.inner.synthetic_signal(params, self._split(x)[0], s_prev, v)
+
+
 CELLS = ("linear_rnn", "tanh_rnn", "lstm", "lstm_faithful")
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bplambda.cells import make_cell
+from bplambda.cells import Cell, MaskedCell, make_cell
 from bplambda.profiles import configure
 from bplambda.results import append_rows
 from bplambda.rules import Rule, make_rule
@@ -77,8 +77,7 @@ def _labelled(rows: pd.DataFrame, condition: Condition, task: Task) -> pd.DataFr
 def run_condition(
     condition: Condition,
     task: Task,
-    cell_name: str,
-    hidden_size: int,
+    cell: Cell,
     train_config: TrainConfig,
     device: str,
     dtype: str,
@@ -91,7 +90,6 @@ def run_condition(
     partial results survive an interruption. ``train_options`` go to :func:`train` (e.g.
     ``evaluate``, ``evaluate_every``).
     """
-    cell = make_cell(cell_name, task.input_size, hidden_size)
     names = sorted({label["condition"] for label in condition.labels})
     description = (
         f"{names[0] if len(names) == 1 else names[0] + '…'} T={getattr(task, 'seq_len', '?')}"
@@ -179,10 +177,8 @@ def _run_all(
     train_config: TrainConfig,
 ) -> pd.DataFrame:
     task = ToyTask(seq_len=seq_len, batch_size=cfg.batch_size)
-    tables = [
-        run_condition(c, task, "linear_rnn", cfg.hidden_size, train_config, cfg.device, cfg.dtype)
-        for c in conditions
-    ]
+    cell = make_cell("linear_rnn", task.input_size, cfg.hidden_size)
+    tables = [run_condition(c, task, cell, train_config, cfg.device, cfg.dtype) for c in conditions]
     return pd.concat(tables, ignore_index=True)
 
 
@@ -322,7 +318,7 @@ class MNISTConfig:
 MNIST_DEFAULTS = {
     "smoke": {"seeds": (0,), "epochs": 1, "limit": 500, "windows": (1,), "lambdas": (1.0,),
               "batch_size": 50, "log_every": 5, "progress": False},
-    "quick": {"seeds": (0, 1), "epochs": 2, "windows": (1,), "lambdas": (0.5, 1.0),
+    "quick": {"seeds": (0, 1), "epochs": 3, "windows": (1,), "lambdas": (0.5, 1.0),
               "oracle": False},
     "paper": {"seeds": FIVE_SEEDS, "epochs": 50},
 }  # fmt: skip
@@ -390,8 +386,8 @@ def run_mnist(cfg: MNISTConfig, append_to: str | Path | None = None) -> pd.DataF
 
         start = time.perf_counter()
         table = run_condition(
-            condition, task, cell_name, cfg.hidden_size, train_config, cfg.device, cfg.dtype,
-            append_to=append_to, evaluate=evaluate, evaluate_every=task.batches_per_epoch,
+            condition, task, cell, train_config, cfg.device, cfg.dtype, append_to=append_to,
+            evaluate=evaluate, evaluate_every=task.batches_per_epoch,
         )  # fmt: skip
         per_epoch = (time.perf_counter() - start) / cfg.epochs
         timing = (
@@ -405,6 +401,102 @@ def run_mnist(cfg: MNISTConfig, append_to: str | Path | None = None) -> pd.DataF
     return pd.concat(tables, ignore_index=True)
 
 
+# ----------------------------------------------------------------------------- copy-repeat
+@dataclass(frozen=True)
+class CopyRepeatConfig:
+    """Copy-repeat with a curriculum (PAPER.md §6.4): LSTM 100, batch 100, Adam lr 1e-3 (RNN,
+    readout) and 1e-5 (synthesiser), γ = 0.9, s = 1; ``paper``: 15,000 epochs × 10 batches =
+    150,000 updates. Conditions: BP(λ) for λ in ``lambdas`` (one stacked model), truncated
+    BPTT(n) and SG(n) for n in ``windows``, full BPTT and the oracle.
+
+    Every model keeps its own curriculum level; the stack's batch is front-padded to the
+    longest sequence, and :class:`~bplambda.cells.MaskedCell` holds the state at zero on the
+    padding (exact: tested against unpadded runs).
+    """
+
+    profile: str
+    seeds: tuple[int, ...]
+    updates: int
+    lambdas: tuple[float, ...] = (0.0, 0.5, 1.0)
+    windows: tuple[int, ...] = (2, 5, 10)
+    bptt: bool = True
+    oracle: bool = True
+    hidden_size: int = 100
+    batch_size: int = 100
+    lr: float = 1e-3
+    lr_synthesiser: float = 1e-5
+    gamma: float = 0.9
+    scale: float = 1.0
+    implementation: str = "lambda_return"
+    log_every: int = 50
+    device: str = "auto"
+    dtype: str = "float32"
+    progress: bool = True
+
+
+COPY_DEFAULTS = {
+    "smoke": {"seeds": (0,), "updates": 30, "hidden_size": 16, "batch_size": 8,
+              "lambdas": (1.0,), "windows": (2,), "log_every": 5, "progress": False},
+    "quick": {"seeds": (0, 1), "updates": 6000, "lambdas": (0.5, 1.0), "windows": (5,),
+              "oracle": False},
+    "paper": {"seeds": FIVE_SEEDS, "updates": 150_000, "log_every": 500},
+}  # fmt: skip
+
+
+def copy_repeat_config(profile: str = "quick", **overrides: object) -> CopyRepeatConfig:
+    """The copy-repeat config: profile defaults, then the overrides that are not None."""
+    return configure(CopyRepeatConfig, COPY_DEFAULTS, profile, **overrides)
+
+
+def copy_repeat_conditions(cfg: CopyRepeatConfig) -> list[Condition]:
+    conditions = []
+    if cfg.bptt:
+        conditions.append(single_condition("bptt", cfg.seeds))
+    for n in cfg.windows:
+        conditions.append(single_condition("tbptt", cfg.seeds, n))
+        conditions.append(single_condition("sg", cfg.seeds, n, gamma=cfg.gamma, scale=cfg.scale))
+    grid = bp_lambda_condition(cfg.lambdas, cfg.seeds, cfg.gamma, cfg.scale)
+    rule = make_rule("bp_lambda", lmbda=grid.rule.lmbda, gamma=cfg.gamma, scale=cfg.scale,
+                     implementation=cfg.implementation)  # fmt: skip
+    conditions.append(Condition(rule, grid.seeds, grid.labels))
+    if cfg.oracle:
+        conditions.append(single_condition("oracle", cfg.seeds))
+    return conditions
+
+
+def run_copy_repeat(cfg: CopyRepeatConfig, append_to: str | Path | None = None) -> pd.DataFrame:
+    """Train every condition with its own curriculum per model.
+
+    Rows: ``loss`` and the level ``N``, ``R``, ``T`` every ``log_every`` updates (``batch`` =
+    updates so far), and per condition and seed ``seconds_per_1000_updates`` (the whole
+    stacked run; it grows with the level reached, reported as ``mean_T``).
+    """
+    from bplambda.tasks.copy_repeat import CopyRepeatTask
+
+    train_config = TrainConfig(
+        num_batches=cfg.updates, lr_rnn=cfg.lr, lr_readout=cfg.lr,
+        lr_synthesiser=cfg.lr_synthesiser, log_every=cfg.log_every, progress=cfg.progress,
+    )  # fmt: skip
+    tables = []
+    for condition in copy_repeat_conditions(cfg):
+        task = CopyRepeatTask(cfg.batch_size)
+        cell = MaskedCell(make_cell("lstm", task.input_size - 1, cfg.hidden_size))
+        start = time.perf_counter()
+        table = run_condition(condition, task, cell, train_config, cfg.device, cfg.dtype,
+                              append_to=append_to)  # fmt: skip
+        seconds = time.perf_counter() - start
+        levels = table[table.metric == "T"]
+        mean_T = levels.groupby(["condition", "seed"], as_index=False)["value"].mean()
+        timing = pd.concat([
+            mean_T.assign(metric="mean_T"),
+            mean_T.assign(metric="seconds_per_1000_updates", value=1000 * seconds / cfg.updates),
+        ])  # fmt: skip
+        first = table.drop_duplicates(["condition", "seed"]).drop(columns=["metric", "value"])
+        timing = timing.merge(first.drop(columns=["batch", "t"]), on=["condition", "seed"])
+        tables += [table, timing.assign(batch=cfg.updates, t=-1)[TABLE_COLUMNS]]
+    return pd.concat(tables, ignore_index=True)
+
+
 # ----------------------------------------------------------------------------- reductions
 FAMILY_ORDER = ("BP", "oracle", "BPTT", "SG", "TBPTT")
 
@@ -412,11 +504,11 @@ FAMILY_ORDER = ("BP", "oracle", "BPTT", "SG", "TBPTT")
 def condition_order(conditions: Sequence[str]) -> list[str]:
     """BP(λ) by λ, then oracle and BPTT, then SG(n) and TBPTT(n) by n."""
 
-    def key(name: str) -> tuple[int, float]:
+    def key(name: str) -> tuple[int, float, str]:
         family = name.split("(")[0]
         number = re.findall(r"[\d.]+", name)
         rank = FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER)
-        return (rank, float(number[0]) if number else 0.0)
+        return (rank, float(number[0]) if number else 0.0, name)
 
     return sorted(set(conditions), key=key)
 

@@ -46,7 +46,8 @@ class SequenceTargets:
 
     values: ``(T, *M, B, O)`` floats for ``mse``/``bce``; ``(T, *M, B)`` class indices for
         ``cross_entropy``.
-    weights: ``(T,)`` per-step weight of the loss (zero where a step has no target).
+    weights: ``(T,)`` per-step weight of the loss (zero where a step has no target), or
+        ``(T, *M)`` when stacked models have different target layouts (padded sequences).
     kind: one of ``LOSS_KINDS``.
     """
 
@@ -84,8 +85,8 @@ def step_losses(outputs: Tensor, targets: SequenceTargets) -> Tensor:
             outputs.reshape(-1, outputs.shape[-1]), y.reshape(-1), reduction="none"
         )
         per_step = flat.reshape(y.shape).mean(dim=-1)
-    weights = targets.weights.reshape(-1, *([1] * (per_step.dim() - 1)))
-    return per_step * weights
+    weights = targets.weights
+    return per_step * weights.reshape(*weights.shape, *([1] * (per_step.dim() - weights.dim())))
 
 
 def immediate_gradients(

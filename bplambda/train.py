@@ -193,6 +193,10 @@ def train(
             )
         if batch % config.log_every == 0 or batch == config.num_batches - 1:
             log(_log(cell, params, rule, inputs, targets, out, seeds, batch, config))
+            if hasattr(task, "metrics"):  # e.g. a curriculum's level, before it advances
+                log([_rows(seeds, batch, name, value) for name, value in task.metrics().items()])
+        if hasattr(task, "observe"):  # e.g. a curriculum that reacts to the batch loss
+            task.observe(out.loss)
             bar.set_postfix(loss=f"{out.loss.mean().item():.4g}")
         if not config.update_every_step:
             _apply(optimiser, params, out.grads)

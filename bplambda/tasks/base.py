@@ -20,3 +20,7 @@ class Task(Protocol):
         """One batch: inputs ``(T, *model_shape, B, I)`` and targets with the same leading
         dims. Each model of a stack may receive its own data."""
         ...
+
+    # Optional, used by the trainer where a task defines them:
+    #   observe(loss: Tensor (K,)) -> None      after every training batch (a curriculum)
+    #   metrics() -> dict[str, Tensor (K,)]     logged with every logged batch

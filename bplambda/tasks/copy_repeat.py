@@ -1,0 +1,134 @@
+"""Copy-repeat with a curriculum (Graves 2014 NTM style; PAPER.md §6.4).
+
+A pattern of ``N`` steps of 8 random bits follows a start delimiter; the network must then
+output the pattern ``R`` times and an end delimiter. ``T = (R+1)·N + 3``.
+
+- inputs ``(T, B, 10)``: t = 0 channel 8 = 1 (start); t = 1…N channels 0–7 = the bits;
+  t = N+1 channel 9 = R/10; zeros after;
+- targets ``(T, B, 9)``: t = N+2 … T−2 the pattern tiled R times (channels 0–7); t = T−1
+  channel 8 = 1 (end); zeros elsewhere;
+- loss: binary cross-entropy with logits averaged over t ≥ N+2 (all 9 channels) and the batch.
+
+Curriculum (the official code): after every training batch whose loss is below 0.15 bits per
+output element, ``R += 1`` if ``R < N``, else ``N += 1``:
+(1,1,5) → (2,1,7) → (2,2,9) → (3,2,12) → (3,3,15) → …
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from bplambda.readout import SequenceTargets
+
+BITS = 8
+INPUT_SIZE = BITS + 2  # bits, start delimiter, repeat count
+OUTPUT_SIZE = BITS + 1  # bits, end delimiter
+REPEAT_NORMALISER = 10.0
+THRESHOLD_BITS = 0.15
+
+
+def sequence_length(N: Tensor | int, R: Tensor | int) -> Tensor | int:
+    """``T = (R+1)·N + 3``."""
+    return (R + 1) * N + 3
+
+
+def next_level(N: Tensor, R: Tensor, solved: Tensor) -> tuple[Tensor, Tensor]:
+    """The curriculum step, element-wise: where ``solved``, ``R += 1`` if ``R < N`` else
+    ``N += 1``."""
+    grow_r = solved & (R < N)
+    grow_n = solved & (R >= N)
+    return N + grow_n.long(), R + grow_r.long()
+
+
+def copy_repeat_batch(
+    bits: Tensor, N: Tensor, R: Tensor, T_max: int | None = None
+) -> tuple[Tensor, SequenceTargets]:
+    """One batch per model, each at its own level, front-padded to a common length.
+
+    bits: ``(K, B, N_max, 8)`` random bits (only the first ``N_k`` are used by model k);
+    N, R: ``(K,)``. Returns inputs ``(T_max, K, B, 11)`` whose last channel flags the real
+    steps (1) against the padding (0) for :class:`~bplambda.cells.MaskedCell`, and targets
+    ``(T_max, K, B, 9)`` with per-model weights ``(T_max, K)``. Model k's sequence occupies the
+    last ``T_k`` steps, so every sequence ends at ``T_max`` (truncation windows aligned to the
+    end stay aligned, and the terminal step is shared).
+    """
+    K, B = bits.shape[:2]
+    T = sequence_length(N, R)
+    T_max = int(T.max()) if T_max is None else T_max
+    local = torch.arange(T_max).unsqueeze(1) - (T_max - T).unsqueeze(0)  # (T_max, K) local t
+    real = local >= 0
+    inputs = torch.zeros(T_max, K, B, INPUT_SIZE + 1)
+    targets = torch.zeros(T_max, K, B, OUTPUT_SIZE)
+    inputs[..., -1] = real.float().unsqueeze(-1)
+    inputs[..., BITS] = (local == 0).float().unsqueeze(-1)
+    inputs[..., BITS + 1] = ((local == N + 1).float() * R / REPEAT_NORMALISER).unsqueeze(-1)
+    # pattern input at t = 1..N: bit index t-1; pattern target at t = N+2..T-2: (t-N-2) mod N
+    shown = (local >= 1) & (local <= N)
+    recalled = (local >= N + 2) & (local <= T - 2)
+    index = torch.where(shown, local - 1, torch.where(recalled, (local - N - 2) % N, 0))
+    gathered = bits.gather(2, index.T.reshape(K, 1, T_max, 1).expand(K, B, T_max, BITS))
+    gathered = gathered.permute(2, 0, 1, 3)  # (T_max, K, B, 8)
+    inputs[..., :BITS] = gathered * shown.float()[..., None, None]
+    targets[..., :BITS] = gathered * recalled.float()[..., None, None]
+    targets[..., BITS] = (local == T - 1).float().unsqueeze(-1)
+    scored = local >= N + 2
+    weights = scored.float() / (T - N - 2).float()
+    return inputs, SequenceTargets(targets, weights, "bce")
+
+
+class CopyRepeatTask:
+    """Fresh random batches every step, one curriculum level per stacked model.
+
+    State is real (each model's level), hence a class. ``observe(loss)`` applies the
+    curriculum after a training batch; ``metrics()`` reports each model's N, R and T.
+    """
+
+    input_size = INPUT_SIZE + 1  # with the padding flag, for MaskedCell
+    output_size = OUTPUT_SIZE
+
+    def __init__(self, batch_size: int = 100, threshold_bits: float = THRESHOLD_BITS) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be >= 1")
+        self.batch_size, self.threshold_bits = batch_size, threshold_bits
+        self.N: Tensor | None = None
+        self.R: Tensor | None = None
+
+    def _levels(self, models: int) -> tuple[Tensor, Tensor]:
+        if self.N is None or len(self.N) != models:
+            self.N = torch.ones(models, dtype=torch.long)
+            self.R = torch.ones(models, dtype=torch.long)
+        return self.N, self.R
+
+    @property
+    def seq_len(self) -> int:
+        return int(sequence_length(self.N, self.R).max()) if self.N is not None else 5
+
+    def sample(
+        self, generator: torch.Generator, model_shape: tuple[int, ...] = ()
+    ) -> tuple[Tensor, SequenceTargets]:
+        if len(model_shape) > 1:
+            raise ValueError("copy-repeat stacks models along one dimension only")
+        models = model_shape[0] if model_shape else 1
+        N, R = self._levels(models)
+        bits = torch.randint(0, 2, (models, self.batch_size, int(N.max()), BITS),
+                             generator=generator).float()  # fmt: skip
+        inputs, targets = copy_repeat_batch(bits, N, R)
+        if not model_shape:
+            inputs, targets = (
+                inputs[:, 0],
+                SequenceTargets(targets.values[:, 0], targets.weights[:, 0], targets.kind),
+            )
+        return inputs, targets
+
+    def observe(self, loss: Tensor) -> None:
+        """Curriculum: a model whose batch loss is below ``threshold_bits`` bits per output
+        element moves up one level. loss: ``(K,)`` mean BCE in nats."""
+        solved = (loss.detach().cpu().reshape(-1) / math.log(2)) < self.threshold_bits
+        self.N, self.R = next_level(self.N, self.R, solved)
+
+    def metrics(self) -> dict[str, Tensor]:
+        """Each model's current level: ``N``, ``R`` and ``T``, ``(K,)`` each."""
+        return {"N": self.N, "R": self.R, "T": sequence_length(self.N, self.R)}

@@ -1,0 +1,124 @@
+"""Copy-repeat: generator layout, curriculum, and padding that changes nothing."""
+
+import math
+
+import pytest
+import torch
+from conftest import assert_grads_close, relative_error
+from torch.func import jacrev
+
+from bplambda.cells import MaskedCell, make_cell
+from bplambda.readout import SequenceTargets
+from bplambda.rules import make_rule
+from bplambda.stacking import init_network
+from bplambda.tasks.copy_repeat import (
+    CopyRepeatTask,
+    copy_repeat_batch,
+    next_level,
+    sequence_length,
+)
+
+
+def test_curriculum_follows_the_official_sequence():
+    N, R = torch.tensor([1]), torch.tensor([1])
+    seen = []
+    for _ in range(9):
+        seen.append((int(N), int(R), int(sequence_length(N, R))))
+        N, R = next_level(N, R, torch.tensor([True]))
+    assert seen == [(1, 1, 5), (2, 1, 7), (2, 2, 9), (3, 2, 12), (3, 3, 15), (4, 3, 19),
+                    (4, 4, 23), (5, 4, 28), (5, 5, 33)]  # fmt: skip
+    unchanged = next_level(N, R, torch.tensor([False]))
+    assert (int(unchanged[0]), int(unchanged[1])) == (int(N), int(R))
+
+
+def test_layout_for_two_by_two():
+    bits = torch.tensor([[[1.0, 0, 1, 0, 1, 0, 1, 0], [0, 1, 1, 0, 0, 1, 1, 0]]]).unsqueeze(1)
+    inputs, targets = copy_repeat_batch(bits, torch.tensor([2]), torch.tensor([2]))
+    x, y, w = inputs[:, 0, 0], targets.values[:, 0, 0], targets.weights[:, 0]
+    assert x.shape == (9, 11) and y.shape == (9, 9)
+    assert x[:, -1].tolist() == [1.0] * 9  # no padding
+    assert x[0, 8] == 1 and x[0].sum() == 2  # start delimiter (+ the flag)
+    assert torch.equal(x[1, :8], bits[0, 0, 0]) and torch.equal(x[2, :8], bits[0, 0, 1])
+    assert x[3, 9] == pytest.approx(0.2) and x[3, :9].abs().sum() == 0
+    assert x[4:, :10].abs().sum() == 0
+    assert y[:4].abs().sum() == 0
+    for t, k in zip(range(4, 8), [0, 1, 0, 1]):
+        assert torch.equal(y[t, :8], bits[0, 0, k]) and y[t, 8] == 0
+    assert y[8, :8].abs().sum() == 0 and y[8, 8] == 1
+    assert w.tolist() == pytest.approx([0, 0, 0, 0, 0.2, 0.2, 0.2, 0.2, 0.2])
+
+
+def test_models_at_different_levels_are_front_padded():
+    g = torch.Generator().manual_seed(0)
+    bits = torch.randint(0, 2, (2, 3, 3, 8), generator=g).float()
+    N, R = torch.tensor([1, 3]), torch.tensor([1, 2])  # T = 5 and 12
+    inputs, targets = copy_repeat_batch(bits, N, R)
+    assert inputs.shape[0] == 12
+    alone_x, alone_y = copy_repeat_batch(bits[:1], N[:1], R[:1])
+    assert inputs[:7, 0].abs().sum() == 0 and targets.weights[:7, 0].abs().sum() == 0
+    assert torch.equal(inputs[7:, 0], alone_x[:, 0])
+    assert torch.equal(targets.values[7:, 0], alone_y.values[:, 0])
+    assert torch.equal(targets.weights[7:, 0], alone_y.weights[:, 0])
+
+
+def test_observe_moves_only_the_models_below_threshold():
+    task = CopyRepeatTask(batch_size=4)
+    task.sample(torch.Generator().manual_seed(0), (3,))
+    bits = torch.tensor([0.1, 0.2, 0.05]) * math.log(2)  # bits per element → nats
+    task.observe(bits)
+    assert task.metrics()["T"].tolist() == [7, 5, 7]
+
+
+def test_masked_cell_jacobian_and_padding_flag():
+    inner = make_cell("lstm", 3, 2)
+    cell = MaskedCell(inner)
+    g = torch.Generator().manual_seed(1)
+    params = {k: v.double() * 3 for k, v in inner.init_params(g).items()}
+    x = torch.randn(4, 4, generator=g, dtype=torch.float64)
+    x[:, -1] = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    s = torch.randn(4, 4, generator=g, dtype=torch.float64)
+    full = jacrev(lambda sp: cell.step(params, x, sp))(s)
+    expected = torch.stack([full[b, :, b, :] for b in range(4)])
+    assert relative_error(cell.state_jacobian(params, x, s), expected) < 1e-12
+    assert cell.step(params, x, s)[1].abs().max() == 0
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [("bptt", {}), ("tbptt", {"window": 2}), ("bp_lambda", {"lmbda": 0.5, "gamma": 0.9})],
+)
+def test_padding_changes_no_rnn_or_readout_gradient(name, options):
+    """A short sequence padded in front inside a stack trains exactly as it would alone."""
+    cell = MaskedCell(make_cell("lstm", 10, 4))
+    net = {grp: {k: v.double() for k, v in p.items()} for grp, p in
+           init_network(cell, 9, seed=0).items()}  # fmt: skip
+    net["synthesiser"] = {k: 0.1 * torch.ones_like(v) for k, v in net["synthesiser"].items()}
+    stacked = {grp: {k: torch.stack([v, v]) for k, v in p.items()} for grp, p in net.items()}
+    g = torch.Generator().manual_seed(2)
+    bits = torch.randint(0, 2, (2, 3, 2, 8), generator=g).float()
+    N, R = torch.tensor([1, 2]), torch.tensor([1, 2])
+    inputs, targets = copy_repeat_batch(bits, N, R)
+    inputs, targets = (
+        inputs.double(),
+        SequenceTargets(targets.values.double(), targets.weights.double(), "bce"),
+    )
+    alone_x, alone_y = copy_repeat_batch(bits[:1], N[:1], R[:1])
+    alone_y = SequenceTargets(alone_y.values[:, 0].double(), alone_y.weights[:, 0].double(), "bce")
+    rule = make_rule(name, **options)
+    both = rule.gradients(cell, stacked, inputs, targets)
+    alone = rule.gradients(cell, net, alone_x[:, 0].double(), alone_y)
+    first = {grp: {k: v[0] for k, v in p.items()} for grp, p in both.grads.items()}
+    assert_grads_close(first, alone.grads, 1e-10, groups=("rnn", "readout"))
+    assert relative_error(both.loss[0], alone.loss) < 1e-12
+
+
+def test_largest_solved_length_is_the_previous_level():
+    import pandas as pd
+
+    from bplambda.reports import solved_length
+
+    N, R, previous = torch.tensor([1]), torch.tensor([1]), 0
+    for _ in range(8):
+        assert solved_length(pd.Series([int(N)]), pd.Series([int(R)]))[0] == previous
+        previous = int(sequence_length(N, R))
+        N, R = next_level(N, R, torch.tensor([True]))
