@@ -437,7 +437,7 @@ class CopyRepeatConfig:
 COPY_DEFAULTS = {
     "smoke": {"seeds": (0,), "updates": 30, "hidden_size": 16, "batch_size": 8,
               "lambdas": (1.0,), "windows": (2,), "log_every": 5, "progress": False},
-    "quick": {"seeds": (0, 1), "updates": 6000, "lambdas": (0.5, 1.0), "windows": (5,),
+    "quick": {"seeds": (0, 1), "updates": 5000, "lambdas": (0.5, 1.0), "windows": (5,),
               "oracle": False},
     "paper": {"seeds": FIVE_SEEDS, "updates": 150_000, "log_every": 500},
 }  # fmt: skip

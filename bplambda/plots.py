@@ -17,6 +17,7 @@ METRIC_LABELS = {
     "alignment_synthetic": "cos(g(s_t), ∂L>t/∂s_t)",
     "alignment_signal": "cos(signal, ∂L>t/∂s_t)",
     "update_alignment": "cos(ΔΨ, BPTT)",
+    "future_gradient_norm": "‖∂L>t/∂s_t‖ (batch mean)",
     "loss": "task loss",
 }
 
@@ -41,15 +42,18 @@ def lines(
     title: str,
     log_y: Sequence[str] = (),
     xlabel: str | None = None,
+    hue: str = "condition",
 ) -> plt.Figure:
-    """One panel per metric: value vs ``x``, a line per condition with a band over seeds."""
-    order = condition_order(data.condition)
-    palette = _palette(order)
+    """One panel per metric: value vs ``x``, a line per ``hue`` value (conditions by default,
+    in the house colours) with a band over seeds."""
+    by_condition = hue == "condition"
+    order = condition_order(data.condition) if by_condition else sorted(data[hue].unique())
+    palette = _palette(order) if by_condition else "viridis"
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         subset = data[data.metric == metric]
-        sns.lineplot(subset, x=x, y="value", hue="condition", hue_order=[c for c in order if c in
-                     set(subset.condition)], palette=palette, errorbar=("ci", 95), ax=ax,
+        sns.lineplot(subset, x=x, y="value", hue=hue, hue_order=[c for c in order if c in
+                     set(subset[hue])], palette=palette, errorbar=("ci", 95), ax=ax,
                      legend=ax is axes[0][-1])  # fmt: skip
         ax.set(ylabel=METRIC_LABELS.get(metric, metric), xlabel=xlabel or x)
         if metric in log_y:

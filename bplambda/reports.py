@@ -124,12 +124,16 @@ def toy_claims(tables: dict[str, pd.DataFrame], cfg: ToyConfig) -> list[dict]:
 
 
 def sweep_tables(sweep: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """``final_by_seed`` (mean over t < T at the last batch) and ``final`` (over seeds)."""
+    """``final_by_seed`` (mean over t < T at the last batch), ``final`` (over seeds) and
+    ``by_t`` (per step at the last batch: the alignment and the true gradient's norm)."""
+    last_rows = final_batch(sweep)
     last = final_batch(mean_over_steps(sweep))
     last = last[last.metric.isin([ALIGNMENT, "alignment_signal"])]
+    by_t = last_rows[(last_rows.t >= 1) & (last_rows.t < last_rows["T"])]
     return {
         "final_by_seed": last,
         "final": summarise(last, ["condition", "family", "lmbda", "n", "T", "metric"]),
+        "by_t": by_t[by_t.metric.isin([ALIGNMENT, "future_gradient_norm"])],
     }
 
 

@@ -33,8 +33,8 @@ class TrainConfig:
 
     betas/eps default to the official code's Adam (0.9, 0.98), 1e-9. ``track_alignment`` logs
     the per-step cosine between the rule's future signal (and the synthesiser's output) and
-    the true future gradient; ``track_update_alignment`` logs the cosine between the RNN
-    update and BPTT's (an extra BPTT pass per logged batch).
+    the true future gradient, and that gradient's batch-mean norm; ``track_update_alignment``
+    logs the cosine between the RNN update and BPTT's (an extra BPTT pass per logged batch).
     ``update_every_step`` applies an optimiser step at every time step (Algorithm 1; only
     ``bp_lambda`` with ``implementation="online"``).
     """
@@ -127,6 +127,7 @@ def _log(
             true = true_future_gradients(cell, params["rnn"], inputs, out.states, out.immediate)
         for metric, values in signal_alignments(out, true).items():
             frames.append(_rows(seeds, batch, metric, values))
+        frames.append(_rows(seeds, batch, "future_gradient_norm", true.norm(dim=-1).mean(-1)))
     if config.track_update_alignment:
         reference = BPTT().gradients(cell, params, inputs, targets).grads["rnn"]
         cos = update_alignment(out.grads["rnn"], reference, cell.param_ndim)

@@ -51,7 +51,12 @@ def test_train_returns_a_tidy_table_and_is_repeatable():
     a = _toy_run(1.0)
     b = _toy_run(1.0)
     assert list(a.table.columns) == COLUMNS
-    assert set(a.table.metric) == {"loss", "alignment_synthetic", "alignment_signal"}
+    assert set(a.table.metric) == {
+        "loss",
+        "alignment_synthetic",
+        "alignment_signal",
+        "future_gradient_norm",
+    }
     assert set(a.table.seed) == {0, 1}
     pd.testing.assert_frame_equal(a.table, b.table)
 
