@@ -8,6 +8,7 @@ step only. In the official code every example is identical: the input code is dr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -16,11 +17,16 @@ from torch import Tensor
 from bplambda.readout import SequenceTargets
 
 
+@lru_cache(maxsize=8)
+def _code_bits(input_size: int, seed: int) -> tuple[float, ...]:
+    code = int(np.random.RandomState(seed).choice(2**input_size, 1, replace=False)[0])
+    return tuple(float(bit) for bit in format(code, f"0{input_size}b"))
+
+
 def toy_input_code(input_size: int = 10, seed: int = 123) -> Tensor:
     """The official code's binary input pattern: the first of its distinct codes,
     ``RandomState(seed).choice(2**I, npoints, replace=False)``, written in binary."""
-    code = int(np.random.RandomState(seed).choice(2**input_size, 1, replace=False)[0])
-    return torch.tensor([float(bit) for bit in format(code, f"0{input_size}b")])
+    return torch.tensor(_code_bits(input_size, seed))
 
 
 @dataclass(frozen=True)
