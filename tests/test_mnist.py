@@ -1,0 +1,96 @@
+"""Sequential MNIST: loading, the split, batches and evaluation."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from bplambda.cells import make_cell
+from bplambda.evaluate import classification_metrics
+from bplambda.stacking import init_stacked_network
+from bplambda.tasks.mnist import (
+    SequentialMNIST,
+    as_sequences,
+    load_mnist,
+    split_mnist,
+)
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+
+
+def test_missing_files_say_where_to_put_them(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        load_mnist(tmp_path, download=False)
+    message = str(info.value)
+    assert str(tmp_path / "MNIST" / "raw") in message
+    assert "train-images-idx3-ubyte" in message and "t10k-labels-idx1-ubyte" in message
+
+
+def _fake(n_train: int = 100, n_test: int = 20) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {
+        "train_images": torch.randint(0, 256, (n_train, 28, 28), generator=g, dtype=torch.uint8),
+        "train_labels": torch.randint(0, 10, (n_train,), generator=g),
+        "test_images": torch.randint(0, 256, (n_test, 28, 28), generator=g, dtype=torch.uint8),
+        "test_labels": torch.randint(0, 10, (n_test,), generator=g),
+    }
+
+
+def test_split_is_seeded_disjoint_and_scaled(monkeypatch):
+    monkeypatch.setattr("bplambda.tasks.mnist.VALIDATION_SIZE", 20)
+    data = _fake()
+    a, b = split_mnist(data, split_seed=3), split_mnist(data, split_seed=3)
+    assert torch.equal(a.val_images, b.val_images)
+    assert len(a.train_images) == 80 and len(a.val_images) == 20 and len(a.test_images) == 20
+    assert a.train_images.min() >= 0 and a.train_images.max() <= 1
+    rows = {tuple(x.flatten().tolist()) for x in a.train_images}
+    assert not rows & {tuple(x.flatten().tolist()) for x in a.val_images}
+
+
+def test_rows_are_time_steps_and_the_label_is_scored_last():
+    images = torch.rand(2, 3, 28, 28)  # (K, B, rows, pixels)
+    labels = torch.randint(0, 10, (2, 3))
+    inputs, targets = as_sequences(images, labels)
+    assert inputs.shape == (28, 2, 3, 28)
+    assert torch.equal(inputs[5, 1, 2], images[1, 2, 5])
+    assert targets.weights.tolist() == [0.0] * 27 + [1.0]
+    assert torch.equal(targets.values[-1], labels)
+
+
+def test_each_model_walks_its_own_epoch():
+    data = _fake(n_train=40)
+    task = SequentialMNIST(data["train_images"].float(), data["train_labels"], batch_size=10)
+    g = torch.Generator().manual_seed(0)
+    seen = [task.sample(g, (2,))[1].values[-1] for _ in range(4)]  # one epoch: 4 batches
+    labels = torch.stack(seen)  # (4, 2, 10)
+    for k in range(2):
+        assert sorted(labels[:, k].flatten().tolist()) == sorted(data["train_labels"].tolist())
+    assert not torch.equal(labels[:, 0], labels[:, 1])
+
+
+def test_evaluation_matches_a_direct_computation():
+    cell = make_cell("lstm", 28, 5)
+    params = init_stacked_network(cell, 10, [0, 1])
+    data = _fake(n_test=7)
+    images, labels = data["test_images"].float() / 255, data["test_labels"]
+    metrics = classification_metrics(cell, params, images, labels, chunk=3)
+    for k in range(2):
+        s = torch.zeros(7, 10)
+        single = {n: v[k] for n, v in params["rnn"].items()}
+        for t in range(28):
+            s = cell.step(single, images[:, t], s)
+        logits = cell.hidden(s) @ params["readout"]["weight"][k].T + params["readout"]["bias"][k]
+        loss = torch.nn.functional.cross_entropy(logits, labels)
+        error = (logits.argmax(-1) != labels).float().mean()
+        assert torch.allclose(metrics["loss"][k], loss, atol=1e-6)
+        assert torch.allclose(metrics["error"][k], error)
+
+
+@pytest.mark.skipif(not (DATA / "MNIST" / "raw").exists(), reason="MNIST not linked into data/")
+def test_the_real_split_has_the_paper_sizes():
+    splits = split_mnist(load_mnist(DATA, download=False))
+    assert (len(splits.train_images), len(splits.val_images), len(splits.test_images)) == (
+        48_000,
+        12_000,
+        10_000,
+    )
