@@ -272,6 +272,17 @@ def run_lambda_sweep(cfg: SweepConfig) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)
 
 
+def _per_seed_rows(
+    table: pd.DataFrame, metric: str, value: float | pd.Series, batch: int
+) -> pd.DataFrame:
+    """One sequence-level row per condition and seed of ``table``, labelled like its rows;
+    ``value`` is one number for all or a Series indexed by (condition, seed)."""
+    rows = table.drop_duplicates(["condition", "seed"]).assign(batch=batch, t=-1, metric=metric)
+    if isinstance(value, pd.Series):
+        value = [value[key] for key in zip(rows.condition, rows.seed)]
+    return rows.assign(value=value)[TABLE_COLUMNS]
+
+
 # ----------------------------------------------------------------------------- seq-MNIST
 LSTM_MODES = {"exact": "lstm", "faithful": "lstm_faithful"}
 
@@ -390,13 +401,7 @@ def run_mnist(cfg: MNISTConfig, append_to: str | Path | None = None) -> pd.DataF
             evaluate=evaluate, evaluate_every=task.batches_per_epoch,
         )  # fmt: skip
         per_epoch = (time.perf_counter() - start) / cfg.epochs
-        timing = (
-            table[table.metric == "loss"]
-            .drop_duplicates(["condition", "seed"])
-            .assign(
-                batch=train_config.num_batches, t=-1, metric="seconds_per_epoch", value=per_epoch
-            )
-        )
+        timing = _per_seed_rows(table, "seconds_per_epoch", per_epoch, train_config.num_batches)
         tables += [table, timing]
     return pd.concat(tables, ignore_index=True)
 
@@ -484,16 +489,13 @@ def run_copy_repeat(cfg: CopyRepeatConfig, append_to: str | Path | None = None) 
         start = time.perf_counter()
         table = run_condition(condition, task, cell, train_config, cfg.device, cfg.dtype,
                               append_to=append_to)  # fmt: skip
-        seconds = time.perf_counter() - start
-        levels = table[table.metric == "T"]
-        mean_T = levels.groupby(["condition", "seed"], as_index=False)["value"].mean()
-        timing = pd.concat([
-            mean_T.assign(metric="mean_T"),
-            mean_T.assign(metric="seconds_per_1000_updates", value=1000 * seconds / cfg.updates),
-        ])  # fmt: skip
-        first = table.drop_duplicates(["condition", "seed"]).drop(columns=["metric", "value"])
-        timing = timing.merge(first.drop(columns=["batch", "t"]), on=["condition", "seed"])
-        tables += [table, timing.assign(batch=cfg.updates, t=-1)[TABLE_COLUMNS]]
+        per_1000 = 1000 * (time.perf_counter() - start) / cfg.updates
+        mean_T = table[table.metric == "T"].groupby(["condition", "seed"])["value"].mean()
+        tables += [
+            table,
+            _per_seed_rows(table, "mean_T", mean_T, cfg.updates),
+            _per_seed_rows(table, "seconds_per_1000_updates", per_1000, cfg.updates),
+        ]
     return pd.concat(tables, ignore_index=True)
 
 
