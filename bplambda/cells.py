@@ -390,6 +390,8 @@ class MaskedCell:
 
 
 CELLS = ("linear_rnn", "tanh_rnn", "lstm", "lstm_faithful")
+LSTM_MODES = {"exact": "lstm", "faithful": "lstm_faithful"}
+"""The LSTM's two modes by name: the exact Jacobian, or the official code's quirks."""
 
 
 def make_cell(name: str, input_size: int, hidden_size: int) -> Cell:

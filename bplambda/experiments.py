@@ -12,12 +12,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from bplambda.cells import Cell, MaskedCell, make_cell
+from bplambda.cells import LSTM_MODES, Cell, MaskedCell, make_cell
+from bplambda.parameters import refuse
 from bplambda.profiles import configure
 from bplambda.results import append_rows
 from bplambda.rules import Rule, make_rule
@@ -26,8 +27,12 @@ from bplambda.tasks.toy import ToyTask
 from bplambda.train import TrainConfig, train
 
 TABLE_COLUMNS = [
-    "condition", "family", "lmbda", "n", "T", "seed", "batch", "t", "metric", "value",
+    "condition", "family", "lmbda", "n", "T", "seed", "diverged", "diverged_at", "batch", "t",
+    "metric", "value",
 ]  # fmt: skip
+DIVERGENCE_THRESHOLD = 1e4
+"""Default: a model whose batch loss exceeds this (or is not finite) is marked diverged; the
+tasks' losses start near 1, and the runs that blow up reach 1e6 and more."""
 
 
 # ----------------------------------------------------------------------------- conditions
@@ -118,6 +123,7 @@ class ToyConfig:
     synthesiser lr 1e-3, SG scale s = 1; ``plastic_epochs`` is UNKNOWN too (default 10).
     """
 
+    NOTEBOOK: ClassVar[str] = "01_toy_alignment"
     profile: str
     seeds: tuple[int, ...]
     epochs: int
@@ -134,6 +140,8 @@ class ToyConfig:
     plastic_lr_rnn: float = 1e-3
     plastic_lr_synthesiser: float = 1e-3
     plastic_scale: float = 1.0
+    divergence_threshold: float = DIVERGENCE_THRESHOLD
+    output_dir: str | None = None  # results_folder(profile) / NOTEBOOK
     device: str = "auto"
     dtype: str = "float32"
     progress: bool = True
@@ -154,7 +162,7 @@ def toy_config(profile: str = "quick", **overrides: object) -> ToyConfig:
 
 
 def _alignment_train_config(
-    num_batches: int, lr_synthesiser: float, log_every: int, progress: bool, lr_rnn: float = 0.0
+    cfg: ToyConfig | SweepConfig, num_batches: int, lr_synthesiser: float, lr_rnn: float = 0.0
 ) -> TrainConfig:
     """Alignment is tracked every logged batch; a plastic RNN (``lr_rnn > 0``, readout alike)
     also logs the cosine between its update and BPTT's."""
@@ -163,10 +171,11 @@ def _alignment_train_config(
         lr_rnn=lr_rnn,
         lr_readout=lr_rnn,
         lr_synthesiser=lr_synthesiser,
-        log_every=log_every,
+        log_every=cfg.log_every,
         track_alignment=True,
         track_update_alignment=lr_rnn > 0,
-        progress=progress,
+        divergence_threshold=cfg.divergence_threshold,
+        progress=cfg.progress,
     )
 
 
@@ -195,7 +204,7 @@ def run_toy_alignment(cfg: ToyConfig) -> pd.DataFrame:
         single_condition("oracle", cfg.seeds),
     ]
     batches = cfg.epochs * cfg.batches_per_epoch
-    train_config = _alignment_train_config(batches, cfg.lr_synthesiser, cfg.log_every, cfg.progress)
+    train_config = _alignment_train_config(cfg, batches, cfg.lr_synthesiser)
     return _run_all(conditions, cfg, cfg.seq_len, train_config)
 
 
@@ -215,8 +224,8 @@ def run_toy_plastic(cfg: ToyConfig) -> pd.DataFrame:
         single_condition("bptt", cfg.seeds),
     ]
     train_config = _alignment_train_config(
-        cfg.plastic_epochs * cfg.batches_per_epoch, cfg.plastic_lr_synthesiser, cfg.log_every,
-        cfg.progress, lr_rnn=cfg.plastic_lr_rnn,
+        cfg, cfg.plastic_epochs * cfg.batches_per_epoch, cfg.plastic_lr_synthesiser,
+        lr_rnn=cfg.plastic_lr_rnn,
     )  # fmt: skip
     return _run_all(conditions, cfg, cfg.seq_len, train_config)
 
@@ -230,6 +239,7 @@ class SweepConfig:
     (the paper's toy runs use γ = 1).
     """
 
+    NOTEBOOK: ClassVar[str] = "02_lambda_sweeps"
     profile: str
     seeds: tuple[int, ...]
     epochs: int
@@ -242,6 +252,8 @@ class SweepConfig:
     hidden_size: int = 30
     lr_synthesiser: float = 1e-4
     log_every: int = 100
+    divergence_threshold: float = DIVERGENCE_THRESHOLD
+    output_dir: str | None = None  # results_folder(profile) / NOTEBOOK
     device: str = "auto"
     dtype: str = "float32"
     progress: bool = True
@@ -263,7 +275,7 @@ def sweep_config(profile: str = "quick", **overrides: object) -> SweepConfig:
 def run_lambda_sweep(cfg: SweepConfig) -> pd.DataFrame:
     """For every T: BP(λ) over the λ grid (one stacked run) and SG(n) for every n."""
     batches = cfg.epochs * cfg.batches_per_epoch
-    train_config = _alignment_train_config(batches, cfg.lr_synthesiser, cfg.log_every, cfg.progress)
+    train_config = _alignment_train_config(cfg, batches, cfg.lr_synthesiser)
     conditions = [
         bp_lambda_condition(cfg.lambdas, cfg.seeds, cfg.gamma),
         *[single_condition("sg", cfg.seeds, n, gamma=cfg.gamma) for n in cfg.windows],
@@ -283,73 +295,36 @@ def _per_seed_rows(
     return rows.assign(value=value)[TABLE_COLUMNS]
 
 
-# ----------------------------------------------------------------------------- seq-MNIST
-LSTM_MODES = {"exact": "lstm", "faithful": "lstm_faithful"}
+# ----------------------------------------------------------------------------- rule grids
+GRID_RULES = ("bptt", "tbptt", "sg", "bp_lambda", "oracle")
+"""The rules a seq-MNIST or copy-repeat grid can run (``rules``): BPTT, TBPTT(n) and SG(n) for
+every window n, BP(λ) for every λ (one stacked model per LSTM mode), and the oracle."""
 
 
-@dataclass(frozen=True)
-class MNISTConfig:
-    """Sequential MNIST (PAPER.md §6.3): LSTM 30, last-step 10-way readout, cross-entropy,
-    batch 50, Adam lr 3e-4 for RNN, readout and synthesiser, BP(λ) scale s = 0.1, γ = 0.9;
-    ``paper``: 50 epochs, the checkpoint with the lowest validation loss gives the test error.
-
-    Conditions: full BPTT (``bptt``), truncated BPTT(n) and SG(n) for n in ``windows``,
-    BP(λ) for λ in ``lambdas`` in every LSTM mode of ``lstm_modes`` (``exact``: the correct
-    Jacobian; ``faithful``: the official code's quirks), and the ``oracle``. ``limit`` keeps
-    only the first images of every split (smoke profile).
-    """
-
-    profile: str
-    seeds: tuple[int, ...]
-    epochs: int
-    windows: tuple[int, ...] = (1, 2, 3, 4, 5)
-    lambdas: tuple[float, ...] = (0.0, 0.5, 1.0)
-    lstm_modes: tuple[str, ...] = ("exact", "faithful")
-    bptt: bool = True
-    oracle: bool = True
-    hidden_size: int = 30
-    batch_size: int = 50
-    lr: float = 3e-4
-    scale: float = 0.1
-    gamma: float = 0.9
-    implementation: str = "lambda_return"
-    limit: int | None = None
-    log_every: int = 96
-    data_dir: str = "data"
-    device: str = "auto"
-    dtype: str = "float32"
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        unknown = sorted(set(self.lstm_modes) - set(LSTM_MODES))
-        if unknown:
-            raise ValueError(f"lstm_modes {unknown} unknown; choose from {sorted(LSTM_MODES)}")
+def check_grid(cfg: MNISTConfig | CopyRepeatConfig) -> None:
+    """Refuse a grid whose rules need a list that is empty (e.g. ``tbptt`` without windows)."""
+    needs = {"windows": {"tbptt", "sg"}, "lambdas": {"bp_lambda"}, "lstm_modes": {"bp_lambda"}}
+    for name, rules in needs.items():
+        used = sorted(rules & set(cfg.rules))
+        if used and not getattr(cfg, name):
+            raise refuse(name, getattr(cfg, name), f"rules {used} need at least one value")
 
 
-MNIST_DEFAULTS = {
-    "smoke": {"seeds": (0,), "epochs": 1, "limit": 500, "windows": (1,), "lambdas": (1.0,),
-              "batch_size": 50, "log_every": 5, "progress": False},
-    "quick": {"seeds": (0, 1), "epochs": 3, "windows": (1,), "lambdas": (0.5, 1.0),
-              "oracle": False},
-    "paper": {"seeds": FIVE_SEEDS, "epochs": 50},
-}  # fmt: skip
-
-
-def mnist_config(profile: str = "quick", **overrides: object) -> MNISTConfig:
-    """The seq-MNIST config: profile defaults, then the overrides that are not None."""
-    return configure(MNISTConfig, MNIST_DEFAULTS, profile, **overrides)
-
-
-def mnist_conditions(cfg: MNISTConfig) -> list[tuple[Condition, str]]:
-    """(condition, cell name) pairs; BP(λ) runs all λ × seeds as one stacked model per mode."""
+def grid_conditions(cfg: MNISTConfig | CopyRepeatConfig) -> list[tuple[Condition, str]]:
+    """(condition, cell name) pairs in the order of :data:`GRID_RULES`; seeds stacked, and
+    BP(λ)'s λ grid × seeds as one stacked model per LSTM mode (``" faithful"`` labels the
+    official code's quirks). Every other rule runs the exact LSTM."""
     pairs: list[tuple[Condition, str]] = []
-    if cfg.bptt:
+    rules = set(cfg.rules)
+    if "bptt" in rules:
         pairs.append((single_condition("bptt", cfg.seeds), "lstm"))
     for n in cfg.windows:
-        pairs.append((single_condition("tbptt", cfg.seeds, n), "lstm"))
-        sg = single_condition("sg", cfg.seeds, n, gamma=cfg.gamma, scale=cfg.scale)
-        pairs.append((sg, "lstm"))
-    for mode in cfg.lstm_modes:
+        if "tbptt" in rules:
+            pairs.append((single_condition("tbptt", cfg.seeds, n), "lstm"))
+        if "sg" in rules:
+            sg = single_condition("sg", cfg.seeds, n, gamma=cfg.gamma, scale=cfg.scale)
+            pairs.append((sg, "lstm"))
+    for mode in cfg.lstm_modes if "bp_lambda" in rules else ():
         grid = bp_lambda_condition(cfg.lambdas, cfg.seeds, cfg.gamma, cfg.scale)
         rule = make_rule(
             "bp_lambda", lmbda=grid.rule.lmbda, gamma=cfg.gamma, scale=cfg.scale,
@@ -358,9 +333,68 @@ def mnist_conditions(cfg: MNISTConfig) -> list[tuple[Condition, str]]:
         suffix = "" if mode == "exact" else f" {mode}"
         labels = tuple({**label, "condition": label["condition"] + suffix} for label in grid.labels)
         pairs.append((Condition(rule, grid.seeds, labels), LSTM_MODES[mode]))
-    if cfg.oracle:
+    if "oracle" in rules:
         pairs.append((single_condition("oracle", cfg.seeds), "lstm"))
     return pairs
+
+
+# ----------------------------------------------------------------------------- seq-MNIST
+@dataclass(frozen=True)
+class MNISTConfig:
+    """Sequential MNIST (PAPER.md §6.3): LSTM 30, last-step 10-way readout, cross-entropy,
+    batch 50, Adam lr 3e-4 for RNN, readout and synthesiser, BP(λ) scale s = 0.1, γ = 0.9;
+    ``paper``: 50 epochs, the checkpoint with the lowest validation loss gives the test error.
+
+    Conditions (:func:`grid_conditions`): the ``rules`` of :data:`GRID_RULES`, with truncated
+    BPTT(n) and SG(n) for n in ``windows`` and BP(λ) for λ in ``lambdas`` in every LSTM mode of
+    ``lstm_modes`` (``exact``: the correct Jacobian; ``faithful``: the official code's quirks).
+    ``limit`` keeps only the first images of every split (smoke profile). ``data_dir`` must
+    hold MNIST (or torchvision must be able to download it there): checked when the config is
+    made, so a notebook stops in its first cell.
+    """
+
+    NOTEBOOK: ClassVar[str] = "03_sequential_mnist"
+    profile: str
+    seeds: tuple[int, ...]
+    epochs: int
+    rules: tuple[str, ...] = GRID_RULES
+    windows: tuple[int, ...] = (1, 2, 3, 4, 5)
+    lambdas: tuple[float, ...] = (0.0, 0.5, 1.0)
+    lstm_modes: tuple[str, ...] = ("exact", "faithful")
+    hidden_size: int = 30
+    batch_size: int = 50
+    lr: float = 3e-4
+    scale: float = 0.1
+    gamma: float = 0.9
+    implementation: str = "lambda_return"
+    limit: int | None = None
+    log_every: int = 96
+    divergence_threshold: float = DIVERGENCE_THRESHOLD
+    data_dir: str = "data"
+    output_dir: str | None = None  # results_folder(profile) / NOTEBOOK
+    device: str = "auto"
+    dtype: str = "float32"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        from bplambda.tasks.mnist import require_mnist
+
+        check_grid(self)
+        require_mnist(self.data_dir)
+
+
+MNIST_DEFAULTS = {
+    "smoke": {"seeds": (0,), "epochs": 1, "limit": 500, "windows": (1,), "lambdas": (1.0,),
+              "batch_size": 50, "log_every": 5, "progress": False},
+    "quick": {"seeds": (0, 1), "epochs": 3, "windows": (1,), "lambdas": (0.5, 1.0),
+              "rules": ("bptt", "tbptt", "sg", "bp_lambda")},
+    "paper": {"seeds": FIVE_SEEDS, "epochs": 50},
+}  # fmt: skip
+
+
+def mnist_config(profile: str = "quick", **overrides: object) -> MNISTConfig:
+    """The seq-MNIST config: profile defaults, then the overrides that are not None."""
+    return configure(MNISTConfig, MNIST_DEFAULTS, profile, **overrides)
 
 
 def run_mnist(cfg: MNISTConfig, append_to: str | Path | None = None) -> pd.DataFrame:
@@ -378,10 +412,11 @@ def run_mnist(cfg: MNISTConfig, append_to: str | Path | None = None) -> pd.DataF
     task = SequentialMNIST(splits.train_images, splits.train_labels, cfg.batch_size)
     train_config = TrainConfig(
         num_batches=cfg.epochs * task.batches_per_epoch, lr_rnn=cfg.lr, lr_readout=cfg.lr,
-        lr_synthesiser=cfg.lr, log_every=cfg.log_every, progress=cfg.progress,
+        lr_synthesiser=cfg.lr, log_every=cfg.log_every,
+        divergence_threshold=cfg.divergence_threshold, progress=cfg.progress,
     )  # fmt: skip
     tables = []
-    for condition, cell_name in mnist_conditions(cfg):
+    for condition, cell_name in grid_conditions(cfg):
         cell = make_cell(cell_name, task.input_size, cfg.hidden_size)
 
         def evaluate(params, cell=cell):
@@ -411,21 +446,23 @@ def run_mnist(cfg: MNISTConfig, append_to: str | Path | None = None) -> pd.DataF
 class CopyRepeatConfig:
     """Copy-repeat with a curriculum (PAPER.md §6.4): LSTM 100, batch 100, Adam lr 1e-3 (RNN,
     readout) and 1e-5 (synthesiser), γ = 0.9, s = 1; ``paper``: 15,000 epochs × 10 batches =
-    150,000 updates. Conditions: BP(λ) for λ in ``lambdas`` (one stacked model), truncated
-    BPTT(n) and SG(n) for n in ``windows``, full BPTT and the oracle.
+    150,000 updates. Conditions (:func:`grid_conditions`): the ``rules`` of
+    :data:`GRID_RULES`, with BP(λ) for λ in ``lambdas`` (one stacked model per LSTM mode),
+    truncated BPTT(n) and SG(n) for n in ``windows``.
 
     Every model keeps its own curriculum level; the stack's batch is front-padded to the
     longest sequence, and :class:`~bplambda.cells.MaskedCell` holds the state at zero on the
     padding (exact: tested against unpadded runs).
     """
 
+    NOTEBOOK: ClassVar[str] = "04_copy_repeat"
     profile: str
     seeds: tuple[int, ...]
     updates: int
+    rules: tuple[str, ...] = GRID_RULES
     lambdas: tuple[float, ...] = (0.0, 0.5, 1.0)
     windows: tuple[int, ...] = (2, 5, 10)
-    bptt: bool = True
-    oracle: bool = True
+    lstm_modes: tuple[str, ...] = ("exact",)
     hidden_size: int = 100
     batch_size: int = 100
     lr: float = 1e-3
@@ -434,16 +471,21 @@ class CopyRepeatConfig:
     scale: float = 1.0
     implementation: str = "lambda_return"
     log_every: int = 50
+    divergence_threshold: float = DIVERGENCE_THRESHOLD
+    output_dir: str | None = None  # results_folder(profile) / NOTEBOOK
     device: str = "auto"
     dtype: str = "float32"
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_grid(self)
 
 
 COPY_DEFAULTS = {
     "smoke": {"seeds": (0,), "updates": 30, "hidden_size": 16, "batch_size": 8,
               "lambdas": (1.0,), "windows": (2,), "log_every": 5, "progress": False},
     "quick": {"seeds": (0, 1), "updates": 5000, "lambdas": (0.5, 1.0), "windows": (5,),
-              "oracle": False},
+              "rules": ("bptt", "tbptt", "sg", "bp_lambda")},
     "paper": {"seeds": FIVE_SEEDS, "updates": 150_000, "log_every": 500},
 }  # fmt: skip
 
@@ -451,22 +493,6 @@ COPY_DEFAULTS = {
 def copy_repeat_config(profile: str = "quick", **overrides: object) -> CopyRepeatConfig:
     """The copy-repeat config: profile defaults, then the overrides that are not None."""
     return configure(CopyRepeatConfig, COPY_DEFAULTS, profile, **overrides)
-
-
-def copy_repeat_conditions(cfg: CopyRepeatConfig) -> list[Condition]:
-    conditions = []
-    if cfg.bptt:
-        conditions.append(single_condition("bptt", cfg.seeds))
-    for n in cfg.windows:
-        conditions.append(single_condition("tbptt", cfg.seeds, n))
-        conditions.append(single_condition("sg", cfg.seeds, n, gamma=cfg.gamma, scale=cfg.scale))
-    grid = bp_lambda_condition(cfg.lambdas, cfg.seeds, cfg.gamma, cfg.scale)
-    rule = make_rule("bp_lambda", lmbda=grid.rule.lmbda, gamma=cfg.gamma, scale=cfg.scale,
-                     implementation=cfg.implementation)  # fmt: skip
-    conditions.append(Condition(rule, grid.seeds, grid.labels))
-    if cfg.oracle:
-        conditions.append(single_condition("oracle", cfg.seeds))
-    return conditions
 
 
 def run_copy_repeat(cfg: CopyRepeatConfig, append_to: str | Path | None = None) -> pd.DataFrame:
@@ -480,12 +506,13 @@ def run_copy_repeat(cfg: CopyRepeatConfig, append_to: str | Path | None = None) 
 
     train_config = TrainConfig(
         num_batches=cfg.updates, lr_rnn=cfg.lr, lr_readout=cfg.lr,
-        lr_synthesiser=cfg.lr_synthesiser, log_every=cfg.log_every, progress=cfg.progress,
+        lr_synthesiser=cfg.lr_synthesiser, log_every=cfg.log_every,
+        divergence_threshold=cfg.divergence_threshold, progress=cfg.progress,
     )  # fmt: skip
     tables = []
-    for condition in copy_repeat_conditions(cfg):
+    for condition, cell_name in grid_conditions(cfg):
         task = CopyRepeatTask(cfg.batch_size)
-        cell = MaskedCell(make_cell("lstm", task.input_size - 1, cfg.hidden_size))
+        cell = MaskedCell(make_cell(cell_name, task.input_size - 1, cfg.hidden_size))
         start = time.perf_counter()
         table = run_condition(condition, task, cell, train_config, cfg.device, cfg.dtype,
                               append_to=append_to)  # fmt: skip
@@ -515,7 +542,7 @@ def condition_order(conditions: Sequence[str]) -> list[str]:
     return sorted(set(conditions), key=key)
 
 
-KEYS = ["condition", "family", "lmbda", "n", "T", "seed"]
+KEYS = ["condition", "family", "lmbda", "n", "T", "seed", "diverged", "diverged_at"]
 
 
 def mean_over_steps(table: pd.DataFrame) -> pd.DataFrame:
@@ -531,9 +558,19 @@ def mean_over_steps(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def final_batch(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows of each condition's last logged batch."""
+    """The rows of each condition's last logged batch.
+
+    A diverged model has no rows there (they stop at its divergence): it is represented by its
+    own last rows, moved to that batch with ``value`` NaN, so that :func:`summarise` counts it
+    as diverged instead of silently dropping it, and never averages its values.
+    """
     last = table.groupby(["condition", "T"], dropna=False)["batch"].transform("max")
-    return table[table.batch == last]
+    final = table[table.batch == last]
+    diverged = table[table.diverged & (table.batch < last)]
+    own_last = diverged.groupby(["condition", "T", "seed"], dropna=False)["batch"].transform("max")
+    placeholders = diverged[diverged.batch == own_last].assign(value=np.nan)
+    placeholders["batch"] = last[placeholders.index]
+    return pd.concat([final, placeholders], ignore_index=True)
 
 
 def mean_ci(
@@ -553,13 +590,17 @@ def mean_ci(
 
 
 def summarise(final: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
-    """Mean and 95% interval over seeds of ``value`` per group.
+    """Mean and 95% interval over seeds of ``value`` per group, diverged models counted apart.
 
-    Columns: the ``by`` keys, ``mean``, ``low``, ``high`` and ``seeds`` (finite values).
+    Columns: the ``by`` keys, ``mean``, ``low``, ``high``, ``seeds`` (finite values of models
+    that did not diverge: what the mean is over) and ``diverged`` (models that diverged; their
+    values never enter the mean).
     """
     rows = []
     for key, group in final.groupby(list(by), dropna=False, sort=True):
-        mean, low, high = mean_ci(group.value.to_numpy())
+        healthy = group[~group.diverged.astype(bool)] if "diverged" in group else group
+        mean, low, high = mean_ci(healthy.value.to_numpy())
+        diverged = group.seed.nunique() - healthy.seed.nunique() if "seed" in group else 0
         rows.append({**dict(zip(by, key)), "mean": mean, "low": low, "high": high,
-                     "seeds": int(group.value.notna().sum())})  # fmt: skip
+                     "seeds": int(healthy.value.notna().sum()), "diverged": diverged})  # fmt: skip
     return pd.DataFrame(rows)

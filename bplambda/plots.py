@@ -14,12 +14,21 @@ import seaborn as sns
 from bplambda.experiments import condition_order
 
 METRIC_LABELS = {
-    "alignment_synthetic": "cos(g(s_t), ∂L>t/∂s_t)",
-    "alignment_signal": "cos(signal, ∂L>t/∂s_t)",
-    "update_alignment": "cos(ΔΨ, BPTT)",
-    "future_gradient_norm": "‖∂L>t/∂s_t‖ (batch mean)",
-    "loss": "task loss",
+    "alignment_synthetic": r"$\cos(g(s_t),\ \partial L_{>t}/\partial s_t)$",
+    "alignment_signal": r"$\cos(\mathrm{signal}_t,\ \partial L_{>t}/\partial s_t)$",
+    "update_alignment": r"$\cos(\Delta\Psi,\ \Delta\Psi_\mathrm{BPTT})$",
+    "future_gradient_norm": r"$\|\partial L_{>t}/\partial s_t\|$ (batch mean)",
+    "loss": "task loss (batch mean)",
+    "val_error": "validation error (fraction)",
+    "val_loss": "validation loss (cross-entropy, nats)",
+    "train_loss": "training loss (cross-entropy, nats)",
+    "T": "sequence length T (steps)",
+    "N": "pattern length N (steps)",
+    "R": "repeats R",
 }
+AXIS_LABELS = {"lmbda": "λ", "T": "sequence length T", "t": "time step t",
+               "batch": "batch (optimiser steps)", "epoch": "epoch", "n": "window n"}  # fmt: skip
+BANDS = "lines: mean over seeds; bands: 95% bootstrap interval"
 
 sns.set_theme(context="notebook", style="whitegrid")
 
@@ -55,13 +64,13 @@ def lines(
         sns.lineplot(subset, x=x, y="value", hue=hue, hue_order=[c for c in order if c in
                      set(subset[hue])], palette=palette, errorbar=("ci", 95), ax=ax,
                      legend=ax is axes[0][-1])  # fmt: skip
-        ax.set(ylabel=METRIC_LABELS.get(metric, metric), xlabel=xlabel or x)
+        ax.set(ylabel=METRIC_LABELS.get(metric, metric), xlabel=xlabel or AXIS_LABELS.get(x, x))
         if metric in log_y:
             ax.set_yscale("log")
     legend = axes[0][-1].get_legend()
     if legend is not None:
         sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
-    fig.suptitle(title)
+    fig.suptitle(f"{title}\n({BANDS})", fontsize="medium")
     fig.tight_layout()
     return fig
 
@@ -72,7 +81,8 @@ def heatmap(summary: pd.DataFrame, index: str, columns: str, title: str, label: 
     fig, ax = plt.subplots(figsize=(1.2 * table.shape[1] + 2.5, 0.42 * table.shape[0] + 1.5))
     sns.heatmap(table, annot=True, fmt=".2f", cmap="viridis", vmin=0, vmax=1, ax=ax,
                 cbar_kws={"label": label})  # fmt: skip
-    ax.set_title(title)
+    ax.set(title=f"{title}\n(mean over seeds)", xlabel=AXIS_LABELS.get(columns, columns),
+           ylabel=AXIS_LABELS.get(index, index))  # fmt: skip
     fig.tight_layout()
     return fig
 
@@ -85,7 +95,11 @@ def points(data: pd.DataFrame, x: str, y: str, title: str, ylabel: str) -> plt.F
     sns.pointplot(data, x=x, y=y, order=order, hue=x, palette=palette, errorbar=("ci", 95),
                   linestyle="none", markers="D", ax=ax, legend=False)  # fmt: skip
     sns.stripplot(data, x=x, y=y, order=order, color="0.4", size=3, alpha=0.6, ax=ax)
-    ax.set(xlabel="", ylabel=ylabel, title=title)
+    ax.set(
+        xlabel="",
+        ylabel=ylabel,
+        title=f"{title}\n(diamonds: mean over seeds, 95% bootstrap interval; dots: seeds)",
+    )
     ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
     return fig

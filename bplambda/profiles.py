@@ -6,12 +6,21 @@ uses the paper's settings.
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import MISSING, fields
+from pathlib import Path
 from typing import Any, TypeVar
+
+from bplambda.parameters import ParameterError, refuse, validate
 
 PROFILES = ("smoke", "quick", "paper")
 
 C = TypeVar("C")
+
+
+def results_folder(profile: str) -> Path:
+    """Where a profile's results go, relative to the project: ``results/`` for ``quick`` (the
+    committed ones), ``results/<profile>/`` otherwise, so no profile replaces another's."""
+    return Path("results") if profile == "quick" else Path("results") / profile
 
 
 def configure(
@@ -19,18 +28,26 @@ def configure(
 ) -> C:
     """Build ``config_type`` from ``defaults[profile]`` plus the overrides that are not None.
 
-    Lists become tuples (papermill passes lists; configs are frozen). Raises ``ValueError`` for
-    an unknown profile or parameter.
+    A config with a ``NOTEBOOK`` name and no ``output_dir`` writes to
+    ``results_folder(profile) / NOTEBOOK``. Every value is parsed and checked by its validator
+    (:mod:`bplambda.parameters`): papermill's strings and scalars become lists, ranges are
+    enforced. Raises :class:`ParameterError` (one line: parameter, value, what is allowed) for
+    an unknown profile or parameter or a bad value.
     """
     if profile not in PROFILES:
-        raise ValueError(f"profile={profile!r} is unknown; choose one of {list(PROFILES)}")
-    names = {f.name for f in fields(config_type)}
+        raise refuse("profile", profile, f"choose one of {list(PROFILES)}")
+    names = {f.name for f in fields(config_type)} - {"profile"}
     unknown = sorted(set(overrides) - names)
     if unknown:
-        raise ValueError(
-            f"{config_type.__name__} has no parameter(s) {unknown}; its parameters are "
-            f"{sorted(names)}"
+        raise ParameterError(
+            f"parameter {unknown[0]}={overrides[unknown[0]]!r} is not a parameter of "
+            f"{config_type.__name__}; its parameters are {sorted(names)}"
         )
-    values = {**defaults[profile], **{k: v for k, v in overrides.items() if v is not None}}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return config_type(profile=profile, **values)
+    own = {f.name: f.default for f in fields(config_type) if f.default is not MISSING}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values = {**own, **defaults[profile], **given}
+    values.pop("profile", None)
+    notebook = getattr(config_type, "NOTEBOOK", None)
+    if notebook is not None and values.get("output_dir") is None:
+        values["output_dir"] = results_folder(profile) / notebook
+    return config_type(profile=profile, **validate(values))

@@ -25,7 +25,15 @@ ALIGNMENT = "alignment_synthetic"
 
 
 def _fmt(summary_row: pd.Series) -> str:
-    return f"{summary_row['mean']:.2f} [{summary_row['low']:.2f}, {summary_row['high']:.2f}]"
+    """``mean [low, high]``, and ``(k/n diverged)`` where models diverged."""
+    text = f"{summary_row['mean']:.2f} [{summary_row['low']:.2f}, {summary_row['high']:.2f}]"
+    return text + _diverged_note(summary_row)
+
+
+def _diverged_note(summary_row: pd.Series) -> str:
+    diverged = int(summary_row.get("diverged", 0) or 0)
+    total = diverged + int(summary_row.get("seeds", 0) or 0)
+    return f" ({diverged}/{total} diverged)" if diverged else ""
 
 
 def _row(summary: pd.DataFrame, **where: object) -> pd.Series:
@@ -35,29 +43,29 @@ def _row(summary: pd.DataFrame, **where: object) -> pd.Series:
     return summary[mask].iloc[0]
 
 
-def toy_tables(fixed: pd.DataFrame, plastic: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
-    """Tidy tables of the toy notebook.
+def toy_tables(fixed: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Tidy tables of the toy notebook's fixed-RNN part.
 
     ``alignment_by_batch``: mean over t < T per seed and logged batch; ``alignment_by_t``: per
-    step at the last batch; ``final``: mean and 95% interval over seeds at the last batch;
-    with ``plastic``: ``plastic_by_batch`` and ``plastic_summary`` (mean over the whole run:
-    a plastic RNN solves this task fast, after which its gradients, and their cosines, are noise).
+    step at the last batch; ``final``: mean and 95% interval over seeds at the last batch.
     """
     by_batch = mean_over_steps(fixed)
     last = final_batch(fixed)
-    tables = {
+    return {
         "alignment_by_batch": by_batch,
         "alignment_by_t": last[last.t >= 1],
         "final": summarise(final_batch(by_batch), ["condition", "metric"]),
     }
-    if plastic is not None:
-        plastic_by_batch = mean_over_steps(plastic)
-        over_run = plastic_by_batch.groupby(
-            ["condition", "seed", "metric"], dropna=False, as_index=False
-        )["value"].mean()
-        tables["plastic_by_batch"] = plastic_by_batch
-        tables["plastic_summary"] = summarise(over_run, ["condition", "metric"])
-    return tables
+
+
+def plastic_tables(plastic: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """``plastic_by_batch`` (mean over t < T per seed and logged batch) and ``plastic_summary``
+    (mean and 95% interval over seeds at the last batch; diverged models counted apart)."""
+    by_batch = mean_over_steps(plastic)
+    return {
+        "plastic_by_batch": by_batch,
+        "plastic_summary": summarise(final_batch(by_batch), ["condition", "metric"]),
+    }
 
 
 def toy_claims(tables: dict[str, pd.DataFrame], cfg: ToyConfig) -> list[dict]:
@@ -106,15 +114,16 @@ def toy_claims(tables: dict[str, pd.DataFrame], cfg: ToyConfig) -> list[dict]:
     if "plastic_summary" in tables:
         plastic = tables["plastic_summary"]
         p_align = plastic[plastic.metric == ALIGNMENT]
-        p_bp = [_row(p_align, condition=f"BP({lm:g})")["mean"] for lm in sorted(cfg.lambdas)]
+        p_rows = [_row(p_align, condition=f"BP({lm:g})") for lm in sorted(cfg.lambdas)]
+        p_bp = [r["mean"] for r in p_rows]
         better = all(a < b for a, b in zip(p_bp, p_bp[1:]))
         weaker = p_bp[-1] < best_lambda["mean"]
         claims.append({
             "claim": "plastic RNN: alignment better for larger λ, weaker than with a fixed RNN",
             "paper": "yes (qualitative)",
             "official_code": "no config shipped",
-            "bplambda": " < ".join(f"{v:.2f}" for v in p_bp)
-                        + f" (mean over training); fixed BP({max(cfg.lambdas):g}) "
+            "bplambda": " < ".join(f"{r['mean']:.2f}{_diverged_note(r)}" for r in p_rows)
+                        + f" (final); fixed BP({max(cfg.lambdas):g}) "
                           f"{best_lambda['mean']:.2f}",
             "verdict": ("reproduced" if better and weaker else
                         f"{'increases' if better else 'does NOT increase'} with λ; "
@@ -184,7 +193,9 @@ def by_length_table(final: pd.DataFrame) -> pd.DataFrame:
 def summary_markdown(title: str, cfg: object, table: pd.DataFrame, notes: str = "") -> str:
     """The notebook's ``summary.md``: profile, settings, key table and notes."""
     settings = ", ".join(
-        f"{k}={v}" for k, v in vars(cfg).items() if k not in ("device", "progress", "profile")
+        f"{k}={v}"
+        for k, v in vars(cfg).items()
+        if k not in ("device", "progress", "profile", "output_dir", "data_dir")
     )
     device = resolve_device(cfg.device)
     return "\n\n".join(
@@ -207,10 +218,15 @@ def mnist_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     checkpoint rule); ``test_error``: mean and 95% interval over seeds; ``timing``."""
     evals = table[table.metric.isin(EVALUATIONS)].copy()
     evals["epoch"] = evals.groupby("condition")["batch"].rank(method="dense").astype(int)
-    wide = evals.pivot_table(index=["condition", "seed", "epoch"], columns="metric",
+    wide = evals.pivot_table(index=["condition", "seed", "diverged", "epoch"], columns="metric",
                              values="value").reset_index()  # fmt: skip
+    wide = wide[wide.val_loss.notna()]
     best = wide.loc[wide.groupby(["condition", "seed"])["val_loss"].idxmin()]
-    best = best[["condition", "seed", "epoch", "val_loss", "test_error"]]
+    best = best[["condition", "seed", "diverged", "epoch", "val_loss", "test_error"]]
+    # a model that diverged before its first finite evaluation still counts (as diverged)
+    models = table.drop_duplicates(["condition", "seed"])[["condition", "seed", "diverged"]]
+    missing = models.merge(best[["condition", "seed"]], how="left", indicator=True)
+    best = pd.concat([best, missing[missing._merge == "left_only"].drop(columns="_merge")])
     summary = summarise(best.rename(columns={"test_error": "value"}), ["condition"])
     summary = summary.set_index("condition").loc[condition_order(summary.condition)].reset_index()
     timing = table[table.metric == "seconds_per_epoch"].drop_duplicates("condition")
@@ -276,7 +292,7 @@ def copy_repeat_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """``levels``: N, R, T per logged update; ``final``: each seed's last level and the
     largest T solved; ``solved``: mean and 95% interval over seeds; ``timing``."""
     levels = table[table.metric.isin(["N", "R", "T"])]
-    wide = levels.pivot_table(index=["condition", "seed", "batch"], columns="metric",
+    wide = levels.pivot_table(index=["condition", "seed", "diverged", "batch"], columns="metric",
                               values="value").reset_index()  # fmt: skip
     final = wide.loc[wide.groupby(["condition", "seed"])["batch"].idxmax()].copy()
     final["solved_T"] = solved_length(final["N"], final["R"])

@@ -1,68 +1,91 @@
 """`make reproduce`: run every notebook through papermill and write the results summary.
 
-    python -m bplambda.reproduce [--profile quick] [--only 01_toy_alignment] [--results-dir DIR]
+    python -m bplambda.reproduce [--profile quick] [--only 01 03] [--results-dir DIR]
 
 Each notebook ``notebooks/<name>.ipynb`` runs with the parameters ``profile`` and
-``output_dir = <results-dir>/<name>``; the executed copy is saved there too. Results go to
-``results/`` for the ``quick`` profile, ``results/paper/`` for ``paper`` and ``results/smoke/``
-(git-ignored) for ``smoke``, so no profile replaces another's committed results. A failing
-notebook stops the run with its name and cell.
+``output_dir = <results-dir>/<name>``. Results go to ``results/`` for the ``quick`` profile and
+``results/<profile>/`` otherwise (``smoke`` is git-ignored), so no profile replaces another's
+committed results. The executed notebook is moved into its results folder only when it ran
+through; a failing notebook stops the run with one line (notebook, cell, error) and its
+executed copy goes to ``build/failed/``, leaving the results folder as it was.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import papermill as pm
 
-from bplambda.profiles import PROFILES
+from bplambda.profiles import PROFILES, results_folder
 from bplambda.results import build_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
+FAILED = ROOT / "build" / "failed"
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
-    """The notebooks to run, in name order; ``only`` selects by name (without ``.ipynb``)."""
+    """The notebooks to run, in name order; ``only`` selects by name or name prefix
+    (``01`` or ``01_toy_alignment``; without ``.ipynb``)."""
     found = sorted(NOTEBOOKS.glob("*.ipynb"))
-    if only:
-        names = {p.stem for p in found}
-        missing = sorted(set(only) - names)
-        if missing:
-            raise ValueError(f"no notebook named {missing}; choose from {sorted(names)}")
-        found = [p for p in found if p.stem in only]
-    return found
+    if not only:
+        return found
+    names = [p.stem for p in found]
+    unmatched = [o for o in only if not any(n == o or n.startswith(f"{o}_") for n in names)]
+    if unmatched:
+        raise ValueError(f"no notebook named {unmatched}; choose from {names} (or their numbers)")
+    return [p for p in found if any(p.stem == o or p.stem.startswith(f"{o}_") for o in only)]
 
 
 def run_notebook(
     notebook: Path, output_dir: Path, profile: str, parameters: dict | None = None
 ) -> Path:
-    """Execute one notebook with papermill into ``output_dir``; returns the executed copy."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    executed = output_dir / notebook.name
-    pm.execute_notebook(
-        str(notebook),
-        str(executed),
-        parameters={"profile": profile, "output_dir": str(output_dir), **(parameters or {})},
-        cwd=str(ROOT),
-        kernel_name="python3",
-        progress_bar=False,
-    )
-    return executed
+    """Execute one notebook with papermill; its executed copy lands in ``output_dir`` when it
+    ran through, in ``build/failed/`` when it did not (then papermill's error is raised)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        executed = Path(scratch) / notebook.name
+        try:
+            pm.execute_notebook(
+                str(notebook),
+                str(executed),
+                parameters={
+                    "profile": profile,
+                    "output_dir": str(output_dir),
+                    **(parameters or {}),
+                },
+                cwd=str(ROOT),
+                kernel_name="python3",
+                progress_bar=False,
+            )
+        except pm.PapermillExecutionError:
+            FAILED.mkdir(parents=True, exist_ok=True)
+            shutil.move(executed, FAILED / notebook.name)
+            raise
+        output_dir.mkdir(parents=True, exist_ok=True)
+        return Path(shutil.move(executed, output_dir / notebook.name))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="quick", choices=PROFILES)
-    parser.add_argument("--only", nargs="*", help="notebook names to run (default: all)")
+    parser.add_argument("--only", nargs="*", help="notebook names or numbers (default: all)")
     parser.add_argument("--results-dir", default=None)
     args = parser.parse_args(argv)
-    default_dir = ROOT / {"quick": "results"}.get(args.profile, f"results/{args.profile}")
-    results_dir = Path(args.results_dir) if args.results_dir else default_dir
-    for notebook in notebooks(args.only):
+    results_dir = (
+        Path(args.results_dir) if args.results_dir else ROOT / results_folder(args.profile)
+    )
+    try:
+        selected = notebooks(args.only)
+    except ValueError as error:
+        print(f"reproduce: {error}", file=sys.stderr)
+        return 2
+    total = time.perf_counter()
+    for notebook in selected:
         start = time.perf_counter()
         print(f"[{args.profile}] {notebook.name} ...", flush=True)
         try:
@@ -71,13 +94,14 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"\nFAILED: {notebook.name}, cell {error.cell_index} (execution count "
                 f"{error.exec_count}): {error.ename}: {error.evalue}\n"
-                f"The executed notebook is {results_dir / notebook.stem / notebook.name}.",
+                f"The executed notebook is {FAILED / notebook.name}.",
                 file=sys.stderr,
             )
             return 1
         print(f"[{args.profile}] {notebook.name} done in {time.perf_counter() - start:.0f} s")
     summary = build_summary(results_dir)
     print(f"summary written to {summary}")
+    print(f"[{args.profile}] {len(selected)} notebook(s) in {time.perf_counter() - total:.0f} s")
     return 0
 
 

@@ -18,12 +18,21 @@ import pandas as pd
 CLAIM_COLUMNS = ["experiment", "claim", "paper", "official_code", "bplambda", "verdict"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, write) -> Path:
+    """Write through a temporary file and rename it into place, with the permissions a plain
+    ``open(path, "w")`` would give (``mkstemp`` makes files readable by the owner only)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -43,15 +52,16 @@ def append_rows(rows: pd.DataFrame, path: str | Path) -> None:
     rows.to_csv(path, mode="a", header=not path.exists(), index=False)
 
 
-def save_figure(figure: plt.Figure, output_dir: str | Path, name: str) -> list[Path]:
-    """``<name>.png`` (150 dpi) and ``<name>.svg`` in ``output_dir``; closes nothing."""
-    paths = []
+def save_figure(figure: plt.Figure, output_dir: str | Path, name: str) -> plt.Figure:
+    """``<name>.png`` (150 dpi) and ``<name>.svg`` in ``output_dir``, then close the figure
+    (long JupyterLab sessions would otherwise keep every figure in memory). Returns the figure:
+    a notebook cell that ends with this call still displays it."""
     for suffix, options in ((".png", {"dpi": 150}), (".svg", {})):
         path = Path(output_dir) / f"{name}{suffix}"
         _atomic_write(path, lambda p, o=options, s=suffix: figure.savefig(
             p, bbox_inches="tight", format=s[1:], **o))  # fmt: skip
-        paths.append(path)
-    return paths
+    plt.close(figure)
+    return figure
 
 
 def write_text(text: str, output_dir: str | Path, name: str) -> Path:
@@ -62,11 +72,15 @@ def write_text(text: str, output_dir: str | Path, name: str) -> Path:
 
 
 def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
-    """A small DataFrame as a GitHub Markdown table (no extra dependency)."""
+    """A small DataFrame as a GitHub Markdown table (no extra dependency): ``digits`` decimals
+    for values in [1e-3, 1e4), ``digits`` significant digits outside (never ``0.000``)."""
 
     def cell(v: object) -> str:
         if isinstance(v, float):
-            return "" if pd.isna(v) else f"{v:.{digits}g}" if abs(v) >= 1e4 else f"{v:.{digits}f}"
+            if pd.isna(v):
+                return ""
+            tiny_or_huge = v != 0 and not 1e-3 <= abs(v) < 1e4
+            return f"{v:.{digits}g}" if tiny_or_huge else f"{v:.{digits}f}"
         return str(v)
 
     header = "| " + " | ".join(map(str, table.columns)) + " |"

@@ -1,11 +1,14 @@
 """The training loop: Adam per parameter group, one step per batch, a tidy table of metrics.
 
 Seeds are stacked (see :mod:`bplambda.stacking`): ``K`` models train together as one batched
-model, and every logged row names its seed.
+model, and every logged row names its seed. A model whose loss or gradients stop being finite,
+or whose loss exceeds ``divergence_threshold``, is marked diverged at that batch: its
+parameters stop changing, its rows stop, and the other models go on untouched.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -24,7 +27,10 @@ from bplambda.stacking import init_stacked_network
 from bplambda.tasks.base import Task
 
 GROUPS = ("rnn", "readout", "synthesiser")
-COLUMNS = ["model", "seed", "batch", "t", "metric", "value"]
+COLUMNS = ["model", "seed", "diverged", "diverged_at", "batch", "t", "metric", "value"]
+UNDEFINED_WHERE_NAN = ("alignment_synthetic", "alignment_signal")
+"""Cosines are NaN where the true gradient is zero (the terminal step): such rows are dropped;
+every other non-finite value (a diverging loss) is kept."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,8 @@ class TrainConfig:
     the true future gradient, and that gradient's batch-mean norm; ``track_update_alignment``
     logs the cosine between the RNN update and BPTT's (an extra BPTT pass per logged batch).
     ``update_every_step`` applies an optimiser step at every time step (Algorithm 1; only
-    ``bp_lambda`` with ``implementation="online"``).
+    ``bp_lambda`` with ``implementation="online"``). ``divergence_threshold``: a model whose
+    batch loss exceeds it (or whose loss or gradients are not finite) is frozen as diverged.
     """
 
     num_batches: int
@@ -49,6 +56,7 @@ class TrainConfig:
     track_alignment: bool = False
     track_update_alignment: bool = False
     update_every_step: bool = False
+    divergence_threshold: float = math.inf
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -60,6 +68,10 @@ class TrainConfig:
             lr = getattr(self, f"lr_{group}")
             if not np.isfinite(lr) or lr < 0:
                 raise ValueError(f"lr_{group}={lr!r} is invalid; pass a learning rate >= 0")
+        if not self.divergence_threshold > 0:
+            raise ValueError(
+                f"divergence_threshold={self.divergence_threshold!r} is invalid; pass a number > 0"
+            )
 
 
 @dataclass
@@ -68,6 +80,8 @@ class TrainResult:
 
     params: Grads
     table: pd.DataFrame
+    diverged_at: list[int | None]
+    """Per model, the batch at which it diverged, or ``None``."""
 
 
 def _optimiser(params: Grads, rule: Rule, config: TrainConfig) -> torch.optim.Optimizer | None:
@@ -81,33 +95,68 @@ def _optimiser(params: Grads, rule: Rule, config: TrainConfig) -> torch.optim.Op
     return torch.optim.Adam(groups, betas=config.betas, eps=config.eps)
 
 
-def _apply(optimiser: torch.optim.Optimizer | None, params: Grads, grads: Grads) -> None:
+def _per_model(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A ``(K,)`` mask shaped to broadcast over a stacked tensor ``(K, ...)``."""
+    return mask.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def _apply(
+    optimiser: torch.optim.Optimizer | None, params: Grads, grads: Grads, active: torch.Tensor
+) -> None:
+    """One optimiser step for the ``active`` models ``(K,)``; the others keep their parameters
+    exactly (their gradients are zeroed, and Adam's momentum step is undone)."""
     if optimiser is None:
         return
+    frozen = []
     for group in optimiser.param_groups:
         for name, value in grads.get(group["name"], {}).items():
-            params[group["name"]][name].grad = value
+            param = params[group["name"]][name]
+            keep = _per_model(active, param)
+            param.grad = torch.where(keep, value, 0.0)
+            frozen.append((param, keep, param.detach().clone()))
     optimiser.step()
     optimiser.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for param, keep, before in frozen:
+            param.copy_(torch.where(keep, param, before))
 
 
-def _rows(seeds: Sequence[int], batch: int, metric: str, values: torch.Tensor) -> pd.DataFrame:
+def _healthy(out: RuleOutput, threshold: float) -> torch.Tensor:
+    """``(K,)``: loss finite and ``<= threshold``, every gradient finite (no host sync)."""
+    ok = torch.isfinite(out.loss) & (out.loss <= threshold)
+    for group in out.grads.values():
+        for value in group.values():
+            ok &= torch.isfinite(value.reshape(len(ok), -1)).all(dim=1)
+    return ok
+
+
+def _rows(
+    seeds: Sequence[int], batch: int, metric: str, values: torch.Tensor, diverged_at: np.ndarray
+) -> pd.DataFrame:
     """Long rows from ``values: (K,)`` (sequence-level, ``t = -1``) or ``(T, K)`` (per step,
-    ``t = 1 … T``); ``model`` is the index into the stack, ``seed`` its seed."""
+    ``t = 1 … T``); ``model`` is the index into the stack, ``seed`` its seed. A model that
+    diverged before ``batch`` (``diverged_at``, ``-1``: never) has no rows; undefined cosines
+    (NaN) are dropped, every other value is kept, finite or not."""
     v = values.detach().cpu().double().numpy()
     steps = 1 if v.ndim == 1 else v.shape[0]
     t = np.full(v.shape, -1) if v.ndim == 1 else np.repeat(np.arange(1, steps + 1), v.shape[1])
+    at = np.tile(diverged_at, steps)
     frame = pd.DataFrame(
         {
             "model": np.tile(np.arange(len(seeds)), steps),
             "seed": np.tile(np.asarray(seeds), steps),
+            "diverged": at >= 0,
+            "diverged_at": np.where(at >= 0, at, np.nan),
             "batch": batch,
             "t": t,
             "metric": metric,
             "value": v.reshape(-1),
         }
     )
-    return frame[np.isfinite(frame["value"])]
+    keep = (at < 0) | (at >= batch)
+    if metric in UNDEFINED_WHERE_NAN:
+        keep &= ~np.isnan(frame["value"].to_numpy())
+    return frame[keep]
 
 
 def _log(
@@ -120,18 +169,22 @@ def _log(
     seeds: Sequence[int],
     batch: int,
     config: TrainConfig,
+    diverged_at: np.ndarray,
 ) -> list[pd.DataFrame]:
-    frames = [_rows(seeds, batch, "loss", out.loss)]
+    def rows(metric: str, values: torch.Tensor) -> pd.DataFrame:
+        return _rows(seeds, batch, metric, values, diverged_at)
+
+    frames = [rows("loss", out.loss)]
     if config.track_alignment:
         with torch.no_grad():
             true = true_future_gradients(cell, params["rnn"], inputs, out.states, out.immediate)
         for metric, values in signal_alignments(out, true).items():
-            frames.append(_rows(seeds, batch, metric, values))
-        frames.append(_rows(seeds, batch, "future_gradient_norm", true.norm(dim=-1).mean(-1)))
+            frames.append(rows(metric, values))
+        frames.append(rows("future_gradient_norm", true.norm(dim=-1).mean(-1)))
     if config.track_update_alignment:
         reference = BPTT().gradients(cell, params, inputs, targets).grads["rnn"]
         cos = update_alignment(out.grads["rnn"], reference, cell.param_ndim)
-        frames.append(_rows(seeds, batch, "update_alignment", cos))
+        frames.append(rows("update_alignment", cos))
     return frames
 
 
@@ -157,7 +210,10 @@ def train(
     append them to a CSV). ``evaluate(params) -> {name: (K,) tensor}`` runs after every
     ``evaluate_every`` optimiser steps and after the last (e.g. validation and test error); its
     rows are logged under those names, with ``batch`` the number of batches trained.
-    Raises ``FloatingPointError`` when the loss stops being finite.
+
+    Divergence (see the module docstring) is checked on the device every batch; the host
+    learns of it at the next logged batch, and the run stops early once every model diverged.
+    The table's ``diverged`` and ``diverged_at`` give each model's final status on all its rows.
     """
     seeds = [seeds] if isinstance(seeds, int) else list(seeds)
     device, dtype = resolve_device(device), resolve_dtype(dtype)
@@ -171,7 +227,13 @@ def train(
     if params is None:
         params = init_stacked_network(cell, task.output_size, seeds, dtype, device)
     optimiser = _optimiser(params, rule, config)
-    on_step = (lambda grads: _apply(optimiser, params, grads)) if config.update_every_step else None
+    never = torch.full((len(seeds),), -1, dtype=torch.long, device=device)
+    diverged_at = never.clone()  # (K,) batch of divergence, -1: never (kept on the device)
+
+    def apply(grads: Grads) -> None:
+        _apply(optimiser, params, grads, diverged_at < 0)
+
+    on_step = apply if config.update_every_step else None
     frames: list[pd.DataFrame] = []
 
     def log(new: list[pd.DataFrame]) -> None:
@@ -186,25 +248,31 @@ def train(
         inputs, targets = task.sample(generator, (len(seeds),))
         inputs, targets = inputs.to(device, dtype), targets.to(device, dtype)
         out = rule.gradients(cell, params, inputs, targets, on_step=on_step)
-        if not torch.isfinite(out.loss).all():
-            bad = [s for s, ok in zip(seeds, torch.isfinite(out.loss).tolist()) if not ok]
-            raise FloatingPointError(
-                f"the loss is not finite at batch {batch} for seed(s) {bad} ({rule.name}); "
-                "lower the learning rates or the synthetic-gradient scale"
-            )
+        newly = ~_healthy(out, config.divergence_threshold) & (diverged_at < 0)
+        diverged_at = torch.where(newly, batch, diverged_at)
         if batch % config.log_every == 0 or batch == config.num_batches - 1:
-            log(_log(cell, params, rule, inputs, targets, out, seeds, batch, config))
+            status = diverged_at.cpu().numpy()
+            log(_log(cell, params, rule, inputs, targets, out, seeds, batch, config, status))
             if hasattr(task, "metrics"):  # e.g. a curriculum's level, before it advances
-                log([_rows(seeds, batch, name, value) for name, value in task.metrics().items()])
+                log([_rows(seeds, batch, name, value, status)
+                     for name, value in task.metrics().items()])  # fmt: skip
+            if (status >= 0).all():
+                break
         if hasattr(task, "observe"):  # e.g. a curriculum that reacts to the batch loss
-            task.observe(out.loss)
+            task.observe(torch.where(diverged_at < 0, out.loss, torch.inf))
             bar.set_postfix(loss=f"{out.loss.mean().item():.4g}")
         if not config.update_every_step:
-            _apply(optimiser, params, out.grads)
+            apply(out.grads)
         done = batch + 1
         if evaluate is not None and (
             (evaluate_every and done % evaluate_every == 0) or done == config.num_batches
         ):
-            log([_rows(seeds, done, name, value) for name, value in evaluate(params).items()])
+            status = diverged_at.cpu().numpy()
+            log([_rows(seeds, done, name, value, status)
+                 for name, value in evaluate(params).items()])  # fmt: skip
+    bar.close()
+    final = diverged_at.cpu().numpy()
     table = pd.concat(frames, ignore_index=True)[COLUMNS]
-    return TrainResult(params=params, table=table)
+    table["diverged"] = final[table.model.to_numpy()] >= 0
+    table["diverged_at"] = np.where(table.diverged, final[table.model.to_numpy()], np.nan)
+    return TrainResult(params, table, [int(b) if b >= 0 else None for b in final])

@@ -94,3 +94,31 @@ def test_the_real_split_has_the_paper_sizes():
         12_000,
         10_000,
     )
+
+
+def _fake_mnist_folder(root: Path) -> Path:
+    """``root/MNIST/raw`` with four (empty) files named as MNIST's: enough for has_mnist."""
+    from bplambda.tasks.mnist import MNIST_FILES
+
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in MNIST_FILES:
+        (raw / name).touch()
+    return root / "MNIST"
+
+
+def test_make_data_links_the_shared_copy_over_an_empty_leftover(tmp_path):
+    from bplambda.tasks.mnist import has_mnist, link_shared_mnist
+
+    shared = _fake_mnist_folder(tmp_path / "shared")
+    data = tmp_path / "data"
+    (data / "MNIST" / "raw").mkdir(parents=True)  # left behind by a failed download
+    assert "linked" in link_shared_mnist(data, shared)
+    assert (data / "MNIST").is_symlink() and has_mnist(data)
+    assert "kept" in link_shared_mnist(data, shared)  # idempotent
+    (data / "MNIST").unlink()
+    (data / "MNIST").mkdir()
+    (data / "MNIST" / "notes.txt").write_text("mine")  # not a download leftover: never deleted
+    assert "not replaced" in link_shared_mnist(data, shared)
+    assert (data / "MNIST" / "notes.txt").exists()
+    assert "nothing linked" in link_shared_mnist(tmp_path / "other", tmp_path / "nowhere")

@@ -1,5 +1,8 @@
 """Every notebook runs through papermill in the smoke profile and writes its outputs."""
 
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -10,6 +13,7 @@ from bplambda import reproduce
 from bplambda.results import build_summary
 
 NOTEBOOKS = reproduce.notebooks()
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +37,11 @@ def test_notebook_writes_tables_figures_and_summary(smoke_results, notebook):
     assert pngs and all(p.stat().st_size > 1000 for p in pngs)
     assert {p.stem for p in pngs} == {p.stem for p in folder.glob("*.svg")}
     assert (folder / "summary.md").read_text().strip()
+    # every saved figure is also shown in the notebook, although save_figure closed it
+    executed = nbformat.read(folder / notebook.name, as_version=4)
+    shown = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs
+             if "image/png" in o.get("data", {})]  # fmt: skip
+    assert len(shown) == len(pngs)
 
 
 def test_summary_readme_gathers_every_experiment(smoke_results):
@@ -70,10 +79,56 @@ def test_a_failing_notebook_is_named_with_its_cell(tmp_path, monkeypatch, capsys
     folder.mkdir()
     nbformat.write(nb, folder / "99_broken.ipynb")
     monkeypatch.setattr(reproduce, "NOTEBOOKS", folder)
-    code = reproduce.main(["--profile", "smoke", "--results-dir", str(tmp_path / "out")])
+    monkeypatch.setattr(reproduce, "FAILED", tmp_path / "failed")
+    out = tmp_path / "out"
+    code = reproduce.main(["--profile", "smoke", "--results-dir", str(out)])
     assert code == 1
     err = capsys.readouterr().err
     assert "99_broken.ipynb" in err and "ValueError" in err and "broken on purpose" in err
+    assert len(err.strip().splitlines()) <= 2  # no traceback
+    assert (tmp_path / "failed" / "99_broken.ipynb").exists()
+    assert not (out / "99_broken" / "99_broken.ipynb").exists()  # results folder untouched
+
+
+def test_a_subset_of_notebooks_by_number():
+    assert [p.stem[:2] for p in reproduce.notebooks(["01", "03"])] == ["01", "03"]
+    assert [p.stem for p in reproduce.notebooks(["02_lambda_sweeps"])] == ["02_lambda_sweeps"]
+    with pytest.raises(ValueError, match="07"):
+        reproduce.notebooks(["07"])
+
+
+def test_the_same_seed_gives_the_same_tables(smoke_results, tmp_path):
+    notebook = NOTEBOOKS[1]  # 02_lambda_sweeps: the cheapest smoke run
+    again = tmp_path / notebook.stem
+    reproduce.run_notebook(notebook, again, "smoke")
+    first = smoke_results / notebook.stem
+    for csv in sorted(first.glob("*.csv")):
+        pd.testing.assert_frame_equal(pd.read_csv(csv), pd.read_csv(again / csv.name))
+
+
+def _readme_papermill_examples() -> list[str]:
+    """The commands of the README's papermill example block (between its markers)."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- papermill-examples -->")[1].split("<!-- /papermill-examples -->")[0]
+    code = block.split("```bash")[1].split("```")[0].replace("\\\n", " ")
+    return [line.strip() for line in code.splitlines() if line.strip().startswith(".venv/")]
+
+
+def test_the_readme_papermill_examples_run(tmp_path):
+    commands = _readme_papermill_examples()
+    assert len(commands) >= 2 and any(" -y " in c for c in commands)
+    for k, command in enumerate(commands):
+        args = shlex.split(command)
+        assert args[0] == ".venv/bin/papermill"
+        folder = tmp_path / str(k)
+        folder.mkdir()
+        args = [sys.executable, "-m", "papermill", args[1], str(folder / "out.ipynb"), *args[3:],
+                "-p", "output_dir", str(folder), "--no-progress-bar"]  # fmt: skip
+        done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert (folder / "summary.md").exists()
+    toy = pd.read_csv(tmp_path / "0" / "final.csv")
+    assert set(toy.condition) >= {"BP(1)"} and "BP(0.5)" not in set(toy.condition)
 
 
 def test_unknown_profile_or_parameter_is_refused():

@@ -7,12 +7,17 @@ into train and validation with a seeded permutation; the 10,000 test images are 
 
 from __future__ import annotations
 
+import contextlib
+import io
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from bplambda.parameters import ParameterError
 from bplambda.readout import SequenceTargets
 
 MNIST_FILES = (
@@ -22,14 +27,84 @@ MNIST_FILES = (
 VALIDATION_SIZE = 12_000
 
 
-def _missing_data_message(root: Path, cause: Exception) -> str:
+def _missing_data_message(root: Path, cause: str) -> str:
+    """One line: where MNIST was looked for, why it is not there, and how to get it."""
     raw = root / "MNIST" / "raw"
     return (
-        f"MNIST is not in {raw} and could not be downloaded ({type(cause).__name__}: {cause}). "
-        f"Put the four files {', '.join(MNIST_FILES)} (or their .gz versions) into {raw}, or "
-        "pass data_dir=<a folder whose MNIST/raw/ holds them>. On this project's machines "
-        "`make data` links ../shared/data/MNIST there."
+        f"MNIST is not in {raw} and could not be downloaded ({cause}). Either let torchvision "
+        "download it on a machine with internet (it does so on first use), or copy the four "
+        f"files {', '.join(MNIST_FILES)} (or their .gz versions) from such a machine into "
+        f"{raw}, or pass data_dir=<a folder whose MNIST/raw/ holds them>; in a checkout with "
+        "../shared/data beside it, `make data` links the shared copy."
     )
+
+
+class MissingMNISTError(ParameterError, FileNotFoundError):
+    """MNIST is not where it was looked for: a bad ``data_dir`` to a notebook, a missing file
+    to a library caller (it is both a ``ValueError`` and a ``FileNotFoundError``)."""
+
+
+def has_mnist(data_dir: str | Path) -> bool:
+    """Whether ``<data_dir>/MNIST/raw`` holds the four files (plain or ``.gz``)."""
+    raw = Path(data_dir) / "MNIST" / "raw"
+    return all((raw / f).is_file() or (raw / f"{f}.gz").is_file() for f in MNIST_FILES)
+
+
+def _remove_empty_folders(folder: Path, stop: Path) -> None:
+    """Remove ``folder`` and its parents up to (not including) ``stop`` while they are empty."""
+    while folder != stop and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
+
+
+def require_mnist(data_dir: str | Path, download: bool = True) -> Path:
+    """``data_dir`` once it holds MNIST: downloaded there by torchvision if missing (and
+    ``download``). Otherwise raises :class:`MissingMNISTError` saying how to get the files, and
+    leaves no empty ``MNIST/raw`` behind (a later ``make data`` would take
+    it for data)."""
+    from torchvision.datasets import MNIST
+
+    root = Path(data_dir)
+    if has_mnist(root):
+        return root
+    cause = "download=False"
+    if download:
+        existed = (root / "MNIST" / "raw").exists()
+        try:
+            silent = io.StringIO()  # torchvision prints every mirror it tries
+            with contextlib.redirect_stdout(silent), contextlib.redirect_stderr(silent):
+                MNIST(root=str(root), train=True, download=True)
+                MNIST(root=str(root), train=False, download=True)
+            return root
+        except (RuntimeError, OSError) as error:
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            cause = f"{type(error).__name__}: {' '.join(dict.fromkeys([lines[0], lines[-1]]))}"
+            if not existed:
+                _remove_empty_folders(root / "MNIST" / "raw", root)
+    raise MissingMNISTError(
+        f"parameter data_dir={str(data_dir)!r} is invalid: {_missing_data_message(root, cause)}"
+    )
+
+
+def link_shared_mnist(data_dir: str | Path, shared: str | Path) -> str:
+    """Make ``<data_dir>/MNIST`` a link to ``shared`` (a folder with ``raw/``) unless it already
+    holds MNIST: an empty or incomplete ``data/MNIST`` left by a failed download is replaced
+    (it holds no data); a complete one, or a link to one, is kept. Returns what was done."""
+    target, shared = Path(data_dir) / "MNIST", Path(shared).resolve()
+    if not has_mnist(shared.parent if shared.name == "MNIST" else shared):
+        return f"no MNIST in {shared}; nothing linked"
+    if has_mnist(data_dir):
+        return f"{target} already holds MNIST; kept"
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+    elif target.is_dir():
+        leftovers = [p for p in target.rglob("*") if p.is_file()]
+        if any(not p.name.endswith((".gz", ".tmp", "-ubyte")) for p in leftovers):
+            return f"{target} holds other files; not replaced (move it away to link {shared})"
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(shared, target_is_directory=True)
+    return f"linked {shared} -> {target}"
 
 
 def load_mnist(data_dir: str | Path = "data", download: bool = True) -> dict[str, Tensor]:
@@ -37,17 +112,14 @@ def load_mnist(data_dir: str | Path = "data", download: bool = True) -> dict[str
     ``test_images (10000, 28, 28)``, ``test_labels``.
 
     Uses ``torchvision.datasets.MNIST`` (downloading into ``data_dir`` when the files are
-    missing and ``download`` is true); raises ``FileNotFoundError`` saying where to put the
-    files when that fails.
+    missing and ``download`` is true, see :func:`require_mnist`); raises
+    :class:`MissingMNISTError` saying how to get the files when that fails.
     """
     from torchvision.datasets import MNIST
 
-    root = Path(data_dir)
-    try:
-        train = MNIST(root=str(root), train=True, download=download)
-        test = MNIST(root=str(root), train=False, download=download)
-    except (RuntimeError, OSError) as error:
-        raise FileNotFoundError(_missing_data_message(root, error)) from error
+    root = require_mnist(data_dir, download)
+    train = MNIST(root=str(root), train=True, download=False)
+    test = MNIST(root=str(root), train=False, download=False)
     return {
         "train_images": train.data, "train_labels": train.targets,
         "test_images": test.data, "test_labels": test.targets,
@@ -139,3 +211,7 @@ class SequentialMNIST:
         self._position += self.batch_size
         index = index.reshape(*model_shape, self.batch_size)
         return as_sequences(self.images[index], self.labels[index])
+
+
+if __name__ == "__main__":  # `make data`: python -m bplambda.tasks.mnist DATA_DIR SHARED_MNIST
+    print(link_shared_mnist(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,311 @@
+"""Notebook parameters: parse what papermill passes, check it, and say clearly what is wrong.
+
+Papermill hands values over as the command line gave them: ``-p seeds "[0, 1, 2]"`` arrives as
+the *string* ``"[0, 1, 2]"``, ``-p seeds 3`` as the int ``3``, ``-y "seeds: [0, 1]"`` as a list.
+Every experiment config runs each of its fields through :data:`VALIDATORS` (one rule per
+parameter name, shared by all notebooks), which turns these forms into one canonical value or
+raises :class:`ParameterError` with one line naming the parameter, the value given and what is
+allowed. A notebook calls :func:`notebook_parameters` in its first code cell, so a bad value
+stops the run before anything is written.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import numbers
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bplambda.cells import LSTM_MODES
+from bplambda.device import DTYPES, resolve_device
+from bplambda.rules import IMPLEMENTATIONS, RULES
+
+
+class ParameterError(ValueError):
+    """A bad parameter value; its message is one line: parameter, value given, what is allowed.
+
+    IPython (JupyterLab, papermill) shows it as that one line instead of a traceback.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
+def refuse(name: str, value: object, allowed: str) -> ParameterError:
+    """The error for parameter ``name``: ``name=<value> is invalid: <allowed>``."""
+    return ParameterError(f"parameter {name}={value!r} is invalid: {allowed}")
+
+
+# ----------------------------------------------------------------------------- parsing
+def _items(value: object) -> list[object] | None:
+    """A list parameter in any form papermill may pass: a list or tuple, a scalar (one item),
+    or a string holding a Python literal (``"[0, 1]"``) or names/numbers separated by commas
+    or spaces (``"exact, faithful"``, ``"[exact faithful]"``). ``None`` if it is none of these."""
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            text = value.strip()
+            if text and text[0] in "[(" and text[-1] != {"[": "]", "(": ")"}[text[0]]:
+                return None  # a bracket left open is a typo, not a list
+            words = re.split(r"[,\s]+", text.strip("[]()").strip())
+            return [w for w in words if w]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, (numbers.Number, str)) and not isinstance(value, bool):
+        return [value]
+    return None
+
+
+def _integer(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+        return int(value)
+    return None
+
+
+def _real(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+# ----------------------------------------------------------------------------- validators
+Validator = Callable[[str, object], object]
+
+
+def positive_int(name: str, value: object) -> int:
+    number = _integer(value)
+    if number is None or number < 1:
+        raise refuse(name, value, "pass an integer >= 1")
+    return number
+
+
+def optional_positive_int(name: str, value: object) -> int | None:
+    return None if value is None else positive_int(name, value)
+
+
+def seeds(name: str, value: object) -> tuple[int, ...]:
+    allowed = 'pass a non-empty list of distinct integers >= 0, e.g. [0, 1, 2] or "[0, 1, 2]"'
+    items = _items(value)
+    numbers_ = [_integer(item) for item in items or []]
+    if not numbers_ or any(n is None or n < 0 for n in numbers_):
+        raise refuse(name, value, allowed)
+    if len(set(numbers_)) != len(numbers_):
+        raise refuse(name, value, f"seeds must be distinct; {allowed}")
+    return tuple(numbers_)
+
+
+def positive_ints(name: str, value: object) -> tuple[int, ...]:
+    """A list of integers >= 1 (windows n, sequence lengths T); may be empty."""
+    items = _items(value)
+    numbers_ = [_integer(item) for item in items] if items is not None else None
+    if numbers_ is None or any(n is None or n < 1 for n in numbers_):
+        raise refuse(name, value, "pass a list of integers >= 1, e.g. [1, 2, 5]")
+    return tuple(numbers_)
+
+
+def lambdas(name: str, value: object) -> tuple[float, ...]:
+    items = _items(value)
+    reals = [_real(item) for item in items] if items is not None else None
+    if reals is None or any(r is None or not 0.0 <= r <= 1.0 for r in reals):
+        raise refuse(name, value, "pass a list of λ values in [0, 1], e.g. [0, 0.5, 1]")
+    return tuple(reals)
+
+
+def gamma(name: str, value: object) -> float:
+    real = _real(value)
+    if real is None or not 0.0 < real <= 1.0:
+        raise refuse(name, value, "pass a discount γ in (0, 1]")
+    return real
+
+
+def non_negative(name: str, value: object) -> float:
+    real = _real(value)
+    if real is None or not math.isfinite(real) or real < 0:
+        raise refuse(name, value, "pass a finite number >= 0")
+    return real
+
+
+def threshold(name: str, value: object) -> float:
+    real = _real(value)
+    if real is None or math.isnan(real) or real <= 0:
+        raise refuse(name, value, "pass a number > 0 (inf: only non-finite values diverge)")
+    return real
+
+
+def flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise refuse(name, value, "pass True or False")
+    return value
+
+
+def choice(*options: str) -> Validator:
+    def check(name: str, value: object) -> str:
+        if value not in options:
+            raise refuse(name, value, f"choose one of {list(options)}")
+        return value
+
+    return check
+
+
+def choices(*options: str, allow_empty: bool = False) -> Validator:
+    """A list of names, each one of ``options``."""
+
+    def check(name: str, value: object) -> tuple[str, ...]:
+        items = _items(value)
+        if (
+            items is None
+            or (not items and not allow_empty)
+            or any(item not in options for item in items)
+        ):
+            raise refuse(name, value, f"pass a list of names from {list(options)}")
+        return tuple(items)
+
+    return check
+
+
+def device(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise refuse(name, value, "pass 'auto', 'cpu' or 'cuda'")
+    if value.startswith("cuda") and not torch.cuda.is_available():
+        raise refuse(name, value, "CUDA is not available here; pass 'cpu' or 'auto'")
+    try:
+        resolve_device(value)
+    except ValueError:
+        raise refuse(name, value, "not a torch device; pass 'auto', 'cpu' or 'cuda'") from None
+    return value
+
+
+def folder(name: str, value: object) -> str:
+    """A folder, absolute or relative to the project root (see :func:`project_path`)."""
+    if not isinstance(value, (str, Path)) or not str(value):
+        raise refuse(name, value, "pass a folder path")
+    return str(project_path(value))
+
+
+VALIDATORS: dict[str, Validator] = {
+    "seeds": seeds,
+    "device": device,
+    "dtype": choice(*DTYPES),
+    "progress": flag,
+    "output_dir": folder,
+    "data_dir": folder,
+    "lstm_modes": choices(*LSTM_MODES),
+    "implementation": choice(*IMPLEMENTATIONS),
+    "rules": choices(*RULES),
+    "limit": optional_positive_int,
+    "lambdas": lambdas,
+    "windows": positive_ints,
+    "seq_lens": positive_ints,
+    "gamma": gamma,
+    "scale": non_negative,
+    "plastic_scale": non_negative,
+    "divergence_threshold": threshold,
+    **{
+        name: positive_int
+        for name in (
+            "epochs", "updates", "iterations", "plastic_epochs", "seq_len", "log_every",
+            "batches_per_epoch", "batch_size", "hidden_size",
+        )
+    },
+    **{
+        name: non_negative
+        for name in ("lr", "lr_synthesiser", "plastic_lr_rnn", "plastic_lr_synthesiser")
+    },
+}  # fmt: skip
+"""One rule per parameter name; a config may add its own (e.g. the rule names it runs)."""
+
+
+def validate(values: Mapping[str, object], extra: Mapping[str, Validator] | None = None) -> dict:
+    """Every value through its validator (``extra`` first, then :data:`VALIDATORS`).
+
+    A name without a validator is a programming error (every config field must have one).
+    """
+    rules = {**VALIDATORS, **(extra or {})}
+    missing = sorted(set(values) - set(rules))
+    if missing:
+        raise TypeError(f"no validator for parameter(s) {missing}; add one to VALIDATORS")
+    return {name: rules[name](name, value) for name, value in values.items()}
+
+
+# ----------------------------------------------------------------------------- notebooks
+INJECTED_HEADER = "# Parameters"  # papermill's first line of the cell it injects
+
+
+def injected_names(history: Sequence[str]) -> set[str]:
+    """Names assigned by the last cell papermill injected (``# Parameters``), from IPython's
+    input history ``In``; empty when the notebook was not run by papermill."""
+    for source in reversed(history):
+        if source.lstrip().startswith(INJECTED_HEADER):
+            tree = ast.parse(source)
+            return {
+                target.id
+                for node in tree.body
+                if isinstance(node, ast.Assign)
+                for target in node.targets
+                if isinstance(target, ast.Name)
+            }
+    return set()
+
+
+def notebook_parameters(
+    namespace: Mapping[str, Any], known: type | Iterable[str]
+) -> dict[str, Any]:
+    """The values of the ``known`` parameters (names, or a config dataclass's fields) found in
+    a notebook's namespace (``globals()``), to pass to the config builder.
+
+    Papermill only warns about a parameter the notebook does not have (``-p lamdas 0.5``) and
+    runs on with the default; here that is an error naming the parameter and the known ones.
+    """
+    names = [f.name for f in fields(known)] if is_dataclass(known) else known
+    known = sorted(set(names))
+    unknown = sorted(injected_names(namespace.get("In", [])) - set(known))
+    if unknown:
+        name = unknown[0]
+        raise ParameterError(
+            f"parameter {name}={namespace.get(name)!r} is not a parameter of this notebook; "
+            f"its parameters are {known}"
+        )
+    return {name: namespace[name] for name in known if name in namespace}
+
+
+PROJECT_MARKER = "pyproject.toml"
+
+
+def project_root(start: str | Path | None = None) -> Path:
+    """The bplambda project folder: the nearest folder at or above ``start`` (default: the
+    working directory) whose ``pyproject.toml`` names the bplambda project; ``start`` itself
+    where there is none (e.g. a pip install used from elsewhere)."""
+    start = Path.cwd() if start is None else Path(start)
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        marker = folder / PROJECT_MARKER
+        if marker.is_file() and re.search(
+            r'^name\s*=\s*"bplambda"', marker.read_text(encoding="utf-8"), re.MULTILINE
+        ):
+            return folder
+    return start
+
+
+def project_path(path: str | Path, start: str | Path | None = None) -> Path:
+    """``path`` if absolute, else relative to :func:`project_root`: the same folder whether the
+    kernel starts in the project (``make reproduce``) or in ``notebooks/`` (``make lab``)."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else project_root(start) / path

@@ -1,0 +1,210 @@
+"""Notebook parameters: papermill's forms are parsed, bad values stop the notebook in its first
+code cell with one line, and nothing in an existing results folder is touched."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import nbformat
+import papermill as pm
+import pytest
+import torch
+
+from bplambda import experiments as ex
+from bplambda.parameters import (
+    ParameterError,
+    injected_names,
+    notebook_parameters,
+    project_path,
+    project_root,
+)
+from bplambda.reproduce import NOTEBOOKS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ----------------------------------------------------------------------------- parsing
+@pytest.mark.parametrize(
+    ("given", "parsed"),
+    [
+        ("[0, 1, 2]", (0, 1, 2)),  # -p seeds "[0, 1, 2]" arrives as a string
+        ([3, 4], (3, 4)),  # -y "seeds: [3, 4]"
+        (3, (3,)),  # -p seeds 3: one seed
+        ("5 6", (5, 6)),
+    ],
+)
+def test_seeds_in_every_form_papermill_passes(given, parsed):
+    assert ex.toy_config("smoke", seeds=given).seeds == parsed
+
+
+def test_lists_of_numbers_and_names_in_every_form():
+    assert ex.toy_config("smoke", lambdas=0.5).lambdas == (0.5,)
+    assert ex.toy_config("smoke", lambdas="[0, 0.5, 1]").lambdas == (0.0, 0.5, 1.0)
+    assert ex.toy_config("smoke", windows="2").windows == (2,)
+    cfg = ex.copy_repeat_config("smoke", lstm_modes="[exact, faithful]", rules="bptt, bp_lambda")
+    assert cfg.lstm_modes == ("exact", "faithful") and cfg.rules == ("bptt", "bp_lambda")
+    assert ex.copy_repeat_config("smoke", lstm_modes="exact").lstm_modes == ("exact",)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "shown"),
+    [
+        ({"seeds": "["}, "seeds='['"),
+        ({"seeds": []}, "seeds=[]"),
+        ({"seeds": [0, 0]}, "distinct"),
+        ({"seeds": [0.5]}, "seeds=[0.5]"),
+        ({"seeds": ["a"]}, "seeds=['a']"),
+        ({"seeds": True}, "seeds=True"),
+        ({"epochs": 0}, "epochs=0"),
+        ({"epochs": -2}, "epochs=-2"),
+        ({"epochs": 1.5}, "epochs=1.5"),
+        ({"lambdas": [0, 1.5]}, "lambdas=[0, 1.5]"),
+        ({"gamma": 0}, "gamma=0"),
+        ({"gamma": 1.1}, "gamma=1.1"),
+        ({"windows": [0]}, "windows=[0]"),
+        ({"lr_synthesiser": -1}, "lr_synthesiser=-1"),
+        ({"divergence_threshold": 0}, "divergence_threshold=0"),
+        ({"device": "tpu"}, "device='tpu'"),
+        ({"lambda_values": [0.5]}, "lambda_values=[0.5]"),
+    ],
+)
+def test_a_bad_value_names_parameter_value_and_what_is_allowed(overrides, shown):
+    with pytest.raises(ParameterError) as info:
+        ex.toy_config("smoke", **overrides)
+    message = str(info.value)
+    assert shown in message and "\n" not in message
+    assert "pass" in message or "choose" in message or "its parameters are" in message
+
+
+def test_grids_refuse_a_rule_without_its_values_and_unknown_names():
+    with pytest.raises(ParameterError, match="windows=.*'sg', 'tbptt'"):
+        ex.copy_repeat_config("smoke", windows=[])
+    with pytest.raises(ParameterError, match="rules=.*'rtrl'"):
+        ex.copy_repeat_config("smoke", rules=["bptt", "rtrl"])
+    with pytest.raises(ParameterError, match="lstm_modes=.*exact"):
+        ex.copy_repeat_config("smoke", lstm_modes=["fast"])
+    with pytest.raises(ParameterError, match="implementation='magic'"):
+        ex.copy_repeat_config("smoke", implementation="magic")
+    with pytest.raises(ParameterError, match="profile='fast'"):
+        ex.copy_repeat_config("fast")
+    assert ex.copy_repeat_config("smoke", rules=["bptt"], windows=[]).rules == ("bptt",)
+
+
+def test_every_config_field_has_a_validator_and_every_profile_is_valid():
+    builders = (ex.toy_config, ex.sweep_config, ex.mnist_config, ex.copy_repeat_config)
+    for build in builders:
+        for profile in ("smoke", "quick", "paper"):
+            build(profile)  # configure validates every field, defaults included
+
+
+def test_the_missing_data_message_says_how_to_get_mnist(tmp_path):
+    with pytest.raises(ParameterError) as info:
+        ex.mnist_config("smoke", data_dir=tmp_path / "nowhere")
+    message = str(info.value)
+    assert "data_dir=" in message and "nowhere" in message and "\n" not in message
+    assert "copy the four files" in message and "internet" in message
+    assert not (tmp_path / "nowhere" / "MNIST").exists()  # no empty folder left behind
+
+
+def test_papermill_injected_names_are_read_from_the_history():
+    history = ["profile = 'quick'\nseeds = None", "# Parameters\nprofile = 'smoke'\nlamdas = 1\n"]
+    assert injected_names(history) == {"profile", "lamdas"}
+    assert injected_names(history[:1]) == set()
+    namespace = {"In": history, "profile": "smoke", "lamdas": 1, "seeds": None}
+    with pytest.raises(ParameterError, match="lamdas=1 is not a parameter of this notebook"):
+        notebook_parameters(namespace, ex.ToyConfig)
+    namespace["In"] = history[:1]  # JupyterLab: no injected cell, nothing to refuse
+    assert notebook_parameters(namespace, ex.ToyConfig) == {"profile": "smoke", "seeds": None}
+
+
+def test_relative_paths_resolve_against_the_project_wherever_the_kernel_starts(tmp_path):
+    assert project_root(ROOT / "notebooks") == ROOT
+    assert project_path("results/x", ROOT / "notebooks") == ROOT / "results" / "x"
+    assert project_path(tmp_path / "abs") == tmp_path / "abs"
+    assert project_root(tmp_path) == tmp_path  # no project above: the folder itself
+
+
+def test_every_notebook_parameter_is_a_config_field():
+    configs = {"01": ex.ToyConfig, "02": ex.SweepConfig, "03": ex.MNISTConfig,
+               "04": ex.CopyRepeatConfig}  # fmt: skip
+    for notebook in sorted(NOTEBOOKS.glob("*.ipynb")):
+        nb = nbformat.read(notebook, as_version=4)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        names = injected_names(["# Parameters\n" + cell.source])
+        fields = set(configs[notebook.stem[:2]].__dataclass_fields__)
+        assert names <= fields, (notebook.name, names - fields)
+
+
+# ----------------------------------------------------------------------------- via papermill
+def _snapshot(folder: Path) -> dict[str, tuple[str, int]]:
+    return {
+        str(p.relative_to(folder)): (
+            hashlib.sha256(p.read_bytes()).hexdigest(),
+            p.stat().st_mtime_ns,
+        )
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+BAD_RUNS = [
+    ("01_toy_alignment", {"profile": "fast"}, "profile='fast'"),
+    ("01_toy_alignment", {"seeds": []}, "seeds=[]"),
+    ("01_toy_alignment", {"seeds": "[0, 1"}, "seeds='[0, 1'"),
+    ("01_toy_alignment", {"seeds": {"a": 1}}, "seeds={'a': 1}"),
+    ("01_toy_alignment", {"seeds": [0, "x"]}, "seeds=[0, 'x']"),
+    ("01_toy_alignment", {"epochs": 0}, "epochs=0"),
+    ("02_lambda_sweeps", {"epochs": -1}, "epochs=-1"),
+    ("04_copy_repeat", {"updates": 0}, "updates=0"),
+    ("01_toy_alignment", {"lambdas": [0.5, 2]}, "lambdas=[0.5, 2]"),
+    ("02_lambda_sweeps", {"gamma": 1.5}, "gamma=1.5"),
+    ("04_copy_repeat", {"windows": [0, 2]}, "windows=[0, 2]"),
+    ("04_copy_repeat", {"rules": ["bptt", "rtrl"]}, "rules=['bptt', 'rtrl']"),
+    ("03_sequential_mnist", {"lstm_modes": ["fast"]}, "lstm_modes=['fast']"),
+    ("03_sequential_mnist", {"implementation": "magic"}, "implementation='magic'"),
+    ("01_toy_alignment", {"lambda_values": [0.5]}, "lambda_values=[0.5] is not a parameter"),
+]
+if not torch.cuda.is_available():
+    BAD_RUNS.append(("01_toy_alignment", {"device": "cuda"}, "CUDA is not available"))
+
+
+def _run_bad(tmp_path: Path, notebook: str, parameters: dict) -> pm.PapermillExecutionError:
+    """Run ``notebook`` (smoke) into an existing results folder; return papermill's error."""
+    results = tmp_path / "results" / notebook
+    results.mkdir(parents=True)
+    (results / "final.csv").write_text("condition,value\nBP(1),0.93\n")
+    before = _snapshot(results)
+    with pytest.raises(pm.PapermillExecutionError) as info:
+        pm.execute_notebook(
+            str(NOTEBOOKS / f"{notebook}.ipynb"), str(tmp_path / "out.ipynb"),
+            parameters={"profile": "smoke", "output_dir": str(results), **parameters},
+            cwd=str(ROOT), kernel_name="python3", progress_bar=False,
+        )  # fmt: skip
+    assert _snapshot(results) == before
+    return info.value
+
+
+@pytest.mark.parametrize(("notebook", "parameters", "shown"), BAD_RUNS,
+                         ids=[f"{n[:2]}-{next(iter(p))}" for n, p, _ in BAD_RUNS])  # fmt: skip
+def test_a_bad_papermill_parameter_stops_the_first_code_cell_in_one_line(
+    tmp_path, notebook, parameters, shown
+):
+    error = _run_bad(tmp_path, notebook, parameters)
+    assert error.ename == "ParameterError"
+    assert shown in error.evalue and "\n" not in error.evalue
+    executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    code = [c for c in executed.cells if c.cell_type == "code"]
+    injected = next(k for k, c in enumerate(code) if "injected-parameters" in c.metadata.tags)
+    failed = code[injected + 1]  # the notebook's first own code cell after its parameters
+    assert failed.execution_count == error.exec_count == injected + 2
+    assert "notebook_parameters(" in failed.source
+    assert all(c.execution_count is None for c in code[injected + 2 :])  # nothing ran after
+    traceback = failed.outputs[-1]["traceback"]
+    assert len(traceback) == 1 and shown in traceback[0]  # one line, also in JupyterLab
+
+
+def test_a_data_dir_without_mnist_says_how_to_get_it(tmp_path):
+    error = _run_bad(tmp_path, "03_sequential_mnist", {"data_dir": str(tmp_path / "empty")})
+    assert error.ename == "MissingMNISTError"  # a ParameterError and a FileNotFoundError
+    assert "data_dir=" in error.evalue and "copy the four files" in error.evalue

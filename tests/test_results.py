@@ -1,0 +1,32 @@
+"""Writing results: permissions, number formatting, figures."""
+
+import os
+import stat
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from bplambda.results import markdown_table, save_figure, write_table
+
+
+def test_result_files_get_the_users_normal_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        path = write_table(pd.DataFrame({"a": [1]}), tmp_path, "t")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not mkstemp's 0o600
+
+
+def test_markdown_table_keeps_significant_digits_of_small_and_large_values():
+    table = pd.DataFrame({"v": [0.123456, 4.2e-5, 0.0, 123456.0, float("nan")]})
+    cells = [line.strip("| ") for line in markdown_table(table).splitlines()[2:]]
+    assert cells == ["0.123", "4.2e-05", "0.000", "1.23e+05", ""]
+
+
+def test_save_figure_writes_png_and_svg_and_closes_the_figure(tmp_path):
+    figure, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    assert save_figure(figure, tmp_path, "f") is figure
+    assert not plt.fignum_exists(figure.number)
+    assert (tmp_path / "f.png").stat().st_size > 1000 and (tmp_path / "f.svg").exists()
