@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?= quick
 SHARED_MNIST := ../shared/data/MNIST
 
-.PHONY: setup test reproduce lab bench lint format data clean
+.PHONY: setup test reproduce lab bench lint format data clean browser test-browser
 
 setup: $(STAMP)
 
@@ -17,20 +17,37 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Link the shared MNIST files into data/ where a checkout has them beside it (never copied
-# into git: data/ is ignored). Elsewhere torchvision downloads them on first use.
-data:
-	@if [ -d $(SHARED_MNIST)/raw ] && [ ! -e data/MNIST ]; then \
-		mkdir -p data && ln -s "$$(cd $(SHARED_MNIST) && pwd)" data/MNIST && \
-		echo "linked $(SHARED_MNIST) -> data/MNIST"; fi
+# into git: data/ is ignored); an empty data/MNIST left by a failed download is replaced.
+# Elsewhere torchvision downloads them on first use.
+data: setup
+	@if [ -d $(SHARED_MNIST)/raw ]; then \
+		$(BIN)/python -m bplambda.tasks.mnist data $(SHARED_MNIST); fi
 
 test: setup data
 	$(BIN)/python -m pytest
 
+# NOTEBOOKS="01 03" runs a subset (names or numbers).
 reproduce: setup data
-	$(BIN)/python -m bplambda.reproduce --profile $(PROFILE)
+	$(BIN)/python -m bplambda.reproduce --profile $(PROFILE) $(if $(NOTEBOOKS),--only $(NOTEBOOKS))
 
+# As root (containers, CI) jupyter refuses to start without --allow-root.
 lab: setup data
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# Real-browser test of `make lab`: Debian's chromium (apt, as root), checked on every call, and
+# Playwright for Python driving /usr/bin/chromium (Playwright's own browser download is never
+# used). Playwright has its own stamp, redone after every `make setup` reinstall.
+BROWSER_STAMP := $(VENV)/.browser-installed
+
+browser: $(BROWSER_STAMP)
+	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+
+$(BROWSER_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,browser]'
+	touch $(BROWSER_STAMP)
+
+test-browser: browser
+	$(BIN)/python -m pytest -m browser -s tests/browser
 
 bench: setup
 	$(BIN)/python -m bplambda.bench
