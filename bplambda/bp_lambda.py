@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from bplambda.cells import Cell, Params, initial_state
+from bplambda.cells import Cell, MaskedCell, Params, initial_state, real_steps
 from bplambda.outputs import Grads, RuleOutput
 from bplambda.readout import SequenceTargets, immediate_gradients
 from bplambda.synthesiser import regression_gradient, synthesise
@@ -98,10 +98,14 @@ def lambda_return_gradient(
     With θ fixed within the sequence this equals, exactly, minus the summed online update
     ``Σ_t mean_b δ_{t+1} e_t`` of Algorithm 1 (PAPER.md §2.4). It is **not** an online
     algorithm (it needs the whole sequence before the backward sweep); it exists because it
-    costs O(B·S²) per step instead of the traces' O(B·S⁴).
+    costs O(B·S²) per step instead of the traces' O(B·S⁴). In a front-padded stack
+    (:class:`~bplambda.cells.MaskedCell`) only real states are regressed: a padding state is
+    the zero reset state of a sequence that has not started (s_0 is never regressed either).
     """
     returns = backward_sweep(cell, rnn, inputs, states, immediate, synthetic, gamma, lmbda)
-    return regression_gradient(synth, states[:-1], returns[:-1])
+    real = real_steps(cell, inputs)
+    weights = None if real is None else real[:-1]
+    return regression_gradient(synth, states[:-1], returns[:-1], weights)
 
 
 def _add_synthesiser_input_gradient(trace: Tensor, s: Tensor) -> None:
@@ -146,6 +150,11 @@ def online_bp_lambda(
     expected to update ``params`` in place (Algorithm 1: every step, the RNN update using the
     freshly updated θ); the returned ``grads`` are then the sums of what was passed.
     """
+    if isinstance(cell, MaskedCell):
+        raise ValueError(
+            "implementation='online' does not support front-padded stacks (MaskedCell): its "
+            "traces would regress padding states; use implementation='lambda_return'"
+        )
     rnn, readout_params, synth = params["rnn"], params["readout"], params["synthesiser"]
     T = len(inputs)
     s_prev = initial_state(cell, inputs)
@@ -206,4 +215,5 @@ def online_bp_lambda(
         immediate=torch.stack(immediates),
         future_signal=torch.stack(futures),
         synthetic=torch.stack(synthetics),
+        applied=torch.arange(T, device=inputs.device) < T - 1,  # g(s_T) := 0
     )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import torch
@@ -387,6 +387,23 @@ class MaskedCell:
 
     def synthetic_signal(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
         return self.inner.synthetic_signal(params, self._split(x)[0], s_prev, v)
+
+
+def exact_cell(cell: Cell) -> Cell:
+    """The same cell with the exact Jacobian: a ``faithful`` LSTM (the official code's quirks,
+    also inside a :class:`MaskedCell`) becomes the exact LSTM; any other cell is returned as it
+    is. The true future gradient that alignments are measured against comes from this."""
+    if isinstance(cell, MaskedCell):
+        return MaskedCell(exact_cell(cell.inner))
+    if isinstance(cell, LSTM) and cell.faithful:
+        return replace(cell, faithful=False)
+    return cell
+
+
+def real_steps(cell: Cell, inputs: Tensor) -> Tensor | None:
+    """``(T, *M, B)``: 1 on the real steps of a front-padded stack, 0 on its padding (the
+    flag channel of :class:`MaskedCell`); ``None`` for any other cell (every step is real)."""
+    return inputs[..., -1] if isinstance(cell, MaskedCell) else None
 
 
 CELLS = ("linear_rnn", "tanh_rnn", "lstm", "lstm_faithful")

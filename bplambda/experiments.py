@@ -16,15 +16,20 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+import torch
+from torch import Tensor
 
 from bplambda.cells import LSTM_MODES, Cell, MaskedCell, make_cell
+from bplambda.device import resolve_device, resolve_dtype
 from bplambda.parameters import refuse
 from bplambda.profiles import configure
 from bplambda.results import append_rows
 from bplambda.rules import Rule, make_rule
+from bplambda.stacking import init_stacked_network
 from bplambda.tasks.base import Task
 from bplambda.tasks.toy import ToyTask
 from bplambda.train import TrainConfig, train
+from bplambda.verdicts import mean_ci
 
 TABLE_COLUMNS = [
     "condition", "family", "lmbda", "n", "T", "seed", "diverged", "diverged_at", "batch", "t",
@@ -120,7 +125,8 @@ class ToyConfig:
     Fixed RNN (PAPER.md §6.1): linear RNN H = 30, batch 10, 100 batches per epoch, 10 epochs,
     synthesiser Adam lr 1e-4, γ = 1, RNN and readout frozen. Plastic RNN (§6.2): RNN and
     readout learn with lr ``plastic_lr_rnn`` (UNKNOWN in the paper; default 1e-3),
-    synthesiser lr 1e-3, SG scale s = 1; ``plastic_epochs`` is UNKNOWN too (default 10).
+    synthesiser lr 1e-3, SG scale s = 1; ``plastic_epochs`` is UNKNOWN too (default 10);
+    ``plastic_seeds`` (10 by default: its verdict rests on differences between λ values).
     """
 
     NOTEBOOK: ClassVar[str] = "01_toy_alignment"
@@ -140,6 +146,7 @@ class ToyConfig:
     plastic_lr_rnn: float = 1e-3
     plastic_lr_synthesiser: float = 1e-3
     plastic_scale: float = 1.0
+    plastic_seeds: tuple[int, ...] = tuple(range(10))
     divergence_threshold: float = DIVERGENCE_THRESHOLD
     output_dir: str | None = None  # results_folder(profile) / NOTEBOOK
     device: str = "auto"
@@ -150,7 +157,7 @@ class ToyConfig:
 FIVE_SEEDS = (0, 1, 2, 3, 4)
 TOY_DEFAULTS = {
     "smoke": {"seeds": (0, 1), "epochs": 2, "batches_per_epoch": 50, "windows": (1, 3),
-              "plastic_epochs": 1, "log_every": 10, "progress": False},
+              "plastic_epochs": 1, "plastic_seeds": (0, 1), "log_every": 10, "progress": False},
     "quick": {"seeds": FIVE_SEEDS, "epochs": 10, "plastic_epochs": 10, "log_every": 10},
     "paper": {"seeds": FIVE_SEEDS, "epochs": 10, "plastic_epochs": 10, "log_every": 5},
 }  # fmt: skip
@@ -179,16 +186,42 @@ def _alignment_train_config(
     )
 
 
+def spectral_radius(weight: Tensor) -> Tensor:
+    """Largest eigenvalue modulus of each (stacked) square matrix ``(*M, H, H)`` → ``(*M,)``."""
+    return torch.linalg.eigvals(weight).abs().amax(-1)
+
+
+def toy_network(
+    cell: Cell, task: ToyTask, seeds: Sequence[int], radius: float | None, dtype: str, device: str
+) -> dict:
+    """The stacked toy networks of ``seeds``, each with its recurrent weights rescaled to
+    spectral radius ``radius`` (``None``: the paper's initialisation, ρ ≈ 0.58 at H = 30)."""
+    params = init_stacked_network(cell, task.output_size, seeds, resolve_dtype(dtype),
+                                  resolve_device(device))  # fmt: skip
+    if radius is not None:
+        weight = params["rnn"]["weight_hh"]
+        rho = spectral_radius(weight.double()).to(weight.dtype)
+        params["rnn"]["weight_hh"] = weight * (radius / rho).reshape(-1, 1, 1)
+    return params
+
+
 def _run_all(
     conditions: list[Condition],
     cfg: ToyConfig | SweepConfig,
     seq_len: int,
     train_config: TrainConfig,
+    radius: float | None = None,
 ) -> pd.DataFrame:
+    """Every condition on the toy task; with ``radius``, the fixed RNN's spectral radius is
+    set to it (a ``rho`` column says which; NaN: the paper's initialisation)."""
     task = ToyTask(seq_len=seq_len, batch_size=cfg.batch_size)
     cell = make_cell("linear_rnn", task.input_size, cfg.hidden_size)
-    tables = [run_condition(c, task, cell, train_config, cfg.device, cfg.dtype) for c in conditions]
-    return pd.concat(tables, ignore_index=True)
+    tables = []
+    for c in conditions:
+        params = toy_network(cell, task, c.seeds, radius, cfg.dtype, cfg.device)
+        tables.append(run_condition(c, task, cell, train_config, cfg.device, cfg.dtype,
+                                    params=params))  # fmt: skip
+    return pd.concat(tables, ignore_index=True).assign(rho=np.nan if radius is None else radius)
 
 
 def run_toy_alignment(cfg: ToyConfig) -> pd.DataFrame:
@@ -214,14 +247,15 @@ def run_toy_plastic(cfg: ToyConfig) -> pd.DataFrame:
     The true gradient for the alignment is recomputed by BPTT on the current weights at every
     logged batch; ``update_alignment`` is the cosine between the RNN update and BPTT's.
     """
+    seeds = cfg.plastic_seeds
     conditions = [
-        bp_lambda_condition(cfg.lambdas, cfg.seeds, cfg.gamma, cfg.plastic_scale),
-        *[single_condition("tbptt", cfg.seeds, n) for n in cfg.windows],
+        bp_lambda_condition(cfg.lambdas, seeds, cfg.gamma, cfg.plastic_scale),
+        *[single_condition("tbptt", seeds, n) for n in cfg.windows],
         *[
-            single_condition("sg", cfg.seeds, n, gamma=cfg.gamma, scale=cfg.plastic_scale)
+            single_condition("sg", seeds, n, gamma=cfg.gamma, scale=cfg.plastic_scale)
             for n in cfg.windows
         ],
-        single_condition("bptt", cfg.seeds),
+        single_condition("bptt", seeds),
     ]
     train_config = _alignment_train_config(
         cfg, cfg.plastic_epochs * cfg.batches_per_epoch, cfg.plastic_lr_synthesiser,
@@ -236,7 +270,11 @@ class SweepConfig:
     """λ × sequence length on the toy task (fixed RNN), with n-step SG on the same axes.
 
     Per T, all λ values and seeds train as one stacked model. ``gamma`` is a parameter
-    (the paper's toy runs use γ = 1).
+    (the paper's toy runs use γ = 1). ``spectral_radii``: the same sweep again with the fixed
+    RNN's recurrent weights rescaled to each spectral radius ρ (the paper's initialisation has
+    ρ ≈ 0.58: it is contractive and the true gradient vanishes toward early steps), for λ in
+    ``radius_lambdas`` and every SG(n): does BP(λ) gain at long T where long-range credit
+    exists?
     """
 
     NOTEBOOK: ClassVar[str] = "02_lambda_sweeps"
@@ -252,6 +290,8 @@ class SweepConfig:
     hidden_size: int = 30
     lr_synthesiser: float = 1e-4
     log_every: int = 100
+    spectral_radii: tuple[float, ...] = (0.9, 1.0)
+    radius_lambdas: tuple[float, ...] = (0.0, 0.5, 1.0)
     divergence_threshold: float = DIVERGENCE_THRESHOLD
     output_dir: str | None = None  # results_folder(profile) / NOTEBOOK
     device: str = "auto"
@@ -260,10 +300,11 @@ class SweepConfig:
 
 
 SWEEP_DEFAULTS = {
-    "smoke": {"seeds": (0,), "epochs": 1, "batches_per_epoch": 20, "seq_lens": (5, 10),
-              "lambdas": (0.0, 1.0), "windows": (1, 3), "log_every": 10, "progress": False},
-    "quick": {"seeds": FIVE_SEEDS, "epochs": 10},
-    "paper": {"seeds": FIVE_SEEDS, "epochs": 10, "log_every": 50},
+    "smoke": {"seeds": (0, 1), "epochs": 1, "batches_per_epoch": 20, "seq_lens": (5, 10),
+              "lambdas": (0.0, 1.0), "windows": (1, 3), "log_every": 10, "spectral_radii": (1.0,),
+              "radius_lambdas": (1.0,), "progress": False},
+    "quick": {"seeds": FIVE_SEEDS, "epochs": 10, "log_every": 20},
+    "paper": {"seeds": FIVE_SEEDS, "epochs": 10, "log_every": 20},
 }  # fmt: skip
 
 
@@ -273,14 +314,20 @@ def sweep_config(profile: str = "quick", **overrides: object) -> SweepConfig:
 
 
 def run_lambda_sweep(cfg: SweepConfig) -> pd.DataFrame:
-    """For every T: BP(λ) over the λ grid (one stacked run) and SG(n) for every n."""
+    """For every T: BP(λ) over the λ grid (one stacked run) and SG(n) for every n, with the
+    paper's initialisation; then, for every spectral radius of ``spectral_radii``, BP(λ) for
+    ``radius_lambdas`` and SG(n) again (``rho`` names it; NaN: the paper's initialisation)."""
     batches = cfg.epochs * cfg.batches_per_epoch
     train_config = _alignment_train_config(cfg, batches, cfg.lr_synthesiser)
-    conditions = [
-        bp_lambda_condition(cfg.lambdas, cfg.seeds, cfg.gamma),
-        *[single_condition("sg", cfg.seeds, n, gamma=cfg.gamma) for n in cfg.windows],
+    sg = [single_condition("sg", cfg.seeds, n, gamma=cfg.gamma) for n in cfg.windows]
+    paper = [bp_lambda_condition(cfg.lambdas, cfg.seeds, cfg.gamma), *sg]
+    rescaled = [bp_lambda_condition(cfg.radius_lambdas, cfg.seeds, cfg.gamma), *sg]
+    tables = [_run_all(paper, cfg, T, train_config) for T in cfg.seq_lens]
+    tables += [
+        _run_all(rescaled, cfg, T, train_config, radius)
+        for radius in cfg.spectral_radii
+        for T in cfg.seq_lens
     ]
-    tables = [_run_all(conditions, cfg, T, train_config) for T in cfg.seq_lens]
     return pd.concat(tables, ignore_index=True)
 
 
@@ -348,7 +395,10 @@ class MNISTConfig:
     Conditions (:func:`grid_conditions`): the ``rules`` of :data:`GRID_RULES`, with truncated
     BPTT(n) and SG(n) for n in ``windows`` and BP(λ) for λ in ``lambdas`` in every LSTM mode of
     ``lstm_modes`` (``exact``: the correct Jacobian; ``faithful``: the official code's quirks).
-    ``limit`` keeps only the first images of every split (smoke profile). ``data_dir`` must
+    ``limit`` keeps only the first images of every split (smoke profile). ``split_seed`` fixes
+    the 48,000 / 12,000 train/validation split for every seed (the official code draws it from
+    the run's seed; a shared split keeps the stacked seeds' evaluation batched and the
+    comparison between conditions paired on the same validation set). ``data_dir`` must
     hold MNIST (or torchvision must be able to download it there): checked when the config is
     made, so a notebook stops in its first cell.
     """
@@ -368,6 +418,7 @@ class MNISTConfig:
     gamma: float = 0.9
     implementation: str = "lambda_return"
     limit: int | None = None
+    split_seed: int = 0
     log_every: int = 96
     divergence_threshold: float = DIVERGENCE_THRESHOLD
     data_dir: str = "data"
@@ -408,7 +459,7 @@ def run_mnist(cfg: MNISTConfig, append_to: str | Path | None = None) -> pd.DataF
     from bplambda.evaluate import classification_metrics
     from bplambda.tasks.mnist import SequentialMNIST, load_mnist, split_mnist
 
-    splits = split_mnist(load_mnist(cfg.data_dir), limit=cfg.limit)
+    splits = split_mnist(load_mnist(cfg.data_dir), split_seed=cfg.split_seed, limit=cfg.limit)
     task = SequentialMNIST(splits.train_images, splits.train_labels, cfg.batch_size)
     train_config = TrainConfig(
         num_batches=cfg.epochs * task.batches_per_epoch, lr_rnn=cfg.lr, lr_readout=cfg.lr,
@@ -542,19 +593,30 @@ def condition_order(conditions: Sequence[str]) -> list[str]:
     return sorted(set(conditions), key=key)
 
 
-KEYS = ["condition", "family", "lmbda", "n", "T", "seed", "diverged", "diverged_at"]
+MEASURES = ("batch", "t", "metric", "value")
+
+
+def labels(table: pd.DataFrame) -> list[str]:
+    """The columns that name a model (condition, family, λ, n, T, seed, divergence, and any
+    extra such as the toy sweep's ``rho``): every column but the measurement ones."""
+    return [c for c in table.columns if c not in MEASURES]
 
 
 def mean_over_steps(table: pd.DataFrame) -> pd.DataFrame:
     """Per-step metrics averaged over ``t < T`` (the terminal step has no future gradient);
     sequence-level metrics (``t = -1``) pass through. One row per seed, batch and metric."""
     per_step = table[(table.t >= 1) & (table.t < table["T"])]
-    averaged = per_step.groupby([*KEYS, "batch", "metric"], dropna=False, as_index=False)[
+    keys = labels(table)
+    averaged = per_step.groupby([*keys, "batch", "metric"], dropna=False, as_index=False)[
         "value"
     ].mean()
     averaged["t"] = -1
     sequence_level = table[table.t == -1]
-    return pd.concat([sequence_level, averaged[TABLE_COLUMNS]], ignore_index=True)
+    return pd.concat([sequence_level, averaged[table.columns]], ignore_index=True)
+
+
+def _condition_keys(table: pd.DataFrame) -> list[str]:
+    return [c for c in ("condition", "T", "rho") if c in table.columns]
 
 
 def final_batch(table: pd.DataFrame) -> pd.DataFrame:
@@ -564,29 +626,30 @@ def final_batch(table: pd.DataFrame) -> pd.DataFrame:
     own last rows, moved to that batch with ``value`` NaN, so that :func:`summarise` counts it
     as diverged instead of silently dropping it, and never averages its values.
     """
-    last = table.groupby(["condition", "T"], dropna=False)["batch"].transform("max")
+    keys = _condition_keys(table)
+    last = table.groupby(keys, dropna=False)["batch"].transform("max")
     final = table[table.batch == last]
     diverged = table[table.diverged & (table.batch < last)]
-    own_last = diverged.groupby(["condition", "T", "seed"], dropna=False)["batch"].transform("max")
+    own_last = diverged.groupby([*keys, "seed"], dropna=False)["batch"].transform("max")
     placeholders = diverged[diverged.batch == own_last].assign(value=np.nan)
     placeholders["batch"] = last[placeholders.index]
     return pd.concat([final, placeholders], ignore_index=True)
 
 
-def mean_ci(
-    values: Sequence[float], seed: int = 0, resamples: int = 2000
-) -> tuple[float, float, float]:
-    """Mean and a 95% percentile-bootstrap interval over seeds (as seaborn's error bands)."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if len(v) == 0:
-        return (np.nan, np.nan, np.nan)
-    if len(v) == 1:
-        return (v[0], v[0], v[0])
-    rng = np.random.default_rng(seed)
-    means = rng.choice(v, size=(resamples, len(v)), replace=True).mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return (v.mean(), low, high)
+def final_values(by_batch: pd.DataFrame, window: int) -> pd.DataFrame:
+    """Each model's final value of every sequence-level metric, two ways: ``value``, the mean
+    over its logged batches within the last ``window`` batches (the last epoch: one noisy batch
+    does not decide), and ``last_batch``, the value at the last logged batch. Diverged models
+    keep a row with both NaN (counted apart by :func:`summarise`)."""
+    final = final_batch(by_batch)
+    keys = labels(by_batch)
+    cut = by_batch.groupby(_condition_keys(by_batch), dropna=False)["batch"].transform("max")
+    recent = by_batch[by_batch.batch > cut - window]
+    epoch = recent.groupby([*keys, "metric"], dropna=False, as_index=False)["value"].mean()
+    final = final.rename(columns={"value": "last_batch"}).drop(columns=["t"])
+    final = final.merge(epoch, on=[*keys, "metric"], how="left")
+    final.loc[final.diverged.astype(bool), ["value", "last_batch"]] = np.nan
+    return final
 
 
 def summarise(final: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:

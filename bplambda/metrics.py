@@ -52,9 +52,18 @@ def update_alignment(grads: Params, reference: Params, param_ndim: dict[str, int
 
 
 def signal_alignments(output: RuleOutput, true_future: Tensor) -> dict[str, Tensor]:
-    """Batch-averaged alignment per step ``(T, *M)`` of the synthesiser's own output (if any)
-    and of the future part of the learning signal the RNN actually receives."""
+    """Batch-averaged alignment per step ``(T, *M)`` against the true future gradient:
+
+    - ``alignment_signal``: the future part of the learning signal the RNN actually receives;
+    - ``alignment_synthetic``: the synthesiser's output ``g(s_t)`` at every state;
+    - ``alignment_applied``: ``g(s_t)`` only where the rule applies it (every step for BP(λ),
+      the chunk ends for n-step SG; NaN elsewhere): the fair comparison between the two, since
+      n-step SG never uses, nor trains, g at the other states.
+    """
     result = {"alignment_signal": batch_alignment(output.future_signal, true_future)}
     if output.synthetic is not None:
-        result["alignment_synthetic"] = batch_alignment(output.synthetic, true_future)
+        synthetic = batch_alignment(output.synthetic, true_future)
+        applied = output.applied.reshape(-1, *([1] * (synthetic.dim() - 1)))
+        result["alignment_synthetic"] = synthetic
+        result["alignment_applied"] = torch.where(applied, synthetic, torch.nan)
     return result

@@ -24,6 +24,9 @@ class RuleOutput:
         RNN's learning signal ``ℓ_t = ∂L_t/∂s_t + future_signal_t``.
     synthetic: ``(T, *M, B, S)`` the synthesiser's own output ``g(s_t)`` (``g(s_T) = 0``), or
         ``None`` for rules without a synthesiser.
+    applied: ``(T,)`` bool, the steps whose ``g(s_t)`` enters the RNN's learning signal (every
+        step but the terminal one for BP(λ), the chunk ends for n-step SG), or ``None``
+        without a synthesiser.
     """
 
     grads: Grads
@@ -32,3 +35,4 @@ class RuleOutput:
     immediate: Tensor
     future_signal: Tensor
     synthetic: Tensor | None = None
+    applied: Tensor | None = None

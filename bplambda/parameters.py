@@ -121,6 +121,21 @@ def positive_ints(name: str, value: object) -> tuple[int, ...]:
     return tuple(numbers_)
 
 
+def non_negative_int(name: str, value: object) -> int:
+    number = _integer(value)
+    if number is None or number < 0:
+        raise refuse(name, value, "pass an integer >= 0")
+    return number
+
+
+def positive_reals(name: str, value: object) -> tuple[float, ...]:
+    items = _items(value)
+    reals = [_real(item) for item in items] if items is not None else None
+    if reals is None or any(r is None or not 0 < r < math.inf for r in reals):
+        raise refuse(name, value, "pass a list of finite numbers > 0, e.g. [0.9, 1.0]")
+    return tuple(reals)
+
+
 def lambdas(name: str, value: object) -> tuple[float, ...]:
     items = _items(value)
     reals = [_real(item) for item in items] if items is not None else None
@@ -218,6 +233,10 @@ VALIDATORS: dict[str, Validator] = {
     "scale": non_negative,
     "plastic_scale": non_negative,
     "divergence_threshold": threshold,
+    "plastic_seeds": seeds,
+    "radius_lambdas": lambdas,
+    "spectral_radii": positive_reals,
+    "split_seed": non_negative_int,
     **{
         name: positive_int
         for name in (

@@ -16,6 +16,9 @@ from bplambda.experiments import condition_order
 METRIC_LABELS = {
     "alignment_synthetic": r"$\cos(g(s_t),\ \partial L_{>t}/\partial s_t)$",
     "alignment_signal": r"$\cos(\mathrm{signal}_t,\ \partial L_{>t}/\partial s_t)$",
+    "alignment_applied": r"$\cos(g(s_t),\ \partial L_{>t}/\partial s_t)$ where applied",
+    "lead": "BP(1) − best SG(n): alignment where applied",
+    "gradient_ratio": r"$\|\partial L_{>t}/\partial s_t\|$ at t = 1 / t = T−1",
     "update_alignment": r"$\cos(\Delta\Psi,\ \Delta\Psi_\mathrm{BPTT})$",
     "future_gradient_norm": r"$\|\partial L_{>t}/\partial s_t\|$ (batch mean)",
     "loss": "task loss (batch mean)",

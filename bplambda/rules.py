@@ -33,7 +33,7 @@ from bplambda.bp_lambda import (
     synthetic_gradients,
     true_future_gradients,
 )
-from bplambda.cells import Cell, Params, initial_state, previous_states, unroll
+from bplambda.cells import Cell, Params, initial_state, previous_states, real_steps, unroll
 from bplambda.outputs import Grads, RuleOutput
 from bplambda.readout import SequenceTargets, immediate_gradients, readout, step_losses
 from bplambda.synthesiser import regression_gradient, synthesise
@@ -128,7 +128,8 @@ def _truncated_backprop(
     With ``synthesiser``: ``scale·g(s_end)`` is injected at every chunk end but the last
     (``g(s_T) := 0``), and ``g`` is regressed at each chunk start ``s_c`` (but the first, the
     reset state) toward the bootstrapped n-step target
-    ``Σ_{τ=c+1}^{c+n} γ^{τ-c-1} ∂L_τ/∂s_c + γ^n g(s_{c+n}) ∂s_{c+n}/∂s_c`` (PAPER.md §1.1).
+    ``Σ_{τ=c+1}^{c+n} γ^{τ-c-1} ∂L_τ/∂s_c + γ^n g(s_{c+n}) ∂s_{c+n}/∂s_c`` (PAPER.md §1.1);
+    in a front-padded stack only at real states (a padding state is a zero reset state).
     """
     T = len(inputs)
     starts = chunk_starts(T, window)
@@ -156,8 +157,12 @@ def _truncated_backprop(
         wrt = [*rnn.values(), *out.values(), *states]
         learn = synthesiser is not None and synthesiser.learn and bool(carries)
         grads = torch.autograd.grad(objective, wrt, retain_graph=learn)
+        real = real_steps(cell, inputs)
+        carry_weights = None if real is None else real[[c - 1 for c in starts[1:]]]
         synth_grads = (
-            _n_step_regression(synth, per_step, starts, carries, bootstraps, ends, synthesiser)
+            _n_step_regression(
+                synth, per_step, starts, carries, bootstraps, ends, synthesiser, carry_weights
+            )
             if learn
             else None
         )
@@ -167,8 +172,10 @@ def _truncated_backprop(
         "rnn": dict(zip(rnn, grads[:n_rnn])),
         "readout": dict(zip(out, grads[n_rnn : n_rnn + n_out])),
     }
-    synthetic = None
+    synthetic = applied = None
     if synthesiser is not None:
+        applied = torch.zeros(T, dtype=torch.bool, device=inputs.device)
+        applied[[c - 1 for c in starts[1:]]] = True  # the chunk ends s_c, c = next start
         with torch.no_grad():
             synthetic = synthetic_gradients(synth, stacked.detach())
         if synthesiser.learn:
@@ -182,6 +189,7 @@ def _truncated_backprop(
         immediate=immediate,
         future_signal=torch.stack(grads[n_rnn + n_out :]) - immediate,
         synthetic=synthetic,
+        applied=applied,
     )
 
 
@@ -193,8 +201,10 @@ def _n_step_regression(
     bootstraps: list[Tensor],
     ends: list[Tensor],
     use: _SynthesiserUse,
+    weights: Tensor | None = None,
 ) -> Params:
-    """Regress ``g(s_c)`` at every chunk start toward its n-step target (see above)."""
+    """Regress ``g(s_c)`` at every chunk start toward its n-step target (see above);
+    ``weights (chunks - 1, *M, B)``: 0 for a carry on padding."""
     T = per_step.shape[0]
     bounds = [*starts, T]
     discount = per_step.new_ones(T)
@@ -207,7 +217,7 @@ def _n_step_regression(
         objective = objective + use.gamma**length * (bootstraps[i] * ends[i]).sum()
     targets = torch.autograd.grad(objective, carries)
     with torch.no_grad():
-        return regression_gradient(synth, torch.stack(carries), torch.stack(targets))
+        return regression_gradient(synth, torch.stack(carries), torch.stack(targets), weights)
 
 
 @dataclass(frozen=True)
@@ -378,7 +388,9 @@ class BPLambda:
                 grads["synthesiser"] = lambda_return_gradient(
                     cell, rnn, synth, inputs, states, td_immediate, synthetic, self.gamma, lmbda
                 )
-        return RuleOutput(grads, loss, states, immediate, future, synthetic)
+        applied = torch.ones(len(inputs), dtype=torch.bool, device=inputs.device)
+        applied[-1] = False  # g(s_T) := 0
+        return RuleOutput(grads, loss, states, immediate, future, synthetic, applied)
 
     def _lambda_per_model(self, inputs: Tensor) -> float | Tensor:
         if not isinstance(self.lmbda, tuple):

@@ -27,14 +27,20 @@ def synthesise(params: Params, s: Tensor) -> Tensor:
     return s @ params["weight"].mT + params["bias"].unsqueeze(-2)
 
 
-def regression_gradient(params: Params, states: Tensor, targets: Tensor) -> Params:
-    """Gradient of ``Σ_{extra dims} mean_b ½‖target − g(s)‖²`` with respect to θ.
+def regression_gradient(
+    params: Params, states: Tensor, targets: Tensor, weights: Tensor | None = None
+) -> Params:
+    """Gradient of ``Σ_{extra dims} mean_b w·½‖target − g(s)‖²`` with respect to θ.
 
-    states, targets: ``(*E, *M, B, S)`` (targets are constants, e.g. λ-returns). The result
+    states, targets: ``(*E, *M, B, S)`` (targets are constants, e.g. λ-returns); ``weights``
+    ``(*E, *M, B)``, e.g. 0 on the padding of a front-padded stack (default: all 1). The result
     has θ's shapes; this is the negative of the paper's ``Σ_t δ e`` synthesiser update.
     """
     model_ndim = params["bias"].dim() - 1
     batch = states.shape[-2]
-    error = fold_into_batch(synthesise(params, states) - targets, model_ndim)
+    error = synthesise(params, states) - targets
+    if weights is not None:
+        error = error * weights.unsqueeze(-1)
+    error = fold_into_batch(error, model_ndim)
     inputs = fold_into_batch(states, model_ndim)
     return {"weight": error.mT @ inputs / batch, "bias": error.sum(-2) / batch}

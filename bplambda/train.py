@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bplambda.bp_lambda import true_future_gradients
-from bplambda.cells import Cell
+from bplambda.cells import Cell, exact_cell
 from bplambda.device import resolve_device, resolve_dtype
 from bplambda.metrics import signal_alignments, update_alignment
 from bplambda.outputs import Grads, RuleOutput
@@ -28,9 +28,10 @@ from bplambda.tasks.base import Task
 
 GROUPS = ("rnn", "readout", "synthesiser")
 COLUMNS = ["model", "seed", "diverged", "diverged_at", "batch", "t", "metric", "value"]
-UNDEFINED_WHERE_NAN = ("alignment_synthetic", "alignment_signal")
-"""Cosines are NaN where the true gradient is zero (the terminal step): such rows are dropped;
-every other non-finite value (a diverging loss) is kept."""
+UNDEFINED_WHERE_NAN = ("alignment_synthetic", "alignment_signal", "alignment_applied")
+"""Cosines are NaN where they are undefined (the true gradient is zero at the terminal step;
+the synthetic gradient is not applied there): such rows are dropped; every other non-finite
+value (a diverging loss) is kept."""
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,9 @@ def _log(
     frames = [rows("loss", out.loss)]
     if config.track_alignment:
         with torch.no_grad():
-            true = true_future_gradients(cell, params["rnn"], inputs, out.states, out.immediate)
+            true = true_future_gradients(
+                exact_cell(cell), params["rnn"], inputs, out.states, out.immediate
+            )
         for metric, values in signal_alignments(out, true).items():
             frames.append(rows(metric, values))
         frames.append(rows("future_gradient_norm", true.norm(dim=-1).mean(-1)))
@@ -204,12 +207,13 @@ def train(
 ) -> TrainResult:
     """Train ``len(seeds)`` models of ``cell`` with ``rule`` on ``task`` as one batched model.
 
-    Model ``k`` is initialised from ``seeds[k]``; the data stream is seeded by ``seeds[0]``
-    (each model draws its own examples from it). ``params`` (stacked, ``K`` leading) replaces
-    the initialisation. ``on_log`` receives each logged batch's rows as they are made (e.g. to
-    append them to a CSV). ``evaluate(params) -> {name: (K,) tensor}`` runs after every
-    ``evaluate_every`` optimiser steps and after the last (e.g. validation and test error); its
-    rows are logged under those names, with ``batch`` the number of batches trained.
+    Model ``k`` is initialised from ``seeds[k]`` and draws its data from its own generator
+    seeded by ``seeds[k]``: the same seed sees the same data in every stack and condition.
+    ``params`` (stacked, ``K`` leading) replaces the initialisation. ``on_log`` receives each
+    logged batch's rows as they are made (e.g. to append them to a CSV).
+    ``evaluate(params) -> {name: (K,) tensor}`` runs after every ``evaluate_every`` optimiser
+    steps and after the last (e.g. validation and test error); its rows are logged under those
+    names, with ``batch`` the number of batches trained.
 
     Divergence (see the module docstring) is checked on the device every batch; the host
     learns of it at the next logged batch, and the run stops early once every model diverged.
@@ -222,8 +226,7 @@ def train(
             "update_every_step=True needs make_rule('bp_lambda', implementation='online'); "
             f"got rule {rule.name!r}"
         )
-    torch.manual_seed(seeds[0])
-    generator = torch.Generator().manual_seed(seeds[0])
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds]  # one data stream each
     if params is None:
         params = init_stacked_network(cell, task.output_size, seeds, dtype, device)
     optimiser = _optimiser(params, rule, config)
@@ -245,7 +248,7 @@ def train(
         range(config.num_batches), desc=description or rule.name, disable=not config.progress
     )
     for batch in bar:
-        inputs, targets = task.sample(generator, (len(seeds),))
+        inputs, targets = task.sample(generators)
         inputs, targets = inputs.to(device, dtype), targets.to(device, dtype)
         out = rule.gradients(cell, params, inputs, targets, on_step=on_step)
         newly = ~_healthy(out, config.divergence_threshold) & (diverged_at < 0)

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -60,12 +61,34 @@ def test_rows_are_time_steps_and_the_label_is_scored_last():
 def test_each_model_walks_its_own_epoch():
     data = _fake(n_train=40)
     task = SequentialMNIST(data["train_images"].float(), data["train_labels"], batch_size=10)
-    g = torch.Generator().manual_seed(0)
-    seen = [task.sample(g, (2,))[1].values[-1] for _ in range(4)]  # one epoch: 4 batches
-    labels = torch.stack(seen)  # (4, 2, 10)
-    for k in range(2):
+    generators = [torch.Generator().manual_seed(s) for s in (0, 1, 0)]
+    seen = [task.sample(generators)[1].values[-1] for _ in range(4)]  # one epoch: 4 batches
+    labels = torch.stack(seen)  # (4, 3, 10)
+    for k in range(3):
         assert sorted(labels[:, k].flatten().tolist()) == sorted(data["train_labels"].tolist())
     assert not torch.equal(labels[:, 0], labels[:, 1])
+    assert torch.equal(labels[:, 0], labels[:, 2])  # the same seed, the same data
+
+
+def test_a_stacked_mnist_run_equals_one_run_per_seed():
+    from bplambda import TrainConfig, make_rule, train
+
+    data = _fake(n_train=60)
+    images, labels = data["train_images"].float() / 255, data["train_labels"]
+    cell = make_cell("lstm", 28, 6)
+    config = TrainConfig(num_batches=8, lr_rnn=1e-2, lr_readout=1e-2, lr_synthesiser=1e-2,
+                         log_every=1, progress=False)  # fmt: skip
+    rule = make_rule("bp_lambda", lmbda=0.5, gamma=0.9, scale=0.1)
+
+    def run(seeds):
+        task = SequentialMNIST(images, labels, batch_size=10)
+        return train(cell, rule, task, config, seeds=seeds, dtype="float64").table
+
+    both = run([3, 4])
+    for seed in (3, 4):
+        alone = run([seed])
+        picked = both[both.seed == seed].drop(columns="model").reset_index(drop=True)
+        pd.testing.assert_frame_equal(picked, alone.drop(columns="model"), rtol=1e-9)
 
 
 def test_evaluation_matches_a_direct_computation():

@@ -13,7 +13,7 @@ from bplambda.train import COLUMNS
 
 def test_toy_task_matches_the_official_generator():
     assert toy_input_code().tolist() == [1, 1, 0, 1, 0, 0, 0, 0, 0, 1]
-    inputs, targets = ToyTask(seq_len=4, batch_size=3).sample(torch.Generator(), (2,))
+    inputs, targets = ToyTask(seq_len=4, batch_size=3).sample([torch.Generator()] * 2)
     assert inputs.shape == (4, 2, 3, 10)
     assert inputs[1:].abs().max() == 0
     assert targets.weights.tolist() == [0, 0, 0, 1]
@@ -54,6 +54,7 @@ def test_train_returns_a_tidy_table_and_is_repeatable():
     assert set(a.table.metric) == {
         "loss",
         "alignment_synthetic",
+        "alignment_applied",
         "alignment_signal",
         "future_gradient_norm",
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import torch
@@ -14,11 +15,11 @@ class Task(Protocol):
     input_size: int
     output_size: int
 
-    def sample(
-        self, generator: torch.Generator, model_shape: tuple[int, ...] = ()
-    ) -> tuple[Tensor, SequenceTargets]:
-        """One batch: inputs ``(T, *model_shape, B, I)`` and targets with the same leading
-        dims. Each model of a stack may receive its own data."""
+    def sample(self, generators: Sequence[torch.Generator]) -> tuple[Tensor, SequenceTargets]:
+        """One batch for ``K = len(generators)`` stacked models: inputs ``(T, K, B, I)`` and
+        targets with the same leading dims. Model k's data come from ``generators[k]`` alone
+        (seeded by its seed), so a seed sees the same data in every stack and every condition,
+        and a stacked run equals one run per seed."""
         ...
 
     # Optional, used by the trainer where a task defines them:

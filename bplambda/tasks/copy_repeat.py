@@ -17,6 +17,7 @@ output element, ``R += 1`` if ``R < N``, else ``N += 1``:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -106,22 +107,16 @@ class CopyRepeatTask:
     def seq_len(self) -> int:
         return int(sequence_length(self.N, self.R).max()) if self.N is not None else 5
 
-    def sample(
-        self, generator: torch.Generator, model_shape: tuple[int, ...] = ()
-    ) -> tuple[Tensor, SequenceTargets]:
-        if len(model_shape) > 1:
-            raise ValueError("copy-repeat stacks models along one dimension only")
-        models = model_shape[0] if model_shape else 1
-        N, R = self._levels(models)
-        bits = torch.randint(0, 2, (models, self.batch_size, int(N.max()), BITS),
-                             generator=generator).float()  # fmt: skip
-        inputs, targets = copy_repeat_batch(bits, N, R)
-        if not model_shape:
-            inputs, targets = (
-                inputs[:, 0],
-                SequenceTargets(targets.values[:, 0], targets.weights[:, 0], targets.kind),
-            )
-        return inputs, targets
+    def sample(self, generators: Sequence[torch.Generator]) -> tuple[Tensor, SequenceTargets]:
+        """Model k draws its ``(B, N_k, 8)`` bits from ``generators[k]`` at its own level
+        (one small ``randint`` per model: the data stream of a seed must not depend on the
+        other models of its stack); they are padded to the stack's longest pattern."""
+        N, R = self._levels(len(generators))
+        bits = torch.zeros(len(generators), self.batch_size, int(N.max()), BITS)
+        for k, (generator, length) in enumerate(zip(generators, N.tolist())):
+            draw = torch.randint(0, 2, (self.batch_size, length, BITS), generator=generator)
+            bits[k, :, :length] = draw.float()
+        return copy_repeat_batch(bits, N, R)
 
     def observe(self, loss: Tensor) -> None:
         """Curriculum: a model whose batch loss is below ``threshold_bits`` bits per output

@@ -11,6 +11,7 @@ import contextlib
 import io
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,10 +175,12 @@ def as_sequences(images: Tensor, labels: Tensor) -> tuple[Tensor, SequenceTarget
 
 
 class SequentialMNIST:
-    """Training batches in epochs: each stacked model walks its own shuffled permutation.
+    """Training batches in epochs: each stacked model walks its own shuffled permutation,
+    drawn from its own generator (so seed s sees the same images in every stack).
 
     State is real here (the position in the current epoch), hence a class. ``sample`` gives
-    ``(28, *M, B, 28)`` inputs; a new permutation per model starts when an epoch is used up.
+    ``(28, K, B, 28)`` inputs; new permutations start when an epoch is used up (one
+    ``randperm`` per model and epoch: the only per-model loop, once per epoch).
     """
 
     input_size = 28
@@ -195,21 +198,18 @@ class SequentialMNIST:
     def batches_per_epoch(self) -> int:
         return len(self.images) // self.batch_size
 
-    def sample(
-        self, generator: torch.Generator, model_shape: tuple[int, ...] = ()
-    ) -> tuple[Tensor, SequenceTargets]:
-        models = int(torch.tensor(model_shape).prod()) if model_shape else 1
+    def sample(self, generators: Sequence[torch.Generator]) -> tuple[Tensor, SequenceTargets]:
         if (
             self._order is None
-            or self._order.shape[0] != models
+            or self._order.shape[0] != len(generators)
             or (self._position + self.batch_size > self._order.shape[1])
         ):
-            noise = torch.rand((models, len(self.images)), generator=generator)
-            self._order = noise.argsort(dim=1)  # one permutation per model
+            self._order = torch.stack(
+                [torch.randperm(len(self.images), generator=g) for g in generators]
+            )
             self._position = 0
         index = self._order[:, self._position : self._position + self.batch_size]
         self._position += self.batch_size
-        index = index.reshape(*model_shape, self.batch_size)
         return as_sequences(self.images[index], self.labels[index])
 
 

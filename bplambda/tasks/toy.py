@@ -7,6 +7,7 @@ step only. In the official code every example is identical: the input code is dr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -44,17 +45,15 @@ class ToyTask:
                 f"seq_len={self.seq_len} and batch_size={self.batch_size} must both be >= 1"
             )
 
-    def sample(
-        self, generator: torch.Generator, model_shape: tuple[int, ...] = ()
-    ) -> tuple[Tensor, SequenceTargets]:
-        """inputs ``(T, *M, B, 10)``, targets ``(T, *M, B, 2)`` with weight 1 at ``t = T`` only.
+    def sample(self, generators: Sequence[torch.Generator]) -> tuple[Tensor, SequenceTargets]:
+        """inputs ``(T, K, B, 10)``, targets ``(T, K, B, 2)`` with weight 1 at ``t = T`` only.
 
-        The batch is deterministic (``generator`` is unused), as in the official code.
+        The batch is deterministic (the generators are unused), as in the official code.
         """
-        T, B = self.seq_len, self.batch_size
-        inputs = torch.zeros(T, *model_shape, B, self.input_size)
+        T, B, K = self.seq_len, self.batch_size, len(generators)
+        inputs = torch.zeros(T, K, B, self.input_size)
         inputs[0] = toy_input_code(self.input_size)
-        values = torch.zeros(T, *model_shape, B, self.output_size)
+        values = torch.zeros(T, K, B, self.output_size)
         values[-1, ..., 1] = 1.0
         weights = torch.zeros(T)
         weights[-1] = 1.0

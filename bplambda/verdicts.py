@@ -1,0 +1,122 @@
+"""Verdicts that the statistics carry: intervals over seeds, and claims decided only where they
+separate. Pure numpy: reports and plots use it without importing any training code.
+
+A claim "A < B < C" is **reproduced** when every consecutive pair's 95% intervals separate in
+the claimed direction, **NOT reproduced** when some pair separates the other way, and
+**inconclusive (n seeds)** otherwise. With n ≤ 3 seeds a percentile-bootstrap "interval" is the
+range of the seeds (min–max), and is labelled so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+RANGE_ONLY = 3
+"""With this many seeds or fewer, the bootstrap interval is the min–max range of the seeds."""
+
+# two-sided 95% Student-t quantiles by degrees of freedom (for a mean ± sd reported elsewhere)
+T_QUANTILE_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365,
+                 8: 2.306, 9: 2.262, 10: 2.228}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Mean over seeds and its 95% interval; ``n`` finite values."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    def text(self, digits: int = 2) -> str:
+        if self.n == 0:
+            return "n/a"
+        kind = "range" if self.n <= RANGE_ONLY else "95% CI"
+        return (f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}] "
+                f"({kind}, {self.n} seeds)")  # fmt: skip
+
+
+def mean_ci(
+    values: Sequence[float], seed: int = 0, resamples: int = 2000
+) -> tuple[float, float, float]:
+    """Mean and a 95% percentile-bootstrap interval over seeds (as seaborn's error bands);
+    non-finite values are left out."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return (np.nan, np.nan, np.nan)
+    if len(v) == 1:
+        return (v[0], v[0], v[0])
+    rng = np.random.default_rng(seed)
+    means = rng.choice(v, size=(resamples, len(v)), replace=True).mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return (v.mean(), low, high)
+
+
+def interval(values: Sequence[float]) -> Interval:
+    v = np.asarray(values, dtype=float)
+    return Interval(*mean_ci(v), n=int(np.isfinite(v).sum()))
+
+
+def reported_interval(mean: float, sd: float, n: int) -> Interval:
+    """The 95% t-interval of a mean reported elsewhere as ``mean ± sd`` over ``n`` seeds."""
+    half = T_QUANTILE_95[n - 1] * sd / np.sqrt(n) if n > 1 else 0.0
+    return Interval(mean, mean - half, mean + half, n)
+
+
+def separated(a: Interval, b: Interval) -> int:
+    """+1 if ``a``'s interval lies wholly above ``b``'s, −1 if below, 0 if they overlap (or a
+    side has no value)."""
+    if a.n == 0 or b.n == 0:
+        return 0
+    if a.low > b.high:
+        return 1
+    if a.high < b.low:
+        return -1
+    return 0
+
+
+def increasing(values: Sequence[Sequence[float]]) -> str:
+    """Verdict on "mean(values[0]) < mean(values[1]) < …" (one array of per-seed values each)."""
+    intervals = [interval(v) for v in values]
+    signs = [separated(b, a) for a, b in zip(intervals, intervals[1:])]
+    if any(s < 0 for s in signs):
+        return "NOT reproduced"
+    if all(s > 0 for s in signs):
+        return "reproduced"
+    return f"inconclusive ({min(i.n for i in intervals)} seeds)"
+
+
+def consistent(ours: Sequence[float], theirs: Interval) -> str:
+    """Our values against a reported mean ± sd: do the 95% intervals overlap?"""
+    mine = interval(ours)
+    if separated(mine, theirs) == 0:
+        return "consistent (intervals overlap)"
+    return f"differs ({'higher' if mine.mean > theirs.mean else 'lower'}; intervals separate)"
+
+
+def finding(a: Sequence[float], b: Sequence[float], name_a: str, name_b: str) -> str:
+    """A difference we report (not a claim of the paper): only where the intervals separate."""
+    ia, ib = interval(a), interval(b)
+    sign = separated(ia, ib)
+    if sign == 0:
+        return f"inconclusive ({min(ia.n, ib.n)} seeds)"
+    return f"finding: {name_a} {'>' if sign > 0 else '<'} {name_b}"
+
+
+def both_ways(primary: str, secondary: str, names: tuple[str, str]) -> str:
+    """One verdict from two definitions of the same number (e.g. the last-epoch mean and the
+    last batch): kept where they agree, else inconclusive, saying what each gave."""
+    if primary == secondary:
+        return primary
+    return f"inconclusive ({names[0]}: {primary}; {names[1]}: {secondary})"
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float]) -> Interval:
+    """Interval of the mean of ``a − b`` over seeds (paired: the same seed is the same network
+    in both conditions); pairs with a non-finite side are left out."""
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    return interval(diff)

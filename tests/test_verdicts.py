@@ -1,0 +1,129 @@
+"""Verdicts follow the intervals; the alignment a rule is judged on is where it applies g;
+final values, the MNIST checkpoint rule and the ρ rescaling on small hand-made cases."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from bplambda import ToyTask, make_cell, make_rule
+from bplambda.cells import LSTM, exact_cell
+from bplambda.experiments import final_values, spectral_radius, toy_network
+from bplambda.metrics import signal_alignments
+from bplambda.reports import mnist_tables
+from bplambda.verdicts import (
+    both_ways,
+    consistent,
+    finding,
+    increasing,
+    interval,
+    reported_interval,
+)
+
+LOW, MID, HIGH = [0.1, 0.12, 0.11, 0.13, 0.09], [0.5, 0.52, 0.49, 0.51, 0.5], [0.9, 0.91, 0.92]
+
+
+def test_a_claim_is_decided_only_where_the_intervals_separate():
+    assert increasing([LOW, MID, HIGH]) == "reproduced"
+    assert increasing([HIGH, MID]) == "NOT reproduced"
+    assert increasing([LOW, MID, [0.4, 0.6, 0.5, 0.45, 0.55]]) == "inconclusive (5 seeds)"
+    assert increasing([LOW, [0.0, 1.0]]) == "inconclusive (2 seeds)"  # two seeds: min–max
+    assert increasing([LOW, MID, [0.2, 0.3]]) == "NOT reproduced"  # one pair the wrong way
+    assert increasing([[np.nan, 0.1, 0.12], MID]) == "reproduced"  # a diverged seed is left out
+
+
+def test_intervals_with_few_seeds_are_labelled_ranges():
+    assert "range, 2 seeds" in interval([0.2, 0.4]).text()
+    assert "95% CI, 5 seeds" in interval(MID).text()
+    two = interval([0.2, 0.4])
+    assert two.low == pytest.approx(0.2) and two.high == pytest.approx(0.4)
+
+
+def test_a_reported_mean_and_sd_become_a_t_interval():
+    official = reported_interval(0.93, 0.06, 5)  # ± 2.776 · 0.06 / √5
+    assert official.low == pytest.approx(0.93 - 0.0745, abs=1e-3)
+    assert consistent([0.9, 0.95, 0.92, 0.97, 0.91], official).startswith("consistent")
+    assert consistent(LOW, official) == "differs (lower; intervals separate)"
+
+
+def test_findings_and_two_definitions():
+    assert finding(HIGH, LOW, "faithful", "exact") == "finding: faithful > exact"
+    assert finding(MID, [0.4, 0.6], "a", "b") == "inconclusive (2 seeds)"
+    assert both_ways("reproduced", "reproduced", ("x", "y")) == "reproduced"
+    mixed = both_ways("reproduced", "inconclusive (5 seeds)", ("last-epoch mean", "last batch"))
+    assert mixed.startswith("inconclusive (last-epoch mean: reproduced; last batch:")
+
+
+def test_final_values_average_the_last_epoch_and_keep_the_last_batch():
+    rows = []
+    for seed, diverged in ((0, False), (1, True)):
+        for batch, value in ((0, 9.0), (10, 1.0), (15, 2.0), (19, 6.0)):
+            if diverged and batch > 10:
+                continue
+            rows.append({"condition": "BP(1)", "T": 10, "seed": seed, "diverged": diverged,
+                         "diverged_at": 10.0 if diverged else np.nan, "batch": batch, "t": -1,
+                         "metric": "loss", "value": value})  # fmt: skip
+    finals = final_values(pd.DataFrame(rows), window=10).set_index("seed")
+    assert finals.loc[0, "value"] == pytest.approx(3.0)  # batches 10, 15, 19: the last 10
+    assert finals.loc[0, "last_batch"] == 6.0
+    assert np.isnan(finals.loc[1, "value"]) and np.isnan(finals.loc[1, "last_batch"])
+
+
+def test_the_mnist_checkpoint_is_the_lowest_validation_loss_epoch():
+    rows = []
+    epochs = {"A": [(0.9, 0.30), (0.5, 0.20), (0.7, 0.10)], "B": [(0.4, 0.25), (0.6, 0.05)]}
+    for condition, per_epoch in epochs.items():
+        for epoch, (val_loss, test_error) in enumerate(per_epoch, start=1):
+            for metric, value in (("val_loss", val_loss), ("test_error", test_error)):
+                rows.append(
+                    {
+                        "condition": condition,
+                        "seed": 0,
+                        "diverged": False,
+                        "batch": 100 * epoch,
+                        "t": -1,
+                        "metric": metric,
+                        "value": value,
+                    }
+                )
+    best = mnist_tables(pd.DataFrame(rows))["best"].set_index("condition")
+    assert best.loc["A", "epoch"] == 2 and best.loc["A", "test_error"] == 0.20  # not 0.10
+    assert best.loc["B", "epoch"] == 1 and best.loc["B", "test_error"] == 0.25  # not 0.05
+
+
+def test_sg_is_judged_at_its_chunk_ends_and_bp_lambda_everywhere():
+    cell = make_cell("linear_rnn", 10, 6)
+    task = ToyTask(seq_len=7, batch_size=3)
+    params = toy_network(cell, task, [0], None, "float64", "cpu")
+    params["synthesiser"] = {k: v + 0.1 for k, v in params["synthesiser"].items()}
+    inputs, targets = task.sample([torch.Generator()])
+    inputs, targets = inputs.double(), targets.to(torch.device("cpu"), torch.float64)
+    true = torch.randn(7, 1, 3, 6, dtype=torch.float64)
+    for rule, applied_steps in ((make_rule("sg", window=3), {0, 3}),
+                                (make_rule("bp_lambda"), set(range(7)))):  # fmt: skip
+        out = rule.gradients(cell, params, inputs, targets)
+        metrics = signal_alignments(out, true)
+        applied, everywhere = metrics["alignment_applied"], metrics["alignment_synthetic"]
+        finite = {int(k) for k in torch.nonzero(~applied.isnan().all(-1)).flatten()}
+        assert finite == applied_steps - {6}  # g(s_T) := 0 is never applied
+        for k in finite:
+            assert torch.equal(applied[k], everywhere[k])
+
+
+def test_the_true_gradient_of_a_faithful_cell_uses_the_exact_jacobian():
+    faithful = make_cell("lstm_faithful", 3, 4)
+    assert exact_cell(faithful) == LSTM(3, 4) and exact_cell(LSTM(3, 4)) == LSTM(3, 4)
+
+
+def test_the_toy_network_is_rescaled_to_the_spectral_radius_asked_for():
+    cell = make_cell("linear_rnn", 10, 30)
+    task = ToyTask(seq_len=10)
+    paper = toy_network(cell, task, [0, 1], None, "float64", "cpu")
+    unit = toy_network(cell, task, [0, 1], 1.0, "float64", "cpu")
+    assert spectral_radius(paper["rnn"]["weight_hh"]).max() < 0.7
+    assert torch.allclose(
+        spectral_radius(unit["rnn"]["weight_hh"]), torch.ones(2, dtype=torch.float64)
+    )
+    ratio = unit["rnn"]["weight_hh"] / paper["rnn"]["weight_hh"]  # a scale, nothing else
+    assert torch.allclose(ratio, ratio[:, :1, :1].expand_as(ratio))
+    assert torch.equal(unit["rnn"]["weight_ih"], paper["rnn"]["weight_ih"])
