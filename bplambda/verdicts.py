@@ -61,9 +61,12 @@ def interval(values: Sequence[float]) -> Interval:
     return Interval(*mean_ci(v), n=int(np.isfinite(v).sum()))
 
 
-def reported_interval(mean: float, sd: float, n: int) -> Interval:
-    """The 95% t-interval of a mean reported elsewhere as ``mean ± sd`` over ``n`` seeds."""
+def reported_interval(mean: float, sd: float, n: int, resolution: float = 0.01) -> Interval:
+    """The 95% t-interval of a mean reported elsewhere as ``mean ± sd`` over ``n`` seeds,
+    widened by half the reporting ``resolution`` (``1.00 ± 0.00`` given to two decimals is
+    anything in [0.995, 1.005], not exactly 1)."""
     half = T_QUANTILE_95[n - 1] * sd / np.sqrt(n) if n > 1 else 0.0
+    half += resolution / 2
     return Interval(mean, mean - half, mean + half, n)
 
 
@@ -79,14 +82,20 @@ def separated(a: Interval, b: Interval) -> int:
     return 0
 
 
+def _ranges_note(intervals: Sequence[Interval]) -> str:
+    """Said with every decided verdict that rests on ranges of ≤ 3 seeds."""
+    fewest = min(i.n for i in intervals)
+    return f" (on {fewest}-seed ranges)" if fewest <= RANGE_ONLY else ""
+
+
 def increasing(values: Sequence[Sequence[float]]) -> str:
     """Verdict on "mean(values[0]) < mean(values[1]) < …" (one array of per-seed values each)."""
     intervals = [interval(v) for v in values]
     signs = [separated(b, a) for a, b in zip(intervals, intervals[1:])]
     if any(s < 0 for s in signs):
-        return "NOT reproduced"
+        return "NOT reproduced" + _ranges_note(intervals)
     if all(s > 0 for s in signs):
-        return "reproduced"
+        return "reproduced" + _ranges_note(intervals)
     return f"inconclusive ({min(i.n for i in intervals)} seeds)"
 
 
@@ -104,7 +113,7 @@ def finding(a: Sequence[float], b: Sequence[float], name_a: str, name_b: str) ->
     sign = separated(ia, ib)
     if sign == 0:
         return f"inconclusive ({min(ia.n, ib.n)} seeds)"
-    return f"finding: {name_a} {'>' if sign > 0 else '<'} {name_b}"
+    return f"finding: {name_a} {'>' if sign > 0 else '<'} {name_b}" + _ranges_note([ia, ib])
 
 
 def both_ways(primary: str, secondary: str, names: tuple[str, str]) -> str:

@@ -24,11 +24,12 @@ LOW, MID, HIGH = [0.1, 0.12, 0.11, 0.13, 0.09], [0.5, 0.52, 0.49, 0.51, 0.5], [0
 
 
 def test_a_claim_is_decided_only_where_the_intervals_separate():
-    assert increasing([LOW, MID, HIGH]) == "reproduced"
-    assert increasing([HIGH, MID]) == "NOT reproduced"
+    assert increasing([LOW, MID, [0.9, 0.91, 0.92, 0.93, 0.9]]) == "reproduced"
+    assert increasing([HIGH, MID]) == "NOT reproduced (on 3-seed ranges)"
     assert increasing([LOW, MID, [0.4, 0.6, 0.5, 0.45, 0.55]]) == "inconclusive (5 seeds)"
     assert increasing([LOW, [0.0, 1.0]]) == "inconclusive (2 seeds)"  # two seeds: min–max
-    assert increasing([LOW, MID, [0.2, 0.3]]) == "NOT reproduced"  # one pair the wrong way
+    assert increasing([LOW, MID, [0.2, 0.3]]) == "NOT reproduced (on 2-seed ranges)"
+    assert increasing([LOW, MID, HIGH[:2]]) == "reproduced (on 2-seed ranges)"
     assert increasing([[np.nan, 0.1, 0.12], MID]) == "reproduced"  # a diverged seed is left out
 
 
@@ -40,14 +41,16 @@ def test_intervals_with_few_seeds_are_labelled_ranges():
 
 
 def test_a_reported_mean_and_sd_become_a_t_interval():
-    official = reported_interval(0.93, 0.06, 5)  # ± 2.776 · 0.06 / √5
-    assert official.low == pytest.approx(0.93 - 0.0745, abs=1e-3)
+    official = reported_interval(0.93, 0.06, 5)  # ± 2.776 · 0.06 / √5, ± 0.005 of rounding
+    assert official.low == pytest.approx(0.93 - 0.0745 - 0.005, abs=1e-3)
+    exact = reported_interval(1.00, 0.00, 3)  # reported to two decimals: [0.995, 1.005]
+    assert consistent([0.999, 0.9995, 1.0], exact).startswith("consistent")
     assert consistent([0.9, 0.95, 0.92, 0.97, 0.91], official).startswith("consistent")
     assert consistent(LOW, official) == "differs (lower; intervals separate)"
 
 
 def test_findings_and_two_definitions():
-    assert finding(HIGH, LOW, "faithful", "exact") == "finding: faithful > exact"
+    assert finding(HIGH, LOW, "faithful", "exact") == "finding: faithful > exact (on 3-seed ranges)"
     assert finding(MID, [0.4, 0.6], "a", "b") == "inconclusive (2 seeds)"
     assert both_ways("reproduced", "reproduced", ("x", "y")) == "reproduced"
     mixed = both_ways("reproduced", "inconclusive (5 seeds)", ("last-epoch mean", "last batch"))
