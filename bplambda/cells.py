@@ -322,6 +322,95 @@ class LSTM:
 
 
 @dataclass(frozen=True)
+class RateRNN:
+    """Liu et al.'s leaky rate unit (LIU2022.md §1): the state is the voltage ``v`` (S = H),
+
+    ``v_t = α v_{t-1} + (1−α)(W_ih x_t + (W_hh ⊙ M) z_{t-1})``, ``z_t = ReLU(v_t)``,
+
+    with ``M = 1 − I`` (no autapses), no recurrent bias, ``α = exp(−dt/τ)`` (``alpha``; their
+    seq-MNIST has ``τ = 0.01``, so ``α ≈ 0``: a leak-free ReLU RNN). The readout sees ``z``
+    (their readout filter ``κ`` equals ``α`` there; a separate readout filter is not modelled).
+    Initialisation (their code): ``W_ih ~ N(0, 2/I)``, ``W_hh ~ N(0, 2/H)``, diagonal masked.
+    ``W[i, j]`` is the weight from unit j to unit i (PyTorch's convention; TF's is transposed).
+    """
+
+    input_size: int
+    hidden_size: int
+    alpha: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha < 1.0:
+            raise ValueError(
+                f"alpha={self.alpha!r} is invalid; pass a leak α = exp(−dt/τ) in [0, 1)"
+            )
+
+    @property
+    def state_size(self) -> int:
+        return self.hidden_size
+
+    @property
+    def param_ndim(self) -> dict[str, int]:
+        return {"weight_ih": 2, "weight_hh": 2}
+
+    def init_params(self, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Params:
+        H, n_in = self.hidden_size, self.input_size
+        weight_hh = torch.randn(H, H, generator=generator, dtype=dtype) * math.sqrt(2 / H)
+        return {
+            "weight_ih": torch.randn(H, n_in, generator=generator, dtype=dtype)
+            * math.sqrt(2 / n_in),
+            "weight_hh": weight_hh * self._mask(weight_hh),
+        }
+
+    def _mask(self, like: Tensor) -> Tensor:
+        """``M = 1 − I``: ``(H, H)``, broadcasting over model dimensions."""
+        return 1 - torch.eye(self.hidden_size, dtype=like.dtype, device=like.device)
+
+    def _recurrent(self, params: Params) -> Tensor:
+        return params["weight_hh"] * self._mask(params["weight_hh"])
+
+    def step(self, params: Params, x: Tensor, s_prev: Tensor) -> Tensor:
+        drive = x @ params["weight_ih"].mT + torch.relu(s_prev) @ self._recurrent(params).mT
+        return self.alpha * s_prev + (1 - self.alpha) * drive
+
+    def hidden(self, s: Tensor) -> Tensor:
+        return torch.relu(s)
+
+    def state_jacobian(self, params: Params, x: Tensor, s_prev: Tensor) -> Tensor:
+        """``α I + (1−α) (W_hh ⊙ M) diag(ψ_{t-1})``, ``ψ = 1[v > 0]``: ``(..., B, H, H)``."""
+        psi = (s_prev > 0).to(s_prev.dtype)
+        W = self._recurrent(params).unsqueeze(-3)
+        eye = torch.eye(self.hidden_size, dtype=s_prev.dtype, device=s_prev.device)
+        return self.alpha * eye + (1 - self.alpha) * W * psi.unsqueeze(-2)
+
+    def derivatives(self, params: Params, x: Tensor, s_prev: Tensor) -> Params:
+        """``ψ_{t-1} = 1[v_{t-1} > 0]``: ``(..., B, H)``."""
+        return {"psi": (s_prev > 0).to(s_prev.dtype)}
+
+    def state_vjp_at(self, params: Params, derivatives: Params, v: Tensor) -> Tensor:
+        through = (v @ self._recurrent(params)) * derivatives["psi"]
+        return self.alpha * v + (1 - self.alpha) * through
+
+    def state_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
+        return self.state_vjp_at(params, self.derivatives(params, x, s_prev), v)
+
+    def param_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Params:
+        model_ndim = params["weight_hh"].dim() - 2
+        d_drive, x, z_prev = (
+            fold_into_batch(t, model_ndim) for t in ((1 - self.alpha) * v, x, torch.relu(s_prev))
+        )
+        return {
+            "weight_ih": d_drive.mT @ x,
+            "weight_hh": (d_drive.mT @ z_prev) * self._mask(params["weight_hh"]),
+        }
+
+    def td_immediate(self, params: Params, x: Tensor, s_prev: Tensor, a: Tensor) -> Tensor:
+        return a
+
+    def synthetic_signal(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
+        return v
+
+
+@dataclass(frozen=True)
 class MaskedCell:
     """A cell for front-padded sequences of different lengths in one stacked batch.
 
@@ -406,14 +495,19 @@ def real_steps(cell: Cell, inputs: Tensor) -> Tensor | None:
     return inputs[..., -1] if isinstance(cell, MaskedCell) else None
 
 
-CELLS = ("linear_rnn", "tanh_rnn", "lstm", "lstm_faithful")
+CELLS = ("linear_rnn", "tanh_rnn", "lstm", "lstm_faithful", "rate_rnn")
 LSTM_MODES = {"exact": "lstm", "faithful": "lstm_faithful"}
 """The LSTM's two modes by name: the exact Jacobian, or the official code's quirks."""
 
 
-def make_cell(name: str, input_size: int, hidden_size: int) -> Cell:
-    """A cell by name: ``"linear_rnn"``, ``"tanh_rnn"``, ``"lstm"`` (exact) or
-    ``"lstm_faithful"`` (the official code's BP(λ) quirks, see :class:`LSTM`)."""
+def make_cell(name: str, input_size: int, hidden_size: int, **options: float) -> Cell:
+    """A cell by name: ``"linear_rnn"``, ``"tanh_rnn"``, ``"lstm"`` (exact),
+    ``"lstm_faithful"`` (the official code's BP(λ) quirks, see :class:`LSTM`) or
+    ``"rate_rnn"`` (Liu et al.'s leaky ReLU rate unit; ``options``: ``alpha``)."""
+    if name == "rate_rnn":
+        return RateRNN(input_size, hidden_size, **options)
+    if options:
+        raise ValueError(f"cell {name!r} takes no options; got {sorted(options)}")
     if name == "linear_rnn":
         return VanillaRNN(input_size, hidden_size, "linear")
     if name == "tanh_rnn":

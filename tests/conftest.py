@@ -11,7 +11,8 @@ from bplambda.cells import Cell, make_cell
 from bplambda.outputs import Grads
 from bplambda.readout import SequenceTargets, init_readout
 
-CELL_NAMES = ["linear_rnn", "tanh_rnn", "lstm"]
+CELL_NAMES = ["linear_rnn", "tanh_rnn", "lstm", "rate_rnn"]
+CELL_OPTIONS = {"rate_rnn": {"alpha": 0.8}}  # a leak, so its Jacobian path is exercised too
 
 
 @dataclass
@@ -37,7 +38,7 @@ def make_problem(
     synthesiser, and a loss at every step with random positive weights."""
     g = torch.Generator().manual_seed(seed)
     dt = torch.float64
-    cell = make_cell(cell_name, input_size, hidden_size)
+    cell = make_cell(cell_name, input_size, hidden_size, **CELL_OPTIONS.get(cell_name, {}))
 
     def rand(*shape: int) -> torch.Tensor:
         return torch.randn(*model_shape, *shape, generator=g, dtype=dt)

@@ -1,0 +1,54 @@
+"""Liu et al.'s rate RNN: its own equations, initialisation and the mask (the generic
+Jacobian and VJP oracles run on it through conftest's CELL_NAMES)."""
+
+import math
+
+import pytest
+import torch
+from conftest import make_problem, relative_error
+
+from bplambda import make_rule
+from bplambda.cells import RateRNN, make_cell
+
+
+def test_the_step_is_the_leaky_rate_equation_without_autapses():
+    cell = make_cell("rate_rnn", 3, 4, alpha=0.8)
+    g = torch.Generator().manual_seed(0)
+    params = {"weight_ih": torch.randn(4, 3, generator=g, dtype=torch.float64),
+              "weight_hh": torch.randn(4, 4, generator=g, dtype=torch.float64)}  # fmt: skip
+    x = torch.randn(2, 3, generator=g, dtype=torch.float64)
+    v_prev = torch.randn(2, 4, generator=g, dtype=torch.float64)
+    W = params["weight_hh"] - torch.diag(torch.diag(params["weight_hh"]))  # M = 1 − I
+    expected = 0.8 * v_prev + 0.2 * (x @ params["weight_ih"].T + torch.relu(v_prev) @ W.T)
+    assert relative_error(cell.step(params, x, v_prev), expected) < 1e-14
+    assert torch.equal(cell.hidden(v_prev), torch.relu(v_prev))
+    # the diagonal of W_hh has no effect, and receives no local gradient
+    bumped = {**params, "weight_hh": params["weight_hh"] + 5 * torch.eye(4, dtype=torch.float64)}
+    assert torch.equal(cell.step(bumped, x, v_prev), cell.step(params, x, v_prev))
+    grad = cell.param_vjp(params, x, v_prev, torch.ones(2, 4, dtype=torch.float64))
+    assert torch.diag(grad["weight_hh"]).abs().max() == 0
+
+
+def test_the_initialisation_follows_liu_et_al():
+    cell = RateRNN(input_size=28, hidden_size=128)
+    params = cell.init_params(torch.Generator().manual_seed(0), torch.float64)
+    assert set(params) == {"weight_ih", "weight_hh"}  # no recurrent bias
+    assert torch.diag(params["weight_hh"]).abs().max() == 0
+    off = params["weight_hh"][~torch.eye(128, dtype=torch.bool)]
+    assert off.var().item() == pytest.approx(2 / 128, rel=0.05)
+    assert params["weight_ih"].var().item() == pytest.approx(2 / 28, rel=0.05)
+    with pytest.raises(ValueError, match="alpha"):
+        RateRNN(2, 2, alpha=1.0)
+    with pytest.raises(ValueError, match="no options"):
+        make_cell("lstm", 2, 2, alpha=0.5)
+    assert math.isclose(make_cell("rate_rnn", 2, 2, alpha=0.5).alpha, 0.5)
+
+
+@pytest.mark.parametrize("name, options", [("bptt", {}), ("tbptt", {"window": 2}),
+                                           ("sg", {"window": 2}), ("bp_lambda", {}),
+                                           ("oracle", {})])  # fmt: skip
+def test_every_existing_rule_runs_on_it(name, options):
+    p = make_problem("rate_rnn", T=6)
+    out = make_rule(name, **options).gradients(p.cell, p.params, p.inputs, p.targets)
+    assert set(out.grads["rnn"]) == {"weight_ih", "weight_hh"}
+    assert all(torch.isfinite(v).all() for v in out.grads["rnn"].values())
