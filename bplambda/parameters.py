@@ -63,24 +63,16 @@ def _items(value: object) -> list[object] | None:
     return None
 
 
-def _integer(value: object) -> int | None:
+def _number(value: object, kind: type[int] | type[float]) -> int | float | None:
+    """``value`` as ``kind`` (``int`` or ``float``), from a number or its text; ``None`` if it
+    is neither (a bool is not a number here, nor is 1.5 an int)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
-        return int(value)
-    return None
-
-
-def _real(value: object) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, numbers.Real):
-        return float(value)
+    if isinstance(value, numbers.Integral if kind is int else numbers.Real):
+        return kind(value)
     if isinstance(value, str):
         try:
-            return float(value)
+            return kind(value.strip())
         except ValueError:
             return None
     return None
@@ -90,11 +82,46 @@ def _real(value: object) -> float | None:
 Validator = Callable[[str, object], object]
 
 
-def positive_int(name: str, value: object) -> int:
-    number = _integer(value)
-    if number is None or number < 1:
-        raise refuse(name, value, "pass an integer >= 1")
-    return number
+def scalar(kind: type[int] | type[float], ok: Callable[[float], bool], allowed: str) -> Validator:
+    """One number of ``kind`` for which ``ok`` holds."""
+
+    def check(name: str, value: object) -> int | float:
+        number = _number(value, kind)
+        if number is None or not ok(number):
+            raise refuse(name, value, allowed)
+        return number
+
+    return check
+
+
+def sequence(kind: type[int] | type[float], ok: Callable[[float], bool], allowed: str) -> Validator:
+    """A list (in any form :func:`_items` reads; may be empty) of numbers for which ``ok``
+    holds."""
+
+    def check(name: str, value: object) -> tuple[int | float, ...]:
+        items = _items(value)
+        parsed = [_number(item, kind) for item in items] if items is not None else None
+        if parsed is None or any(n is None or not ok(n) for n in parsed):
+            raise refuse(name, value, allowed)
+        return tuple(parsed)
+
+    return check
+
+
+positive_int = scalar(int, lambda n: n >= 1, "pass an integer >= 1")
+non_negative_int = scalar(int, lambda n: n >= 0, "pass an integer >= 0")
+gamma = scalar(float, lambda r: 0.0 < r <= 1.0, "pass a discount γ in (0, 1]")
+non_negative = scalar(float, lambda r: 0.0 <= r < math.inf, "pass a finite number >= 0")
+threshold = scalar(  # NaN fails r > 0
+    float, lambda r: r > 0, "pass a number > 0 (inf: only non-finite values diverge)"
+)
+positive_ints = sequence(int, lambda n: n >= 1, "pass a list of integers >= 1, e.g. [1, 2, 5]")
+positive_reals = sequence(
+    float, lambda r: 0.0 < r < math.inf, "pass a list of finite numbers > 0, e.g. [0.9, 1.0]"
+)
+lambdas = sequence(
+    float, lambda r: 0.0 <= r <= 1.0, "pass a list of λ values in [0, 1], e.g. [0, 0.5, 1]"
+)
 
 
 def optional_positive_int(name: str, value: object) -> int | None:
@@ -103,66 +130,12 @@ def optional_positive_int(name: str, value: object) -> int | None:
 
 def seeds(name: str, value: object) -> tuple[int, ...]:
     allowed = 'pass a non-empty list of distinct integers >= 0, e.g. [0, 1, 2] or "[0, 1, 2]"'
-    items = _items(value)
-    numbers_ = [_integer(item) for item in items or []]
-    if not numbers_ or any(n is None or n < 0 for n in numbers_):
+    parsed = sequence(int, lambda n: n >= 0, allowed)(name, value)
+    if not parsed:
         raise refuse(name, value, allowed)
-    if len(set(numbers_)) != len(numbers_):
+    if len(set(parsed)) != len(parsed):
         raise refuse(name, value, f"seeds must be distinct; {allowed}")
-    return tuple(numbers_)
-
-
-def positive_ints(name: str, value: object) -> tuple[int, ...]:
-    """A list of integers >= 1 (windows n, sequence lengths T); may be empty."""
-    items = _items(value)
-    numbers_ = [_integer(item) for item in items] if items is not None else None
-    if numbers_ is None or any(n is None or n < 1 for n in numbers_):
-        raise refuse(name, value, "pass a list of integers >= 1, e.g. [1, 2, 5]")
-    return tuple(numbers_)
-
-
-def non_negative_int(name: str, value: object) -> int:
-    number = _integer(value)
-    if number is None or number < 0:
-        raise refuse(name, value, "pass an integer >= 0")
-    return number
-
-
-def positive_reals(name: str, value: object) -> tuple[float, ...]:
-    items = _items(value)
-    reals = [_real(item) for item in items] if items is not None else None
-    if reals is None or any(r is None or not 0 < r < math.inf for r in reals):
-        raise refuse(name, value, "pass a list of finite numbers > 0, e.g. [0.9, 1.0]")
-    return tuple(reals)
-
-
-def lambdas(name: str, value: object) -> tuple[float, ...]:
-    items = _items(value)
-    reals = [_real(item) for item in items] if items is not None else None
-    if reals is None or any(r is None or not 0.0 <= r <= 1.0 for r in reals):
-        raise refuse(name, value, "pass a list of λ values in [0, 1], e.g. [0, 0.5, 1]")
-    return tuple(reals)
-
-
-def gamma(name: str, value: object) -> float:
-    real = _real(value)
-    if real is None or not 0.0 < real <= 1.0:
-        raise refuse(name, value, "pass a discount γ in (0, 1]")
-    return real
-
-
-def non_negative(name: str, value: object) -> float:
-    real = _real(value)
-    if real is None or not math.isfinite(real) or real < 0:
-        raise refuse(name, value, "pass a finite number >= 0")
-    return real
-
-
-def threshold(name: str, value: object) -> float:
-    real = _real(value)
-    if real is None or math.isnan(real) or real <= 0:
-        raise refuse(name, value, "pass a number > 0 (inf: only non-finite values diverge)")
-    return real
+    return parsed
 
 
 def flag(name: str, value: object) -> bool:
@@ -180,16 +153,12 @@ def choice(*options: str) -> Validator:
     return check
 
 
-def choices(*options: str, allow_empty: bool = False) -> Validator:
-    """A list of names, each one of ``options``."""
+def choices(*options: str) -> Validator:
+    """A non-empty list of names, each one of ``options``."""
 
     def check(name: str, value: object) -> tuple[str, ...]:
         items = _items(value)
-        if (
-            items is None
-            or (not items and not allow_empty)
-            or any(item not in options for item in items)
-        ):
+        if not items or any(item not in options for item in items):
             raise refuse(name, value, f"pass a list of names from {list(options)}")
         return tuple(items)
 
@@ -249,19 +218,18 @@ VALIDATORS: dict[str, Validator] = {
         for name in ("lr", "lr_synthesiser", "plastic_lr_rnn", "plastic_lr_synthesiser")
     },
 }  # fmt: skip
-"""One rule per parameter name; a config may add its own (e.g. the rule names it runs)."""
+"""One rule per parameter name, shared by every experiment config."""
 
 
-def validate(values: Mapping[str, object], extra: Mapping[str, Validator] | None = None) -> dict:
-    """Every value through its validator (``extra`` first, then :data:`VALIDATORS`).
+def validate(values: Mapping[str, object]) -> dict:
+    """Every value through its validator in :data:`VALIDATORS`.
 
     A name without a validator is a programming error (every config field must have one).
     """
-    rules = {**VALIDATORS, **(extra or {})}
-    missing = sorted(set(values) - set(rules))
+    missing = sorted(set(values) - set(VALIDATORS))
     if missing:
         raise TypeError(f"no validator for parameter(s) {missing}; add one to VALIDATORS")
-    return {name: rules[name](name, value) for name, value in values.items()}
+    return {name: VALIDATORS[name](name, value) for name, value in values.items()}
 
 
 # ----------------------------------------------------------------------------- notebooks

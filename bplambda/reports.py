@@ -49,25 +49,17 @@ OFFICIAL_SG_SIGNAL = {1: (0.25, 0.27), 2: (0.76, 0.15), 3: (0.97, 0.02), 5: (1.0
 OFFICIAL_SG_SYNTHETIC = {1: 0.25, 2: 0.28, 3: 0.33, 5: 0.17}  # 3 seeds, means only
 
 
-def _diverged_note(summary_row: pd.Series) -> str:
-    diverged = int(summary_row.get("diverged", 0) or 0)
-    total = diverged + int(summary_row.get("seeds", 0) or 0)
-    return f" ({diverged}/{total} diverged)" if diverged else ""
-
-
-def _row(summary: pd.DataFrame, **where: object) -> pd.Series:
-    mask = pd.Series(True, index=summary.index)
+def _where(frame: pd.DataFrame, **where: object) -> pd.Series:
+    """The rows whose columns equal the given values (``None`` matches NaN)."""
+    mask = pd.Series(True, index=frame.index)
     for column, value in where.items():
-        mask &= summary[column] == value
-    return summary[mask].iloc[0]
+        mask &= frame[column].isna() if value is None else frame[column] == value
+    return mask
 
 
 def per_seed(finals: pd.DataFrame, column: str = "value", **where: object) -> pd.Series:
     """One final value per seed (NaN for a diverged model: never averaged), indexed by seed."""
-    mask = pd.Series(True, index=finals.index)
-    for name, value in where.items():
-        mask &= finals[name].isna() if value is None else finals[name] == value
-    rows = finals[mask].set_index("seed").sort_index()
+    rows = finals[_where(finals, **where)].set_index("seed").sort_index()
     values = rows[column].astype(float)
     return values.where(~rows.diverged.astype(bool)) if "diverged" in rows else values
 
@@ -76,9 +68,7 @@ def _text(values: pd.Series, finals: pd.DataFrame | None = None, **where: object
     """``mean [low, high] (kind, n seeds)`` and, where models diverged, ``k/n diverged``."""
     text = interval(values.to_numpy()).text()
     if finals is not None:
-        mask = pd.Series(True, index=finals.index)
-        for name, value in where.items():
-            mask &= finals[name] == value
+        mask = _where(finals, **where)
         diverged = int(finals[mask].diverged.sum())
         text += f"; {diverged}/{int(mask.sum())} diverged" if diverged else ""
     return text
