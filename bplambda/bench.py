@@ -151,7 +151,8 @@ def stacking_speedup(
 ) -> pd.DataFrame:
     """The λ sweep's BP(λ) grid (11 λ × 5 seeds, toy task) trained as one stacked model vs one
     model at a time, ``num_batches`` batches each; seconds per 1,000 batches."""
-    from bplambda.experiments import bp_lambda_condition, sweep_config
+    from bplambda.experiments.runs import bp_lambda_condition
+    from bplambda.experiments.sweep import sweep_config
     from bplambda.tasks.toy import ToyTask
     from bplambda.train import TrainConfig, train
 

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from bplambda.experiments import condition_order
+from bplambda.analysis import condition_order
 
 METRIC_LABELS = {
     "alignment_synthetic": r"$\cos(g(s_t),\ \partial L_{>t}/\partial s_t)$",

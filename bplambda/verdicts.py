@@ -1,5 +1,5 @@
 """Verdicts that the statistics carry: intervals over seeds, and claims decided only where they
-separate. Pure numpy: reports and plots use it without importing any training code.
+separate. Pure numpy: the analysis and plots use it without importing any training code.
 
 A claim "A < B < C" is **reproduced** when every consecutive pair's 95% intervals separate in
 the claimed direction, **NOT reproduced** when some pair separates the other way, and

@@ -153,7 +153,7 @@ def test_a_run_whose_models_all_diverge_stops_without_raising():
 
 
 def test_summaries_count_diverged_seeds_apart_instead_of_averaging_them():
-    from bplambda.experiments import final_batch, summarise
+    from bplambda.analysis import final_batch, summarise
 
     table = _diverging_run([5, 1, 3]).table.assign(condition="BPTT", T=10)
     final = final_batch(table[table.metric == "loss"])

@@ -8,9 +8,10 @@ import torch
 
 from bplambda import ToyTask, make_cell, make_rule
 from bplambda.cells import LSTM, exact_cell
-from bplambda.experiments import final_values, spectral_radius, toy_network
+from bplambda.analysis import final_values
+from bplambda.experiments.toy import spectral_radius, toy_network
 from bplambda.metrics import signal_alignments
-from bplambda.reports import mnist_tables
+from bplambda.experiments.mnist import mnist_tables
 from bplambda.verdicts import (
     both_ways,
     consistent,

@@ -1,0 +1,178 @@
+"""From run tables to the numbers a report states: reductions over steps, batches and seeds.
+
+Plotting and the experiments' tables and claims use these without importing any training
+code. A run table has the columns of :data:`bplambda.experiments.runs.TABLE_COLUMNS`: one row
+per observation (``t = -1``: a sequence-level value). Final values of the alignment experiments
+are the mean over the last epoch's logged batches, with the last batch beside them; a verdict
+computed on both is kept only where both agree (:func:`both_finals`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from bplambda.device import resolve_device
+from bplambda.results import markdown_table
+from bplambda.verdicts import both_ways, interval, mean_ci
+
+ALIGNMENT = "alignment_synthetic"  # g(s_t) at every state
+APPLIED = "alignment_applied"  # g(s_t) where the rule applies it: the fair SG-vs-BP(λ) basis
+SIGNAL = "alignment_signal"  # the future part of the learning signal the RNN receives
+ALIGNMENTS = (ALIGNMENT, APPLIED, SIGNAL)
+FINALS = ("value", "last_batch")  # last-epoch mean, last logged batch
+FINAL_NAMES = ("last-epoch mean", "last batch")
+
+
+FAMILY_ORDER = ("BP", "oracle", "BPTT", "SG", "TBPTT")
+
+
+def condition_order(conditions: Sequence[str]) -> list[str]:
+    """BP(λ) by λ, then oracle and BPTT, then SG(n) and TBPTT(n) by n."""
+
+    def key(name: str) -> tuple[int, float, str]:
+        family = name.split("(")[0]
+        number = re.findall(r"[\d.]+", name)
+        rank = FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER)
+        return (rank, float(number[0]) if number else 0.0, name)
+
+    return sorted(set(conditions), key=key)
+
+
+def bp_label(lmbda: float) -> str:
+    """The condition name of BP(λ): ``"BP(0.5)"``."""
+    return f"BP({lmbda:g})"
+
+
+MEASURES = ("batch", "t", "metric", "value")
+
+
+def labels(table: pd.DataFrame) -> list[str]:
+    """The columns that name a model (condition, family, λ, n, T, seed, divergence, and any
+    extra such as the toy sweep's ``rho``): every column but the measurement ones."""
+    return [c for c in table.columns if c not in MEASURES]
+
+
+def mean_over_steps(table: pd.DataFrame) -> pd.DataFrame:
+    """Per-step metrics averaged over ``t < T`` (the terminal step has no future gradient);
+    sequence-level metrics (``t = -1``) pass through. One row per seed, batch and metric."""
+    per_step = table[(table.t >= 1) & (table.t < table["T"])]
+    keys = labels(table)
+    averaged = per_step.groupby([*keys, "batch", "metric"], dropna=False, as_index=False)[
+        "value"
+    ].mean()
+    averaged["t"] = -1
+    sequence_level = table[table.t == -1]
+    return pd.concat([sequence_level, averaged[table.columns]], ignore_index=True)
+
+
+def _condition_keys(table: pd.DataFrame) -> list[str]:
+    return [c for c in ("condition", "T", "rho") if c in table.columns]
+
+
+def final_batch(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each condition's last logged batch.
+
+    A diverged model has no rows there (they stop at its divergence): it is represented by its
+    own last rows, moved to that batch with ``value`` NaN, so that :func:`summarise` counts it
+    as diverged instead of silently dropping it, and never averages its values.
+    """
+    keys = _condition_keys(table)
+    last = table.groupby(keys, dropna=False)["batch"].transform("max")
+    final = table[table.batch == last]
+    diverged = table[table.diverged & (table.batch < last)]
+    own_last = diverged.groupby([*keys, "seed"], dropna=False)["batch"].transform("max")
+    placeholders = diverged[diverged.batch == own_last].assign(value=np.nan)
+    placeholders["batch"] = last[placeholders.index]
+    return pd.concat([final, placeholders], ignore_index=True)
+
+
+def final_values(by_batch: pd.DataFrame, window: int) -> pd.DataFrame:
+    """Each model's final value of every sequence-level metric, two ways: ``value``, the mean
+    over its logged batches within the last ``window`` batches (the last epoch: one noisy batch
+    does not decide), and ``last_batch``, the value at the last logged batch. Diverged models
+    keep a row with both NaN (counted apart by :func:`summarise`)."""
+    final = final_batch(by_batch)
+    keys = labels(by_batch)
+    cut = by_batch.groupby(_condition_keys(by_batch), dropna=False)["batch"].transform("max")
+    recent = by_batch[by_batch.batch > cut - window]
+    epoch = recent.groupby([*keys, "metric"], dropna=False, as_index=False)["value"].mean()
+    final = final.rename(columns={"value": "last_batch"}).drop(columns=["t"])
+    final = final.merge(epoch, on=[*keys, "metric"], how="left")
+    final.loc[final.diverged.astype(bool), ["value", "last_batch"]] = np.nan
+    return final
+
+
+def summarise(final: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Mean and 95% interval over seeds of ``value`` per group, diverged models counted apart.
+
+    Columns: the ``by`` keys, ``mean``, ``low``, ``high``, ``seeds`` (finite values of models
+    that did not diverge: what the mean is over) and ``diverged`` (models that diverged; their
+    values never enter the mean).
+    """
+    rows = []
+    for key, group in final.groupby(list(by), dropna=False, sort=True):
+        healthy = group[~group.diverged.astype(bool)] if "diverged" in group else group
+        mean, low, high = mean_ci(healthy.value.to_numpy())
+        diverged = group.seed.nunique() - healthy.seed.nunique() if "seed" in group else 0
+        rows.append({**dict(zip(by, key)), "mean": mean, "low": low, "high": high,
+                     "seeds": int(healthy.value.notna().sum()), "diverged": diverged})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def summarise_finals(finals: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """``summarise`` of the last-epoch means, with the last batch's mean beside them."""
+    summary = summarise(finals, by)
+    last = summarise(finals.assign(value=finals.last_batch), by)
+    return summary.assign(last_batch_mean=last["mean"].to_numpy())
+
+
+def rows_where(frame: pd.DataFrame, **where: object) -> pd.Series:
+    """The rows whose columns equal the given values (``None`` matches NaN)."""
+    mask = pd.Series(True, index=frame.index)
+    for column, value in where.items():
+        mask &= frame[column].isna() if value is None else frame[column] == value
+    return mask
+
+
+def per_seed(finals: pd.DataFrame, column: str = "value", **where: object) -> pd.Series:
+    """One final value per seed (NaN for a diverged model: never averaged), indexed by seed."""
+    rows = finals[rows_where(finals, **where)].set_index("seed").sort_index()
+    values = rows[column].astype(float)
+    return values.where(~rows.diverged.astype(bool)) if "diverged" in rows else values
+
+
+def interval_text(values: pd.Series, finals: pd.DataFrame | None = None, **where: object) -> str:
+    """``mean [low, high] (kind, n seeds)`` and, where models diverged, ``k/n diverged``."""
+    text = interval(values.to_numpy()).text()
+    if finals is not None:
+        mask = rows_where(finals, **where)
+        diverged = int(finals[mask].diverged.sum())
+        text += f"; {diverged}/{int(mask.sum())} diverged" if diverged else ""
+    return text
+
+
+def both_finals(check: Callable[[str], str]) -> str:
+    """``check(column)`` on the last-epoch mean and on the last batch, kept where they agree."""
+    return both_ways(*(check(column) for column in FINALS), names=FINAL_NAMES)
+
+
+def summary_markdown(title: str, cfg: object, table: pd.DataFrame, notes: str = "") -> str:
+    """The notebook's ``summary.md``: profile, settings, key table and notes."""
+    settings = ", ".join(
+        f"{k}={v}"
+        for k, v in vars(cfg).items()
+        if k not in ("device", "progress", "profile", "output_dir", "data_dir")
+    )
+    device = resolve_device(cfg.device)
+    return "\n\n".join(
+        part for part in [
+            f"**{title}** (profile `{cfg.profile}`, device `{device}`)",
+            f"Settings: {settings}.",
+            markdown_table(table),
+            notes,
+        ] if part
+    )  # fmt: skip

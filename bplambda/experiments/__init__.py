@@ -1,0 +1,50 @@
+"""One module per notebook, each owning its config (profile defaults), conditions, runs, tables
+and claims; :mod:`~bplambda.experiments.runs` holds what they share. A notebook imports this
+package as ``ex`` and calls e.g. ``ex.toy_config(...)``, ``ex.run_toy_alignment(cfg)`` and
+``ex.toy_tables(table, cfg)``.
+"""
+
+from bplambda.experiments.copy_repeat import (
+    CopyRepeatConfig,
+    copy_repeat_claims,
+    copy_repeat_config,
+    copy_repeat_tables,
+    run_copy_repeat,
+)
+from bplambda.experiments.mnist import (
+    MNISTConfig,
+    mnist_claims,
+    mnist_config,
+    mnist_tables,
+    run_mnist,
+)
+from bplambda.experiments.runs import GRID_RULES, Condition, run_condition
+from bplambda.experiments.sweep import (
+    SweepConfig,
+    by_length_table,
+    run_lambda_sweep,
+    sweep_claims,
+    sweep_config,
+    sweep_tables,
+)
+from bplambda.experiments.toy import (
+    ToyConfig,
+    plastic_tables,
+    run_toy_alignment,
+    run_toy_plastic,
+    toy_claims,
+    toy_config,
+    toy_tables,
+)
+
+CONFIGS = (ToyConfig, SweepConfig, MNISTConfig, CopyRepeatConfig)
+"""Every notebook's config type (each names its notebook in ``NOTEBOOK``)."""
+
+__all__ = [
+    "CONFIGS", "GRID_RULES", "Condition", "CopyRepeatConfig", "MNISTConfig", "SweepConfig",
+    "ToyConfig", "by_length_table", "copy_repeat_claims", "copy_repeat_config",
+    "copy_repeat_tables", "mnist_claims", "mnist_config", "mnist_tables", "plastic_tables",
+    "run_condition", "run_copy_repeat", "run_lambda_sweep", "run_mnist", "run_toy_alignment",
+    "run_toy_plastic", "sweep_claims", "sweep_config", "sweep_tables", "toy_claims",
+    "toy_config", "toy_tables",
+]  # fmt: skip

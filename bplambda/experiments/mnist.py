@@ -1,0 +1,218 @@
+"""Notebook 03: sequential MNIST (PAPER.md §6.3): config, runs, tables and claims."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import pandas as pd
+
+from bplambda.analysis import (
+    bp_label,
+    condition_order,
+    interval_text,
+    per_seed,
+    summarise,
+)
+from bplambda.cells import make_cell
+from bplambda.experiments.runs import (
+    DIVERGENCE_THRESHOLD,
+    FIVE_SEEDS,
+    GRID_RULES,
+    check_grid,
+    grid_conditions,
+    per_seed_rows,
+    run_condition,
+)
+from bplambda.profiles import configure
+from bplambda.train import TrainConfig
+from bplambda.verdicts import finding, increasing, paired_difference
+
+
+@dataclass(frozen=True)
+class MNISTConfig:
+    """Sequential MNIST (PAPER.md §6.3): LSTM 30, last-step 10-way readout, cross-entropy,
+    batch 50, Adam lr 3e-4 for RNN, readout and synthesiser, BP(λ) scale s = 0.1, γ = 0.9;
+    ``paper``: 50 epochs, the checkpoint with the lowest validation loss gives the test error.
+
+    Conditions (:func:`grid_conditions`): the ``rules`` of :data:`GRID_RULES`, with truncated
+    BPTT(n) and SG(n) for n in ``windows`` and BP(λ) for λ in ``lambdas`` in every LSTM mode of
+    ``lstm_modes`` (``exact``: the correct Jacobian; ``faithful``: the official code's quirks).
+    ``limit`` keeps only the first images of every split (smoke profile). ``split_seed`` fixes
+    the 48,000 / 12,000 train/validation split for every seed (the official code draws it from
+    the run's seed; a shared split keeps the stacked seeds' evaluation batched and the
+    comparison between conditions paired on the same validation set). ``data_dir`` must
+    hold MNIST (or torchvision must be able to download it there): checked when the config is
+    made, so a notebook stops in its first cell.
+    """
+
+    NOTEBOOK: ClassVar[str] = "03_sequential_mnist"
+    profile: str
+    seeds: tuple[int, ...]
+    epochs: int
+    rules: tuple[str, ...] = GRID_RULES
+    windows: tuple[int, ...] = (1, 2, 3, 4, 5)
+    lambdas: tuple[float, ...] = (0.0, 0.5, 1.0)
+    lstm_modes: tuple[str, ...] = ("exact", "faithful")
+    hidden_size: int = 30
+    batch_size: int = 50
+    lr: float = 3e-4
+    scale: float = 0.1
+    gamma: float = 0.9
+    implementation: str = "lambda_return"
+    limit: int | None = None
+    split_seed: int = 0
+    log_every: int = 96
+    divergence_threshold: float = DIVERGENCE_THRESHOLD
+    data_dir: str = "data"
+    output_dir: str | None = None  # results_folder(profile) / NOTEBOOK
+    device: str = "auto"
+    dtype: str = "float32"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        from bplambda.tasks.mnist import require_mnist
+
+        check_grid(self)
+        require_mnist(self.data_dir)
+
+
+MNIST_DEFAULTS = {
+    "smoke": {"seeds": (0,), "epochs": 1, "limit": 500, "windows": (1,), "lambdas": (1.0,),
+              "batch_size": 50, "log_every": 5, "progress": False},
+    "quick": {"seeds": (0, 1), "epochs": 3, "windows": (1,), "lambdas": (0.5, 1.0),
+              "rules": ("bptt", "tbptt", "sg", "bp_lambda")},
+    "paper": {"seeds": FIVE_SEEDS, "epochs": 50},
+}  # fmt: skip
+
+
+def mnist_config(profile: str = "quick", **overrides: object) -> MNISTConfig:
+    """The seq-MNIST config: profile defaults, then the overrides that are not None."""
+    return configure(MNISTConfig, MNIST_DEFAULTS, profile, **overrides)
+
+
+def run_mnist(cfg: MNISTConfig, append_to: str | Path | None = None) -> pd.DataFrame:
+    """Train every condition; after each epoch log train/validation/test loss and error.
+
+    Rows: ``loss`` (the training batch, every ``log_every`` batches) and, per epoch,
+    ``{train,val,test}_{loss,error}`` with ``batch`` = batches trained; plus one
+    ``seconds_per_epoch`` row per condition and seed: the wall time of one epoch of the whole
+    stacked run (all its seeds, and all λ for BP(λ)), evaluation included.
+    """
+    from bplambda.evaluate import classification_metrics
+    from bplambda.tasks.mnist import SequentialMNIST, load_mnist, split_mnist
+
+    splits = split_mnist(load_mnist(cfg.data_dir), split_seed=cfg.split_seed, limit=cfg.limit)
+    task = SequentialMNIST(splits.train_images, splits.train_labels, cfg.batch_size)
+    train_config = TrainConfig(
+        num_batches=cfg.epochs * task.batches_per_epoch, lr_rnn=cfg.lr, lr_readout=cfg.lr,
+        lr_synthesiser=cfg.lr, log_every=cfg.log_every,
+        divergence_threshold=cfg.divergence_threshold, progress=cfg.progress,
+    )  # fmt: skip
+    tables = []
+    for condition, cell_name in grid_conditions(cfg):
+        cell = make_cell(cell_name, task.input_size, cfg.hidden_size)
+
+        def evaluate(params, cell=cell):
+            metrics = {}
+            for split in ("train", "val", "test"):
+                images, labels = (
+                    getattr(splits, f"{split}_images"),
+                    getattr(splits, f"{split}_labels"),
+                )
+                for name, value in classification_metrics(cell, params, images, labels).items():
+                    metrics[f"{split}_{name}"] = value
+            return metrics
+
+        start = time.perf_counter()
+        table = run_condition(
+            condition, task, cell, train_config, cfg.device, cfg.dtype, append_to=append_to,
+            evaluate=evaluate, evaluate_every=task.batches_per_epoch,
+        )  # fmt: skip
+        per_epoch = (time.perf_counter() - start) / cfg.epochs
+        timing = per_seed_rows(table, "seconds_per_epoch", per_epoch, train_config.num_batches)
+        tables += [table, timing]
+    return pd.concat(tables, ignore_index=True)
+
+
+# ----------------------------------------------------------------------------- tables, claims
+
+
+EVALUATIONS = ("train_loss", "train_error", "val_loss", "val_error", "test_loss", "test_error")
+
+
+def mnist_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """``epochs``: per-epoch train/validation/test loss and error per condition and seed;
+    ``best``: each seed's test error at its lowest-validation-loss epoch (the paper's
+    checkpoint rule); ``test_error``: mean and 95% interval over seeds; ``timing``."""
+    evals = table[table.metric.isin(EVALUATIONS)].copy()
+    evals["epoch"] = evals.groupby("condition")["batch"].rank(method="dense").astype(int)
+    wide = evals.pivot_table(index=["condition", "seed", "diverged", "epoch"], columns="metric",
+                             values="value").reset_index()  # fmt: skip
+    wide = wide[wide.val_loss.notna()]
+    best = wide.loc[wide.groupby(["condition", "seed"])["val_loss"].idxmin()]
+    best = best[["condition", "seed", "diverged", "epoch", "val_loss", "test_error"]]
+    # a model that diverged before its first finite evaluation still counts (as diverged)
+    models = table.drop_duplicates(["condition", "seed"])[["condition", "seed", "diverged"]]
+    missing = models.merge(best[["condition", "seed"]], how="left", indicator=True)
+    best = pd.concat([best, missing[missing._merge == "left_only"].drop(columns="_merge")])
+    summary = summarise(best.rename(columns={"test_error": "value"}), ["condition"])
+    summary = summary.set_index("condition").loc[condition_order(summary.condition)].reset_index()
+    timing = table[table.metric == "seconds_per_epoch"].drop_duplicates("condition")
+    return {
+        "epochs": evals.drop(columns=["t"]),
+        "best": best,
+        "test_error": summary,
+        "timing": timing[["condition", "value"]].rename(columns={"value": "seconds_per_epoch"}),
+    }
+
+
+def mnist_claims(tables: dict[str, pd.DataFrame], cfg) -> list[dict]:
+    """The paper's qualitative seq-MNIST claims and the faithful-vs-exact LSTM finding, on each
+    seed's test error at its lowest-validation-loss epoch."""
+    best = tables["best"]
+    errors = tables["test_error"].set_index("condition")["mean"]
+    truncated = errors[errors.index.str.match(r"^(TBPTT|SG)\(")]
+
+    def values(condition: str) -> pd.Series:
+        return per_seed(best, "test_error", condition=condition)
+
+    def text(condition: str) -> str:
+        return f"{condition} {interval_text(values(condition), best, condition=condition)}"
+
+    budget = f"{cfg.epochs} epochs"
+    claims = []
+    if "BP(1)" in errors and len(truncated):
+        rival = truncated.idxmin()
+        claims.append({
+            "claim": "BP(1) has a lower test error than truncated BPTT(n) and n-step SG(n)",
+            "paper": "yes (Table 2 per the ICLR reviews; numbers UNKNOWN)",
+            "official_code": "not run here",
+            "bplambda": f"{text('BP(1)')} vs best {text(rival)} (n ∈ {list(cfg.windows)}, "
+                        f"{budget})",
+            "verdict": increasing([values("BP(1)"), values(rival)]),
+        })  # fmt: skip
+    long_windows = [f"TBPTT({n})" for n in cfg.windows if n >= 3 and f"TBPTT({n})" in errors]
+    if "BP(0.5)" in errors and long_windows:
+        rival = errors[long_windows].idxmin()
+        claims.append({
+            "claim": "BP(0.5) is not better than truncated BPTT(n ≥ 3)",
+            "paper": "yes (per the ICLR reviews)",
+            "official_code": "not run here",
+            "bplambda": f"{text('BP(0.5)')} vs best {text(rival)} ({budget})",
+            "verdict": increasing([values(rival), values("BP(0.5)")]),
+        })  # fmt: skip
+    for lmbda in cfg.lambdas:
+        exact, faithful = bp_label(lmbda), f"{bp_label(lmbda)} faithful"
+        if exact in errors and faithful in errors:
+            claims.append({
+                "claim": f"{exact}: the official LSTM quirks (faithful) vs the exact Jacobian",
+                "paper": "not studied",
+                "official_code": "faithful is what it runs",
+                "bplambda": f"{text(exact)} vs {text(faithful)}; paired faithful − exact "
+                            f"{paired_difference(values(faithful), values(exact)).text(3)}",
+                "verdict": finding(values(faithful), values(exact), "faithful", "exact"),
+            })  # fmt: skip
+    return [{"experiment": "seq-MNIST test error", **c} for c in claims]

@@ -1,0 +1,182 @@
+"""What every experiment shares: conditions (a rule and its stacked models), running one
+condition into a labelled table, and the grid of rules that the seq-MNIST and copy-repeat
+notebooks run.
+
+Every run returns a tidy table with the columns ``TABLE_COLUMNS``: one row per observation
+(condition, family, λ, n, T, seed, batch, t, metric, value); ``t = -1`` marks a
+sequence-level value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from bplambda.cells import LSTM_MODES, Cell
+from bplambda.parameters import refuse
+from bplambda.results import append_rows
+from bplambda.rules import Rule, make_rule
+from bplambda.tasks.base import Task
+from bplambda.train import TrainConfig, train
+
+TABLE_COLUMNS = [
+    "condition", "family", "lmbda", "n", "T", "seed", "diverged", "diverged_at", "batch", "t",
+    "metric", "value",
+]  # fmt: skip
+DIVERGENCE_THRESHOLD = 1e4
+"""Default: a model whose batch loss exceeds this (or is not finite) is marked diverged; the
+tasks' losses start near 1, and the runs that blow up reach 1e6 and more."""
+
+
+FIVE_SEEDS = (0, 1, 2, 3, 4)
+
+
+# ----------------------------------------------------------------------------- conditions
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A rule and the stacked models it trains: one seed and one label set per model."""
+
+    rule: Rule
+    seeds: tuple[int, ...]
+    labels: tuple[dict, ...]
+
+
+def bp_lambda_condition(
+    lambdas: Sequence[float], seeds: Sequence[int], gamma: float, scale: float = 1.0
+) -> Condition:
+    """All λ values × all seeds as ONE stacked model (``K = len(λ)·len(seeds)``)."""
+    models = [(lmbda, seed) for lmbda in lambdas for seed in seeds]
+    rule = make_rule(
+        "bp_lambda", lmbda=tuple(float(m[0]) for m in models), gamma=gamma, scale=scale
+    )
+    labels = tuple(
+        {"condition": f"BP({m[0]:g})", "family": "bp_lambda", "lmbda": float(m[0]), "n": np.nan}
+        for m in models
+    )
+    return Condition(rule, tuple(m[1] for m in models), labels)
+
+
+def single_condition(
+    name: str, seeds: Sequence[int], window: int | None = None, **options: object
+) -> Condition:
+    """``bptt``, ``oracle``, ``tbptt`` (window n) or ``sg`` (window n), seeds stacked."""
+    display = {"bptt": "BPTT", "oracle": "oracle", "tbptt": "TBPTT", "sg": "SG"}[name]
+    if window is not None:
+        options["window"] = window
+        display = f"{display}({window})"
+    label = {"condition": display, "family": name, "lmbda": np.nan, "n": window or np.nan}
+    return Condition(make_rule(name, **options), tuple(seeds), tuple(label for _ in seeds))
+
+
+def _labelled(rows: pd.DataFrame, condition: Condition, task: Task) -> pd.DataFrame:
+    labels = pd.DataFrame(list(condition.labels)).assign(model=range(len(condition.seeds)))
+    table = rows.merge(labels, on="model")
+    table["T"] = getattr(task, "seq_len", np.nan)
+    return table[TABLE_COLUMNS]
+
+
+def run_condition(
+    condition: Condition,
+    task: Task,
+    cell: Cell,
+    train_config: TrainConfig,
+    device: str,
+    dtype: str,
+    append_to: str | Path | None = None,
+    **train_options: Any,
+) -> pd.DataFrame:
+    """Train one condition (its models stacked) and label the table's rows.
+
+    ``append_to``: a CSV that receives each logged batch's labelled rows as they are made, so
+    partial results survive an interruption. ``train_options`` go to :func:`train` (e.g.
+    ``evaluate``, ``evaluate_every``).
+    """
+    names = sorted({label["condition"] for label in condition.labels})
+    description = (
+        f"{names[0] if len(names) == 1 else names[0] + '…'} T={getattr(task, 'seq_len', '?')}"
+    )
+    on_log = None
+    if append_to is not None:
+
+        def on_log(rows: pd.DataFrame) -> None:
+            append_rows(_labelled(rows, condition, task), append_to)
+
+    result = train(
+        cell, condition.rule, task, train_config, seeds=condition.seeds, device=device,
+        dtype=dtype, description=description, on_log=on_log, **train_options,
+    )  # fmt: skip
+    return _labelled(result.table, condition, task)
+
+
+def per_seed_rows(
+    table: pd.DataFrame, metric: str, value: float | pd.Series, batch: int
+) -> pd.DataFrame:
+    """One sequence-level row per condition and seed of ``table``, labelled like its rows;
+    ``value`` is one number for all or a Series indexed by (condition, seed)."""
+    rows = table.drop_duplicates(["condition", "seed"]).assign(batch=batch, t=-1, metric=metric)
+    if isinstance(value, pd.Series):
+        value = [value[key] for key in zip(rows.condition, rows.seed)]
+    return rows.assign(value=value)[TABLE_COLUMNS]
+
+
+# ----------------------------------------------------------------------------- rule grids
+GRID_RULES = ("bptt", "tbptt", "sg", "bp_lambda", "oracle")
+"""The rules a seq-MNIST or copy-repeat grid can run (``rules``): BPTT, TBPTT(n) and SG(n) for
+every window n, BP(λ) for every λ (one stacked model per LSTM mode), and the oracle."""
+
+
+class GridConfig(Protocol):
+    """What :func:`grid_conditions` reads from a seq-MNIST or copy-repeat config."""
+
+    rules: tuple[str, ...]
+    seeds: tuple[int, ...]
+    windows: tuple[int, ...]
+    lambdas: tuple[float, ...]
+    lstm_modes: tuple[str, ...]
+    gamma: float
+    scale: float
+    implementation: str
+
+
+def check_grid(cfg: GridConfig) -> None:
+    """Refuse a grid whose rules need a list that is empty (e.g. ``tbptt`` without windows)."""
+    needs = {"windows": {"tbptt", "sg"}, "lambdas": {"bp_lambda"}, "lstm_modes": {"bp_lambda"}}
+    for name, rules in needs.items():
+        used = sorted(rules & set(cfg.rules))
+        if used and not getattr(cfg, name):
+            raise refuse(name, getattr(cfg, name), f"rules {used} need at least one value")
+
+
+def grid_conditions(cfg: GridConfig) -> list[tuple[Condition, str]]:
+    """(condition, cell name) pairs in the order of :data:`GRID_RULES`; seeds stacked, and
+    BP(λ)'s λ grid × seeds as one stacked model per LSTM mode (``" faithful"`` labels the
+    official code's quirks). Every other rule runs the exact LSTM."""
+    pairs: list[tuple[Condition, str]] = []
+    rules = set(cfg.rules)
+    if "bptt" in rules:
+        pairs.append((single_condition("bptt", cfg.seeds), "lstm"))
+    for n in cfg.windows:
+        if "tbptt" in rules:
+            pairs.append((single_condition("tbptt", cfg.seeds, n), "lstm"))
+        if "sg" in rules:
+            sg = single_condition("sg", cfg.seeds, n, gamma=cfg.gamma, scale=cfg.scale)
+            pairs.append((sg, "lstm"))
+    for mode in cfg.lstm_modes if "bp_lambda" in rules else ():
+        grid = bp_lambda_condition(cfg.lambdas, cfg.seeds, cfg.gamma, cfg.scale)
+        rule = make_rule(
+            "bp_lambda", lmbda=grid.rule.lmbda, gamma=cfg.gamma, scale=cfg.scale,
+            implementation=cfg.implementation,
+        )  # fmt: skip
+        suffix = "" if mode == "exact" else f" {mode}"
+        labels = tuple({**label, "condition": label["condition"] + suffix} for label in grid.labels)
+        pairs.append((Condition(rule, grid.seeds, labels), LSTM_MODES[mode]))
+    if "oracle" in rules:
+        pairs.append((single_condition("oracle", cfg.seeds), "lstm"))
+    return pairs
