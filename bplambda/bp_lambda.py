@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from bplambda.cells import Cell, MaskedCell, Params, initial_state, real_steps
+from bplambda.cells import Cell, MaskedCell, Params, initial_state
 from bplambda.outputs import Grads, RuleOutput
 from bplambda.readout import SequenceTargets, immediate_gradients
 from bplambda.synthesiser import regression_gradient, synthesise
@@ -103,7 +103,7 @@ def lambda_return_gradient(
     the zero reset state of a sequence that has not started (s_0 is never regressed either).
     """
     returns = backward_sweep(cell, rnn, inputs, states, immediate, synthetic, gamma, lmbda)
-    real = real_steps(cell, inputs)
+    real = cell.real_steps(inputs)
     weights = None if real is None else real[:-1]
     return regression_gradient(synth, states[:-1], returns[:-1], weights)
 

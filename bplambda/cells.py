@@ -17,9 +17,9 @@ of a stacked model has shape ``(*M, *base_shape)``, and data carry the same ``*M
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Protocol
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -27,58 +27,78 @@ from torch import Tensor
 Params = dict[str, Tensor]
 
 
-class Cell(Protocol):
-    """What every cell provides; see the module docstring for shapes."""
+class Cell(ABC):
+    """The base of every cell; see the module docstring for shapes.
+
+    A subclass provides the step, its state Jacobian and its local derivatives; the defaults
+    here are the identities that most cells need: the readout sees the whole state, the
+    state is ``hidden_size`` wide, BP(λ)'s learning signals pass unchanged (only the official
+    LSTM's quirks change them, :class:`FaithfulLSTM`), every step is real (only
+    :class:`MaskedCell` pads), and the cell is its own exact version.
+    """
 
     input_size: int
     hidden_size: int
 
     @property
-    def state_size(self) -> int: ...
+    def state_size(self) -> int:
+        return self.hidden_size
 
     @property
+    @abstractmethod
     def param_ndim(self) -> dict[str, int]:
         """Number of non-model dimensions of each parameter."""
-        ...
 
+    @abstractmethod
     def init_params(
         self, generator: torch.Generator, dtype: torch.dtype = torch.float32
     ) -> Params: ...
 
-    def step(self, params: Params, x: Tensor, s_prev: Tensor) -> Tensor: ...
+    @abstractmethod
+    def step(self, params: Params, x: Tensor, s_prev: Tensor) -> Tensor:
+        """``s_t`` from ``x_t: (..., B, I)`` and ``s_{t-1}: (..., B, S)``."""
 
     def hidden(self, s: Tensor) -> Tensor:
         """The part of the state the readout sees: ``(..., B, H)``."""
-        ...
+        return s
 
-    def state_jacobian(self, params: Params, x: Tensor, s_prev: Tensor) -> Tensor: ...
+    @abstractmethod
+    def state_jacobian(self, params: Params, x: Tensor, s_prev: Tensor) -> Tensor:
+        """``∂s_t/∂s_{t-1}``: ``(..., B, S, S)``."""
 
+    @abstractmethod
     def derivatives(self, params: Params, x: Tensor, s_prev: Tensor) -> Params:
         """The step's local derivatives, computed once (e.g. for all time steps together) and
         reused by ``state_vjp_at``: a dict of ``(..., B, ·)`` tensors."""
-        ...
 
+    @abstractmethod
     def state_vjp_at(self, params: Params, derivatives: Params, v: Tensor) -> Tensor:
         """``v @ ∂step/∂s_prev`` from precomputed ``derivatives``: ``(..., B, S)``."""
-        ...
 
     def state_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
         """``v @ ∂step/∂s_prev``: ``(..., B, S)``."""
-        ...
+        return self.state_vjp_at(params, self.derivatives(params, x, s_prev), v)
 
+    @abstractmethod
     def param_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Params:
         """``Σ_{extra dims, b} v · ∂step/∂params`` with ``s_prev`` held fixed (local gradient)."""
-        ...
 
     def td_immediate(self, params: Params, x: Tensor, s_prev: Tensor, a: Tensor) -> Tensor:
-        """The immediate gradient ``a_t = ∂L_t/∂s_t`` as it enters BP(λ)'s TD target
-        (unchanged, except to reproduce the official LSTM's quirk)."""
-        ...
+        """The immediate gradient ``a_t = ∂L_t/∂s_t`` as it enters BP(λ)'s TD target."""
+        return a
 
     def synthetic_signal(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
-        """The synthetic part ``s·g(s_t)`` of the RNN's learning signal (unchanged, except to
-        reproduce the official LSTM's quirk)."""
-        ...
+        """The synthetic part ``s·g(s_t)`` of the RNN's learning signal."""
+        return v
+
+    def exact(self) -> Cell:
+        """The same cell with the exact Jacobian: the one the true future gradient (that
+        alignments are measured against) comes from."""
+        return self
+
+    def real_steps(self, inputs: Tensor) -> Tensor | None:
+        """``(T, *M, B)``: 1 on real steps, 0 on padding; ``None``: every step is real."""
+        return None
 
 
 def _uniform(
@@ -135,7 +155,7 @@ _ACTIVATIONS: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor, Tens
 
 
 @dataclass(frozen=True)
-class VanillaRNN:
+class VanillaRNN(Cell):
     """``h_t = φ(W_ih x_t + W_hh h_{t-1} + b)``; the state is ``h`` (S = H).
 
     ``activation`` is ``"linear"`` (the paper's toy-task RNN) or ``"tanh"``.
@@ -150,10 +170,6 @@ class VanillaRNN:
             raise ValueError(
                 f"activation={self.activation!r} is unknown; choose one of {sorted(_ACTIVATIONS)}"
             )
-
-    @property
-    def state_size(self) -> int:
-        return self.hidden_size
 
     @property
     def param_ndim(self) -> dict[str, int]:
@@ -174,9 +190,6 @@ class VanillaRNN:
     def step(self, params: Params, x: Tensor, s_prev: Tensor) -> Tensor:
         return self._forward(params, x, s_prev)[0]
 
-    def hidden(self, s: Tensor) -> Tensor:
-        return s
-
     def state_jacobian(self, params: Params, x: Tensor, s_prev: Tensor) -> Tensor:
         _, slope = self._forward(params, x, s_prev)
         return slope.unsqueeze(-1) * params["weight_hh"].unsqueeze(-3)
@@ -187,38 +200,22 @@ class VanillaRNN:
     def state_vjp_at(self, params: Params, derivatives: Params, v: Tensor) -> Tensor:
         return (v * derivatives["slope"]) @ params["weight_hh"]
 
-    def state_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
-        return self.state_vjp_at(params, self.derivatives(params, x, s_prev), v)
-
     def param_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Params:
         _, slope = self._forward(params, x, s_prev)
         return _affine_param_vjp(params, x, s_prev, v * slope)
 
-    def td_immediate(self, params: Params, x: Tensor, s_prev: Tensor, a: Tensor) -> Tensor:
-        return a
-
-    def synthetic_signal(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
-        return v
-
 
 @dataclass(frozen=True)
-class LSTM:
+class LSTM(Cell):
     """LSTM with gates ordered (i, f, g, o) and state ``s = [h; c]`` (S = 2H).
 
     ``c_t = f ⊙ c_{t-1} + i ⊙ g``, ``h_t = o ⊙ tanh(c_t)``, with one bias vector (the official
     code's two biases are summed at initialisation). The Jacobian is exact, including the
-    ``h_{t-1} → o_t → h_t`` path that the official code leaves out.
-
-    ``faithful=True`` reproduces the official code's three LSTM quirks (PAPER.md §3) in what
-    BP(λ) uses: (a) the state Jacobian and its VJPs omit the ``h_{t-1} → o_t → h_t`` path;
-    (b) the TD target's immediate term is ``[a_h, a_h ⊙ ∂h/∂c]`` (the cell path counted
-    twice); (c) ``s·g_h ⊙ ∂h/∂c`` does not reach the cell-gate updates. The step and the
-    parameter VJP stay exact, so BPTT is unchanged.
+    ``h_{t-1} → o_t → h_t`` path that the official code leaves out (:class:`FaithfulLSTM`).
     """
 
     input_size: int
     hidden_size: int
-    faithful: bool = False
 
     @property
     def state_size(self) -> int:
@@ -266,9 +263,7 @@ class LSTM:
         di, df, dg, do = self._gate_slopes(a)
         dc_dh = di.unsqueeze(-1) * W_i + df.unsqueeze(-1) * W_f + dg.unsqueeze(-1) * W_g
         dh_dc = a["o"] * (1 - a["tanh_c"] ** 2)  # ∂h_t/∂c_t, diagonal
-        dh_dh = dh_dc.unsqueeze(-1) * dc_dh
-        if not self.faithful:  # quirk (a): the official code leaves this path out
-            dh_dh = dh_dh + do.unsqueeze(-1) * W_o
+        dh_dh = dh_dc.unsqueeze(-1) * dc_dh + self._output_gate_path(do, W_o)
         dc_dcprev = torch.diag_embed(a["f"])
         dh_dcprev = torch.diag_embed(dh_dc * a["f"])
         top = torch.cat([dh_dh, dh_dcprev], dim=-1)
@@ -293,16 +288,37 @@ class LSTM:
 
     def state_vjp_at(self, params: Params, derivatives: Params, v: Tensor) -> Tensor:
         d_pre, d_cprev = self._pre_gradient(derivatives, v)
-        rows = 3 * self.hidden_size if self.faithful else 4 * self.hidden_size  # quirk (a)
+        rows = self._recurrent_gates * self.hidden_size
         d_hprev = d_pre[..., :rows] @ params["weight_hh"][..., :rows, :]
         return torch.cat([d_hprev, d_cprev], dim=-1)
 
-    def state_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
-        return self.state_vjp_at(params, self.derivatives(params, x, s_prev), v)
+    _recurrent_gates = 4
+    """The gates through which ``h_{t-1}`` reaches the state in the Jacobian (all four)."""
+
+    @staticmethod
+    def _output_gate_path(do: Tensor, W_o: Tensor) -> Tensor:
+        """``∂h_t/∂h_{t-1}`` through the output gate: ``(..., B, H, H)``."""
+        return do.unsqueeze(-1) * W_o
 
     def param_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Params:
         d_pre, _ = self._pre_gradient(self.derivatives(params, x, s_prev), v)
         return _affine_param_vjp(params, x, self._split(s_prev)[0], d_pre)
+
+
+@dataclass(frozen=True)
+class FaithfulLSTM(LSTM):
+    """The LSTM with the official code's three quirks (PAPER.md §3) in what BP(λ) uses:
+    (a) the state Jacobian and its VJPs omit the ``h_{t-1} → o_t → h_t`` path; (b) the TD
+    target's immediate term is ``[a_h, a_h ⊙ ∂h/∂c]`` (the cell path counted twice);
+    (c) ``s·g_h ⊙ ∂h/∂c`` does not reach the cell-gate updates. The step and the parameter
+    VJP stay exact, so BPTT is unchanged.
+    """
+
+    _recurrent_gates = 3  # quirk (a): the output gate is left out
+
+    @staticmethod
+    def _output_gate_path(do: Tensor, W_o: Tensor) -> Tensor:
+        return torch.zeros((), dtype=do.dtype, device=do.device)  # quirk (a)
 
     def _cell_path(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
         """``[0, v_h ⊙ ∂h_t/∂c_t]``: ``v``'s h-part carried onto the cell state."""
@@ -311,18 +327,17 @@ class LSTM:
         return torch.cat([torch.zeros_like(v_h), v_h * dh_dc], dim=-1)
 
     def td_immediate(self, params: Params, x: Tensor, s_prev: Tensor, a: Tensor) -> Tensor:
-        if not self.faithful:
-            return a
         return a + self._cell_path(params, x, s_prev, a)  # quirk (b)
 
     def synthetic_signal(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
-        if not self.faithful:
-            return v
         return v - self._cell_path(params, x, s_prev, v)  # quirk (c)
+
+    def exact(self) -> Cell:
+        return LSTM(self.input_size, self.hidden_size)
 
 
 @dataclass(frozen=True)
-class RateRNN:
+class RateRNN(Cell):
     """Liu et al.'s leaky rate unit (LIU2022.md §1): the state is the voltage ``v`` (S = H),
 
     ``v_t = α v_{t-1} + (1−α)(W_ih x_t + (W_hh ⊙ M) z_{t-1})``, ``z_t = ReLU(v_t)``,
@@ -343,10 +358,6 @@ class RateRNN:
             raise ValueError(
                 f"alpha={self.alpha!r} is invalid; pass a leak α = exp(−dt/τ) in [0, 1)"
             )
-
-    @property
-    def state_size(self) -> int:
-        return self.hidden_size
 
     @property
     def param_ndim(self) -> dict[str, int]:
@@ -390,9 +401,6 @@ class RateRNN:
         through = (v @ self._recurrent(params)) * derivatives["psi"]
         return self.alpha * v + (1 - self.alpha) * through
 
-    def state_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
-        return self.state_vjp_at(params, self.derivatives(params, x, s_prev), v)
-
     def param_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Params:
         model_ndim = params["weight_hh"].dim() - 2
         d_drive, x, z_prev = (
@@ -403,15 +411,9 @@ class RateRNN:
             "weight_hh": (d_drive.mT @ z_prev) * self._mask(params["weight_hh"]),
         }
 
-    def td_immediate(self, params: Params, x: Tensor, s_prev: Tensor, a: Tensor) -> Tensor:
-        return a
-
-    def synthetic_signal(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
-        return v
-
 
 @dataclass(frozen=True)
-class MaskedCell:
+class MaskedCell(Cell):
     """A cell for front-padded sequences of different lengths in one stacked batch.
 
     The last input channel is a flag: 1 on a real step, 0 on padding. On padding the state is
@@ -464,9 +466,6 @@ class MaskedCell:
         inner = {k: d for k, d in derivatives.items() if k != "flag"}
         return self.inner.state_vjp_at(params, inner, v * derivatives["flag"])
 
-    def state_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
-        return self.state_vjp_at(params, self.derivatives(params, x, s_prev), v)
-
     def param_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Params:
         x, flag = self._split(x)
         return self.inner.param_vjp(params, x, s_prev, v * flag)
@@ -477,22 +476,12 @@ class MaskedCell:
     def synthetic_signal(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
         return self.inner.synthetic_signal(params, self._split(x)[0], s_prev, v)
 
+    def exact(self) -> Cell:
+        return MaskedCell(self.inner.exact())
 
-def exact_cell(cell: Cell) -> Cell:
-    """The same cell with the exact Jacobian: a ``faithful`` LSTM (the official code's quirks,
-    also inside a :class:`MaskedCell`) becomes the exact LSTM; any other cell is returned as it
-    is. The true future gradient that alignments are measured against comes from this."""
-    if isinstance(cell, MaskedCell):
-        return MaskedCell(exact_cell(cell.inner))
-    if isinstance(cell, LSTM) and cell.faithful:
-        return replace(cell, faithful=False)
-    return cell
-
-
-def real_steps(cell: Cell, inputs: Tensor) -> Tensor | None:
-    """``(T, *M, B)``: 1 on the real steps of a front-padded stack, 0 on its padding (the
-    flag channel of :class:`MaskedCell`); ``None`` for any other cell (every step is real)."""
-    return inputs[..., -1] if isinstance(cell, MaskedCell) else None
+    def real_steps(self, inputs: Tensor) -> Tensor:
+        """The flag channel: ``(T, *M, B)``."""
+        return inputs[..., -1]
 
 
 CELLS = ("linear_rnn", "tanh_rnn", "lstm", "lstm_faithful", "rate_rnn")
@@ -502,7 +491,7 @@ LSTM_MODES = {"exact": "lstm", "faithful": "lstm_faithful"}
 
 def make_cell(name: str, input_size: int, hidden_size: int, **options: float) -> Cell:
     """A cell by name: ``"linear_rnn"``, ``"tanh_rnn"``, ``"lstm"`` (exact),
-    ``"lstm_faithful"`` (the official code's BP(λ) quirks, see :class:`LSTM`) or
+    ``"lstm_faithful"`` (the official code's BP(λ) quirks, see :class:`FaithfulLSTM`) or
     ``"rate_rnn"`` (Liu et al.'s leaky ReLU rate unit; ``options``: ``alpha``)."""
     if name == "rate_rnn":
         return RateRNN(input_size, hidden_size, **options)
@@ -515,7 +504,7 @@ def make_cell(name: str, input_size: int, hidden_size: int, **options: float) ->
     if name == "lstm":
         return LSTM(input_size, hidden_size)
     if name == "lstm_faithful":
-        return LSTM(input_size, hidden_size, faithful=True)
+        return FaithfulLSTM(input_size, hidden_size)
     raise ValueError(f"cell={name!r} is unknown; choose one of {list(CELLS)}")
 
 

@@ -33,7 +33,7 @@ from bplambda.bp_lambda import (
     synthetic_gradients,
     true_future_gradients,
 )
-from bplambda.cells import Cell, Params, initial_state, previous_states, real_steps, unroll
+from bplambda.cells import Cell, Params, initial_state, previous_states, unroll
 from bplambda.outputs import Grads, RuleOutput
 from bplambda.readout import SequenceTargets, immediate_gradients, readout, step_losses
 from bplambda.synthesiser import regression_gradient, synthesise
@@ -157,7 +157,7 @@ def _truncated_backprop(
         wrt = [*rnn.values(), *out.values(), *states]
         learn = synthesiser is not None and synthesiser.learn and bool(carries)
         grads = torch.autograd.grad(objective, wrt, retain_graph=learn)
-        real = real_steps(cell, inputs)
+        real = cell.real_steps(inputs)
         carry_weights = None if real is None else real[[c - 1 for c in starts[1:]]]
         synth_grads = (
             _n_step_regression(

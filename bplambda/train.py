@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bplambda.bp_lambda import true_future_gradients
-from bplambda.cells import Cell, exact_cell
+from bplambda.cells import Cell
 from bplambda.device import resolve_device, resolve_dtype
 from bplambda.metrics import signal_alignments, update_alignment
 from bplambda.outputs import Grads, RuleOutput
@@ -179,7 +179,7 @@ def _log(
     if config.track_alignment:
         with torch.no_grad():
             true = true_future_gradients(
-                exact_cell(cell), params["rnn"], inputs, out.states, out.immediate
+                cell.exact(), params["rnn"], inputs, out.states, out.immediate
             )
         for metric, values in signal_alignments(out, true).items():
             frames.append(rows(metric, values))

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from bplambda import ToyTask, make_cell, make_rule
-from bplambda.cells import LSTM, exact_cell
 from bplambda.analysis import final_values
+from bplambda.cells import LSTM, MaskedCell
+from bplambda.experiments.mnist import mnist_tables
 from bplambda.experiments.toy import spectral_radius, toy_network
 from bplambda.metrics import signal_alignments
-from bplambda.experiments.mnist import mnist_tables
 from bplambda.verdicts import (
     both_ways,
     consistent,
@@ -117,7 +117,9 @@ def test_sg_is_judged_at_its_chunk_ends_and_bp_lambda_everywhere():
 
 def test_the_true_gradient_of_a_faithful_cell_uses_the_exact_jacobian():
     faithful = make_cell("lstm_faithful", 3, 4)
-    assert exact_cell(faithful) == LSTM(3, 4) and exact_cell(LSTM(3, 4)) == LSTM(3, 4)
+    assert faithful.exact() == LSTM(3, 4) and LSTM(3, 4).exact() == LSTM(3, 4)
+    assert MaskedCell(faithful).exact() == MaskedCell(LSTM(3, 4))
+    assert faithful != LSTM(3, 4)
 
 
 def test_the_toy_network_is_rescaled_to_the_spectral_radius_asked_for():
