@@ -6,7 +6,7 @@ The public API::
     cell = make_cell("linear_rnn", input_size=10, hidden_size=30)
     rule = make_rule("bp_lambda", lmbda=1.0, gamma=1.0)
     result = train(cell, rule, ToyTask(seq_len=10), TrainConfig(num_batches=1000,
-                   lr_rnn=0, lr_readout=0, lr_synthesiser=1e-4, track_alignment=True),
+                   lr={"rnn": 0, "readout": 0, "synthesiser": 1e-4}, track_alignment=True),
                    seeds=[0, 1, 2, 3, 4])
     result.table  # tidy: seed, batch, t, metric, value
 """

@@ -69,7 +69,7 @@ def trace_bytes(case: Case, dtype_bytes: int = 4) -> int:
 def _problem(case: Case, device: torch.device, dtype: torch.dtype = torch.float32):
     g = torch.Generator().manual_seed(0)
     cell = make_cell("lstm", case.input_size, case.hidden)
-    params = init_network(cell, case.output_size, seed=0, dtype=dtype, device=device)
+    params = init_network(cell, case.output_size, 0, dtype, device, _rule("lambda_return"))
     params["synthesiser"] = {
         k: 0.01 * torch.randn(v.shape, generator=g, dtype=dtype).to(device)
         for k, v in params["synthesiser"].items()
@@ -157,8 +157,9 @@ def stacking_speedup(
     from bplambda.train import TrainConfig, train
 
     cfg = sweep_config("quick")
-    config = TrainConfig(num_batches=num_batches, lr_rnn=0, lr_readout=0,
-                         lr_synthesiser=cfg.lr_synthesiser, track_alignment=True,
+    config = TrainConfig(num_batches=num_batches,
+                         lr={"rnn": 0, "readout": 0, "synthesiser": cfg.lr_synthesiser},
+                         track_alignment=True,
                          log_every=cfg.log_every, progress=False)  # fmt: skip
     cell = make_cell("linear_rnn", 10, cfg.hidden_size)
     rows = []

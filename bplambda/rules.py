@@ -36,14 +36,26 @@ from bplambda.bp_lambda import (
 from bplambda.cells import Cell, Params, initial_state, previous_states, unroll
 from bplambda.outputs import Grads, RuleOutput
 from bplambda.readout import SequenceTargets, immediate_gradients, readout, step_losses
-from bplambda.synthesiser import regression_gradient, synthesise
+from bplambda.synthesiser import init_synthesiser, regression_gradient, synthesise
 
 OnStep = Callable[[Grads], None]
 
 
 class Rule(Protocol):
     name: str
-    uses_synthesiser: bool
+
+    @property
+    def trains(self) -> tuple[str, ...]:
+        """The parameter groups the rule returns gradients for (the trainer's optimiser groups)."""
+        ...
+
+    def init_groups(
+        self, cell: Cell, output_size: int, generator: torch.Generator, dtype: torch.dtype
+    ) -> Grads:
+        """One model's groups beyond ``"rnn"`` and ``"readout"`` that the rule needs (a
+        synthesiser, a fixed random feedback matrix), drawn from ``generator`` after the
+        network's own weights; ``{}`` for none."""
+        ...
 
     def gradients(
         self,
@@ -220,6 +232,32 @@ def _n_step_regression(
         return regression_gradient(synth, torch.stack(carries), torch.stack(targets), weights)
 
 
+class _NetworkOnly:
+    """A rule that trains the network (``"rnn"``, ``"readout"``) and owns no other state."""
+
+    trains: tuple[str, ...] = ("rnn", "readout")
+
+    def init_groups(
+        self, cell: Cell, output_size: int, generator: torch.Generator, dtype: torch.dtype
+    ) -> Grads:
+        return {}
+
+
+class _WithSynthesiser:
+    """A rule with a synthesiser ``g`` (zero-initialised), trained where ``learn_synthesiser``."""
+
+    learn_synthesiser: bool
+
+    @property
+    def trains(self) -> tuple[str, ...]:
+        return ("rnn", "readout", "synthesiser") if self.learn_synthesiser else ("rnn", "readout")
+
+    def init_groups(
+        self, cell: Cell, output_size: int, generator: torch.Generator, dtype: torch.dtype
+    ) -> Grads:
+        return {"synthesiser": init_synthesiser(cell.state_size, dtype)}
+
+
 @dataclass(frozen=True)
 class _SynthesiserUse:
     scale: float
@@ -230,11 +268,10 @@ class _SynthesiserUse:
 
 # ----------------------------------------------------------------------------- the rules
 @dataclass(frozen=True)
-class BPTT:
+class BPTT(_NetworkOnly):
     """Exact backpropagation through time (autograd through the whole sequence)."""
 
     name = "bptt"
-    uses_synthesiser = False
 
     def gradients(
         self,
@@ -249,13 +286,12 @@ class BPTT:
 
 
 @dataclass(frozen=True)
-class TruncatedBPTT:
+class TruncatedBPTT(_NetworkOnly):
     """BPTT within chunks of ``window`` steps aligned to the sequence end; state detached
     between chunks, so a step receives only the future gradient from its own chunk."""
 
     window: int
     name = "tbptt"
-    uses_synthesiser = False
 
     def __post_init__(self) -> None:
         _check_window(self.window, allow_none=False)
@@ -273,7 +309,7 @@ class TruncatedBPTT:
 
 
 @dataclass(frozen=True)
-class NStepSyntheticGradient:
+class NStepSyntheticGradient(_WithSynthesiser):
     """Jaderberg et al. (2017): truncated BPTT(n) with ``scale·g(s_end)`` injected at each
     chunk end, and ``g`` regressed at the chunk start toward the n-step bootstrapped target.
 
@@ -288,7 +324,6 @@ class NStepSyntheticGradient:
     learn_synthesiser: bool = True
     apply_synthetic_gradient: bool = True
     name = "sg"
-    uses_synthesiser = True
 
     def __post_init__(self) -> None:
         _check_window(self.window, allow_none=False)
@@ -314,7 +349,7 @@ IMPLEMENTATIONS = ("lambda_return", "online")
 
 
 @dataclass(frozen=True)
-class BPLambda:
+class BPLambda(_WithSynthesiser):
     """Accumulate BP(λ): the RNN learns from ``ℓ_t = ∂L_t/∂s_t + scale·g(s_t)`` and local
     gradients only; the synthesiser learns by TD(λ) on gradients.
 
@@ -333,7 +368,6 @@ class BPLambda:
     learn_synthesiser: bool = True
     apply_synthetic_gradient: bool = True
     name = "bp_lambda"
-    uses_synthesiser = True
 
     def __post_init__(self) -> None:
         for lmbda in self.lmbda if isinstance(self.lmbda, tuple) else (self.lmbda,):
@@ -405,7 +439,7 @@ class BPLambda:
 
 
 @dataclass(frozen=True)
-class Oracle:
+class Oracle(_NetworkOnly):
     """Local gradients plus the *true* future gradient ``∂L_{>t}/∂s_t`` (the ceiling arm).
 
     Its update equals BPTT exactly: the check that the learning-signal factorisation used by
@@ -413,7 +447,6 @@ class Oracle:
     """
 
     name = "oracle"
-    uses_synthesiser = False
 
     def gradients(
         self,

@@ -8,13 +8,16 @@ element-wise, so one optimiser over stacked tensors is K independent optimisers.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
 from bplambda.cells import Cell
 from bplambda.outputs import Grads
 from bplambda.readout import init_readout
-from bplambda.synthesiser import init_synthesiser
+
+if TYPE_CHECKING:
+    from bplambda.rules import Rule
 
 
 def init_network(
@@ -23,14 +26,17 @@ def init_network(
     seed: int,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
+    rule: Rule | None = None,
 ) -> Grads:
-    """One model's parameters ``{"rnn", "readout", "synthesiser"}`` from one seed."""
+    """One model's parameters from one seed: ``"rnn"``, ``"readout"`` and the groups ``rule``
+    needs (``rule.init_groups``: a synthesiser, a feedback matrix), drawn in that order."""
     generator = torch.Generator().manual_seed(seed)
     groups = {
         "rnn": cell.init_params(generator, dtype),
         "readout": init_readout(cell.hidden_size, output_size, generator, dtype),
-        "synthesiser": init_synthesiser(cell.state_size, dtype),
     }
+    if rule is not None:
+        groups.update(rule.init_groups(cell, output_size, generator, dtype))
     return {g: {k: v.to(device) for k, v in p.items()} for g, p in groups.items()}
 
 
@@ -49,8 +55,9 @@ def init_stacked_network(
     seeds: Sequence[int],
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
+    rule: Rule | None = None,
 ) -> Grads:
     """``K = len(seeds)`` models, model ``k`` initialised exactly as ``init_network(seed_k)``."""
     if len(seeds) == 0:
         raise ValueError("seeds is empty; pass at least one seed, e.g. seeds=[0]")
-    return stack_networks([init_network(cell, output_size, s, dtype, device) for s in seeds])
+    return stack_networks([init_network(cell, output_size, s, dtype, device, rule) for s in seeds])

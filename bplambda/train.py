@@ -1,4 +1,4 @@
-"""The training loop: Adam per parameter group, one step per batch, a tidy table of metrics.
+"""The training loop: Adam or SGD per parameter group, one step per batch, a tidy table.
 
 Seeds are stacked (see :mod:`bplambda.stacking`): ``K`` models train together as one batched
 model, and every logged row names its seed. A model whose loss or gradients stop being finite,
@@ -9,8 +9,8 @@ parameters stop changing, its rows stop, and the other models go on untouched.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -22,11 +22,13 @@ from bplambda.cells import Cell
 from bplambda.device import resolve_device, resolve_dtype
 from bplambda.metrics import signal_alignments, update_alignment
 from bplambda.outputs import Grads, RuleOutput
+from bplambda.regularisation import with_l2_gradient
 from bplambda.rules import BPTT, Rule
 from bplambda.stacking import init_stacked_network
 from bplambda.tasks.base import Task
 
-GROUPS = ("rnn", "readout", "synthesiser")
+DEFAULT_LR = {"rnn": 1e-3, "readout": 1e-3, "synthesiser": 1e-4}
+OPTIMISERS = ("adam", "sgd")
 COLUMNS = ["model", "seed", "diverged", "diverged_at", "batch", "t", "metric", "value"]
 UNDEFINED_WHERE_NAN = ("alignment_synthetic", "alignment_signal", "alignment_applied")
 """Cosines are NaN where they are undefined (the true gradient is zero at the terminal step;
@@ -36,21 +38,27 @@ value (a diverging loss) is kept."""
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train; learning rates are per parameter group (0 freezes a group).
+    """How to train.
 
-    betas/eps default to the official code's Adam (0.9, 0.98), 1e-9. ``track_alignment`` logs
-    the per-step cosine between the rule's future signal (and the synthesiser's output) and
-    the true future gradient, and that gradient's batch-mean norm; ``track_update_alignment``
-    logs the cosine between the RNN update and BPTT's (an extra BPTT pass per logged batch).
+    ``lr``: a learning rate per parameter group (0 freezes a group); every group the rule
+    trains (``rule.trains``) needs one, groups it does not train are ignored. ``optimiser``:
+    ``"adam"`` (betas/eps default to the official code's Adam (0.9, 0.98), 1e-9) or ``"sgd"``
+    (plain SGD, as Liu et al.). ``l2``: the gradient of ``l2·½‖W‖²`` over the weight matrices
+    of ``"rnn"`` and ``"readout"`` (not biases; Liu et al.: 1e-2) is added to every rule's
+    update alike (:mod:`bplambda.regularisation`); the logged loss stays the task loss.
+    ``track_alignment`` logs the per-step cosine between the rule's future signal (and the
+    synthesiser's output) and the true future gradient, and that gradient's batch-mean norm;
+    ``track_update_alignment`` logs the cosine between the RNN update and BPTT's (an extra
+    BPTT pass per logged batch).
     ``update_every_step`` applies an optimiser step at every time step (Algorithm 1; only
     ``bp_lambda`` with ``implementation="online"``). ``divergence_threshold``: a model whose
     batch loss exceeds it (or whose loss or gradients are not finite) is frozen as diverged.
     """
 
     num_batches: int
-    lr_rnn: float = 1e-3
-    lr_readout: float = 1e-3
-    lr_synthesiser: float = 1e-4
+    lr: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_LR))
+    optimiser: str = "adam"
+    l2: float = 0.0
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-9
     log_every: int = 1
@@ -65,10 +73,15 @@ class TrainConfig:
             raise ValueError(
                 f"num_batches={self.num_batches} and log_every={self.log_every} must be >= 1"
             )
-        for group in GROUPS:
-            lr = getattr(self, f"lr_{group}")
+        for group, lr in self.lr.items():
             if not np.isfinite(lr) or lr < 0:
-                raise ValueError(f"lr_{group}={lr!r} is invalid; pass a learning rate >= 0")
+                raise ValueError(f"lr[{group!r}]={lr!r} is invalid; pass a learning rate >= 0")
+        if self.optimiser not in OPTIMISERS:
+            raise ValueError(
+                f"optimiser={self.optimiser!r} is unknown; choose one of {list(OPTIMISERS)}"
+            )
+        if not np.isfinite(self.l2) or self.l2 < 0:
+            raise ValueError(f"l2={self.l2!r} is invalid; pass an L2 coefficient >= 0")
         if not self.divergence_threshold > 0:
             raise ValueError(
                 f"divergence_threshold={self.divergence_threshold!r} is invalid; pass a number > 0"
@@ -86,13 +99,22 @@ class TrainResult:
 
 
 def _optimiser(params: Grads, rule: Rule, config: TrainConfig) -> torch.optim.Optimizer | None:
-    groups = []
-    for group in GROUPS:
-        lr = getattr(config, f"lr_{group}")
-        if lr > 0 and (group != "synthesiser" or rule.uses_synthesiser):
-            groups.append({"params": list(params[group].values()), "lr": lr, "name": group})
+    """One optimiser over the groups the rule trains, each with its own learning rate."""
+    missing = [group for group in rule.trains if group not in config.lr]
+    if missing:
+        raise ValueError(
+            f"rule {rule.name!r} trains the groups {list(rule.trains)} but lr has no rate for "
+            f"{missing}; pass e.g. lr={{..., {missing[0]!r}: 0.0}} (0 freezes a group)"
+        )
+    groups = [
+        {"params": list(params[group].values()), "lr": config.lr[group], "name": group}
+        for group in rule.trains
+        if config.lr[group] > 0
+    ]
     if not groups:
         return None
+    if config.optimiser == "sgd":
+        return torch.optim.SGD(groups)
     return torch.optim.Adam(groups, betas=config.betas, eps=config.eps)
 
 
@@ -228,13 +250,13 @@ def train(
         )
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]  # one data stream each
     if params is None:
-        params = init_stacked_network(cell, task.output_size, seeds, dtype, device)
+        params = init_stacked_network(cell, task.output_size, seeds, dtype, device, rule)
     optimiser = _optimiser(params, rule, config)
     never = torch.full((len(seeds),), -1, dtype=torch.long, device=device)
     diverged_at = never.clone()  # (K,) batch of divergence, -1: never (kept on the device)
 
     def apply(grads: Grads) -> None:
-        _apply(optimiser, params, grads, diverged_at < 0)
+        _apply(optimiser, params, with_l2_gradient(grads, params, config.l2), diverged_at < 0)
 
     on_step = apply if config.update_every_step else None
     frames: list[pd.DataFrame] = []

@@ -81,7 +81,7 @@ def test_a_stacked_copy_repeat_run_equals_one_run_per_seed(name, options):
     from bplambda import TrainConfig, train
 
     cell = MaskedCell(make_cell("lstm", 10, 8))
-    config = TrainConfig(num_batches=40, lr_rnn=3e-2, lr_readout=3e-2, lr_synthesiser=1e-2,
+    config = TrainConfig(num_batches=40, lr={"rnn": 3e-2, "readout": 3e-2, "synthesiser": 1e-2},
                          log_every=1, progress=False)  # fmt: skip
     rule = make_rule(name, **options)
 
@@ -127,8 +127,9 @@ def test_padding_changes_no_gradient_of_any_group(name, options):
     RNN, the readout and the synthesiser (never regressed at padding states)."""
     cell = MaskedCell(make_cell("lstm", 10, 4))
     net = {grp: {k: v.double() for k, v in p.items()} for grp, p in
-           init_network(cell, 9, seed=0).items()}  # fmt: skip
-    net["synthesiser"] = {k: 0.1 * torch.ones_like(v) for k, v in net["synthesiser"].items()}
+           init_network(cell, 9, 0, rule=make_rule(name, **options)).items()}  # fmt: skip
+    for group in set(net) - {"rnn", "readout"}:  # the synthesiser, where the rule has one
+        net[group] = {k: 0.1 * torch.ones_like(v) for k, v in net[group].items()}
     stacked = {grp: {k: torch.stack([v, v]) for k, v in p.items()} for grp, p in net.items()}
     g = torch.Generator().manual_seed(2)
     bits = torch.randint(0, 2, (2, 3, 2, 8), generator=g).float()

@@ -36,9 +36,7 @@ def _toy_run(lmbda, seeds=(0, 1), num_batches=60, **kwargs):
     cell = make_cell("linear_rnn", 10, 30)
     config = TrainConfig(
         num_batches=num_batches,
-        lr_rnn=0,
-        lr_readout=0,
-        lr_synthesiser=1e-3,
+        lr={"rnn": 0, "readout": 0, "synthesiser": 1e-3},
         track_alignment=True,
         log_every=10,
         progress=False,
@@ -82,9 +80,7 @@ def test_plastic_rnn_lowers_the_loss_and_tracks_update_alignment():
     cell = make_cell("linear_rnn", 10, 30)
     config = TrainConfig(
         num_batches=100,
-        lr_rnn=1e-3,
-        lr_readout=1e-3,
-        lr_synthesiser=1e-3,
+        lr={"rnn": 1e-3, "readout": 1e-3, "synthesiser": 1e-3},
         log_every=99,
         track_update_alignment=True,
         progress=False,
@@ -110,7 +106,7 @@ def _diverging_run(seeds, num_batches=60, lr=0.04):
     """Plastic linear RNN, BPTT, lr 0.04, float64: seeds 3 (batch 23) and 5 (batch 15) blow up
     past a loss of 1e3, seeds 0, 1, 2 and 4 do not (found by a scan; the test checks it)."""
     cell = make_cell("linear_rnn", 10, 30)
-    config = TrainConfig(num_batches=num_batches, lr_rnn=lr, lr_readout=lr, log_every=5,
+    config = TrainConfig(num_batches=num_batches, lr={"rnn": lr, "readout": lr}, log_every=5,
                          divergence_threshold=1e3, progress=False)  # fmt: skip
     rule = make_rule("bptt")
     return train(cell, rule, ToyTask(10), config, seeds=list(seeds), dtype="float64")
@@ -165,8 +161,8 @@ def test_summaries_count_diverged_seeds_apart_instead_of_averaging_them():
 
 
 def test_bad_settings_raise_clear_errors():
-    with pytest.raises(ValueError, match="lr_rnn"):
-        TrainConfig(num_batches=1, lr_rnn=-1)
+    with pytest.raises(ValueError, match="rnn"):
+        TrainConfig(num_batches=1, lr={"rnn": -1})
     with pytest.raises(ValueError, match="num_batches"):
         TrainConfig(num_batches=0)
     with pytest.raises(ValueError, match="dtype"):
@@ -185,3 +181,48 @@ def test_cosine_is_zero_for_a_silent_estimate_and_undefined_without_a_reference(
     est = torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 2.0]])
     cos = cosine(est, ref)
     assert cos[0] == 0 and torch.isnan(cos[1]) and torch.isclose(cos[2], torch.tensor(1.0))
+
+
+def test_sgd_with_l2_is_one_plain_step_on_the_rule_gradient_plus_l2_w():
+    """Plain SGD with the L2 term: W ← W − lr·(∇̃ + l2·W) for weights, biases without L2;
+    the L2 gradient is the autograd gradient of l2_penalty."""
+    from bplambda.regularisation import l2_penalty
+
+    cell, task, rule, lr, l2 = (
+        make_cell("tanh_rnn", 10, 4),
+        ToyTask(5),
+        make_rule("bptt"),
+        0.1,
+        0.01,
+    )
+    config = TrainConfig(num_batches=1, lr={"rnn": lr, "readout": lr}, optimiser="sgd", l2=l2,
+                         progress=False)  # fmt: skip
+    before = init_stacked_network(cell, task.output_size, [3], torch.float64)
+    inputs, targets = task.sample([torch.Generator().manual_seed(3)])
+    grads = rule.gradients(cell, before, inputs.double(), targets.to("cpu", torch.float64)).grads
+    after = train(cell, rule, task, config, seeds=[3], dtype="float64").params
+    leaves = [(g, k, v.clone().requires_grad_()) for g in ("rnn", "readout")
+              for k, v in before[g].items()]  # fmt: skip
+    penalty = {g: {k: v for gg, k, v in leaves if gg == g} for g in ("rnn", "readout")}
+    l2_grads = torch.autograd.grad(l2_penalty(penalty, l2).sum(), [v for *_, v in leaves],
+                                   allow_unused=True, materialize_grads=True)  # fmt: skip
+    for (group, name, value), l2_grad in zip(leaves, l2_grads):
+        expected = value.detach() - lr * (grads[group][name] + l2_grad)
+        assert torch.allclose(after[group][name], expected, atol=1e-12)
+        assert (l2_grad.abs().sum() > 0) == name.startswith("weight")  # biases carry no L2
+
+
+def test_a_rule_trains_only_its_groups_and_each_needs_a_learning_rate():
+    cell, task = make_cell("linear_rnn", 10, 4), ToyTask(5)
+    bptt = train(cell, make_rule("bptt"), task, TrainConfig(num_batches=1, lr={"rnn": 1e-3,
+                 "readout": 1e-3}, progress=False)).params  # fmt: skip
+    assert set(bptt) == {"rnn", "readout"}  # no synthesiser made for a rule without one
+    sg = make_rule("sg", window=2)
+    assert sg.trains == ("rnn", "readout", "synthesiser")
+    assert make_rule("sg", window=2, learn_synthesiser=False).trains == ("rnn", "readout")
+    with pytest.raises(ValueError, match="synthesiser"):
+        train(cell, sg, task, TrainConfig(num_batches=1, lr={"rnn": 0, "readout": 0}))
+    with pytest.raises(ValueError, match="optimiser"):
+        TrainConfig(num_batches=1, optimiser="rmsprop")
+    with pytest.raises(ValueError, match="l2"):
+        TrainConfig(num_batches=1, l2=-1)

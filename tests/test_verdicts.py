@@ -99,7 +99,7 @@ def test_the_mnist_checkpoint_is_the_lowest_validation_loss_epoch():
 def test_sg_is_judged_at_its_chunk_ends_and_bp_lambda_everywhere():
     cell = make_cell("linear_rnn", 10, 6)
     task = ToyTask(seq_len=7, batch_size=3)
-    params = toy_network(cell, task, [0], None, "float64", "cpu")
+    params = toy_network(cell, task, [0], None, "float64", "cpu", make_rule("bp_lambda"))
     params["synthesiser"] = {k: v + 0.1 for k, v in params["synthesiser"].items()}
     inputs, targets = task.sample([torch.Generator()])
     inputs, targets = inputs.double(), targets.to(torch.device("cpu"), torch.float64)

@@ -89,8 +89,9 @@ def run_copy_repeat(cfg: CopyRepeatConfig, append_to: str | Path | None = None) 
     from bplambda.tasks.copy_repeat import CopyRepeatTask
 
     train_config = TrainConfig(
-        num_batches=cfg.updates, lr_rnn=cfg.lr, lr_readout=cfg.lr,
-        lr_synthesiser=cfg.lr_synthesiser, log_every=cfg.log_every,
+        num_batches=cfg.updates,
+        lr={"rnn": cfg.lr, "readout": cfg.lr, "synthesiser": cfg.lr_synthesiser},
+        log_every=cfg.log_every,
         divergence_threshold=cfg.divergence_threshold, progress=cfg.progress,
     )  # fmt: skip
     tables = []

@@ -107,8 +107,8 @@ def run_mnist(cfg: MNISTConfig, append_to: str | Path | None = None) -> pd.DataF
     splits = split_mnist(load_mnist(cfg.data_dir), split_seed=cfg.split_seed, limit=cfg.limit)
     task = SequentialMNIST(splits.train_images, splits.train_labels, cfg.batch_size)
     train_config = TrainConfig(
-        num_batches=cfg.epochs * task.batches_per_epoch, lr_rnn=cfg.lr, lr_readout=cfg.lr,
-        lr_synthesiser=cfg.lr, log_every=cfg.log_every,
+        num_batches=cfg.epochs * task.batches_per_epoch,
+        lr={"rnn": cfg.lr, "readout": cfg.lr, "synthesiser": cfg.lr}, log_every=cfg.log_every,
         divergence_threshold=cfg.divergence_threshold, progress=cfg.progress,
     )  # fmt: skip
     tables = []

@@ -36,6 +36,7 @@ from bplambda.experiments.runs import (
     single_condition,
 )
 from bplambda.profiles import configure
+from bplambda.rules import Rule
 from bplambda.stacking import init_stacked_network
 from bplambda.tasks.toy import ToyTask
 from bplambda.train import TrainConfig
@@ -101,9 +102,7 @@ def alignment_train_config(
     also logs the cosine between its update and BPTT's."""
     return TrainConfig(
         num_batches=num_batches,
-        lr_rnn=lr_rnn,
-        lr_readout=lr_rnn,
-        lr_synthesiser=lr_synthesiser,
+        lr={"rnn": lr_rnn, "readout": lr_rnn, "synthesiser": lr_synthesiser},
         log_every=cfg.log_every,
         track_alignment=True,
         track_update_alignment=lr_rnn > 0,
@@ -118,12 +117,19 @@ def spectral_radius(weight: Tensor) -> Tensor:
 
 
 def toy_network(
-    cell: Cell, task: ToyTask, seeds: Sequence[int], radius: float | None, dtype: str, device: str
+    cell: Cell,
+    task: ToyTask,
+    seeds: Sequence[int],
+    radius: float | None,
+    dtype: str,
+    device: str,
+    rule: Rule | None = None,
 ) -> dict:
-    """The stacked toy networks of ``seeds``, each with its recurrent weights rescaled to
-    spectral radius ``radius`` (``None``: the paper's initialisation, ρ ≈ 0.58 at H = 30)."""
+    """The stacked toy networks of ``seeds`` (with the groups ``rule`` needs), each with its
+    recurrent weights rescaled to spectral radius ``radius`` (``None``: the paper's
+    initialisation, ρ ≈ 0.58 at H = 30)."""
     params = init_stacked_network(cell, task.output_size, seeds, resolve_dtype(dtype),
-                                  resolve_device(device))  # fmt: skip
+                                  resolve_device(device), rule)  # fmt: skip
     if radius is not None:
         weight = params["rnn"]["weight_hh"]
         rho = spectral_radius(weight.double()).to(weight.dtype)
@@ -144,7 +150,7 @@ def run_on_toy(
     cell = make_cell("linear_rnn", task.input_size, cfg.hidden_size)
     tables = []
     for c in conditions:
-        params = toy_network(cell, task, c.seeds, radius, cfg.dtype, cfg.device)
+        params = toy_network(cell, task, c.seeds, radius, cfg.dtype, cfg.device, c.rule)
         tables.append(run_condition(c, task, cell, train_config, cfg.device, cfg.dtype,
                                     params=params))  # fmt: skip
     return pd.concat(tables, ignore_index=True).assign(rho=np.nan if radius is None else radius)
