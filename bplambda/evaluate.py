@@ -3,40 +3,80 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from bplambda.cells import Cell
 from bplambda.outputs import Grads
-from bplambda.readout import readout
+from bplambda.readout import SequenceTargets, readout, step_losses
+from bplambda.tasks.mnist import as_sequences
+
+
+def _per_model(t: Tensor, model_shape: torch.Size) -> Tensor:
+    """``t: (T, n, ...)`` shared by all models → a view ``(T, *M, n, ...)``."""
+    shaped = t.reshape(t.shape[0], *[1] * len(model_shape), *t.shape[1:])
+    return shaped.expand(t.shape[0], *model_shape, *t.shape[1:])
 
 
 @torch.no_grad()
+def evaluation_metrics(
+    cell: Cell, params: Grads, inputs: Tensor, targets: SequenceTargets, chunk: int = 2000
+) -> dict[str, Tensor]:
+    """The task loss and, for cross-entropy targets, the error rate, per model: ``(*M,)`` each.
+
+    inputs: ``(T, N, I)`` and targets with values ``(T, N, O)`` (or ``(T, N)`` class indices)
+    and weights ``(T,)``, shared by all models (a task's ``evaluation_set``); the model dims
+    ``*M`` are read from ``params["readout"]["bias"]: (*M, O)``.
+
+    ``"loss"``: the training loss ``Σ_t step_losses`` (weighted per-step losses), averaged
+    over the ``N`` examples. ``"error"`` (cross-entropy only): the fraction of wrong argmax
+    predictions over the examples and the steps with nonzero weight (for a last-step label,
+    the usual error rate). Evaluated ``chunk`` examples at a time, keeping only the current
+    state and only scoring steps with a nonzero weight, so memory stays
+    ``O(T·chunk·I + M·chunk·S)``.
+    """
+    if targets.weights.dim() != 1:
+        raise ValueError(
+            f"targets.weights has shape {tuple(targets.weights.shape)}; an evaluation set "
+            "is shared by all models, so pass per-step weights (T,)"
+        )
+    bias = params["readout"]["bias"]
+    model_shape, device, dtype = bias.shape[:-1], bias.device, bias.dtype
+    weights = targets.weights.to(device, dtype)
+    scored = (targets.weights != 0).tolist()  # (T,) on the host: no sync per step
+    classify = targets.kind == "cross_entropy"
+    N = inputs.shape[1]
+    total_loss = torch.zeros(model_shape, device=device, dtype=dtype)
+    wrong = torch.zeros(model_shape, device=device, dtype=dtype)
+    for start in range(0, N, chunk):
+        x = _per_model(inputs[:, start : start + chunk].to(device, dtype), model_shape)
+        y = _per_model(targets.values[:, start : start + chunk], model_shape)
+        chunk_targets = SequenceTargets(y, weights, targets.kind).to(device, dtype)
+        n = x.shape[-2]
+        s = x.new_zeros(*x.shape[1:-1], cell.state_size)
+        for t, x_t in enumerate(x):
+            s = cell.step(params["rnn"], x_t, s)
+            if not scored[t]:
+                continue
+            out = readout(params["readout"], cell.hidden(s))  # (*M, n, O)
+            step = SequenceTargets(
+                chunk_targets.values[t : t + 1], weights[t : t + 1], targets.kind
+            )
+            total_loss += step_losses(out.unsqueeze(0), step)[0] * n
+            if classify:
+                wrong += (out.argmax(-1) != step.values[0]).to(dtype).sum(-1)
+    metrics = {"loss": total_loss / N}
+    if classify:
+        metrics["error"] = wrong / (N * sum(scored))
+    return metrics
+
+
 def classification_metrics(
     cell: Cell, params: Grads, images: Tensor, labels: Tensor, chunk: int = 2000
 ) -> dict[str, Tensor]:
     """Cross-entropy and error rate of the last-step readout, per model: ``(*M,)`` each.
 
-    images: ``(N, T, I)`` shared by all models (rows are time steps); evaluated ``chunk``
-    images at a time, keeping only the current state, so memory stays ``O(M·chunk·S)``.
+    images: ``(N, T, I)`` shared by all models (rows are time steps), labels ``(N,)``:
+    :func:`evaluation_metrics` of the last-step classification task.
     """
-    model_shape = params["readout"]["bias"].shape[:-1]
-    device = params["readout"]["bias"].device
-    dtype = params["readout"]["bias"].dtype
-    total_loss = torch.zeros(model_shape, device=device, dtype=dtype)
-    wrong = torch.zeros(model_shape, device=device, dtype=dtype)
-    for start in range(0, len(images), chunk):
-        x = images[start : start + chunk].to(device, dtype).movedim(1, 0)  # (T, n, I)
-        y = labels[start : start + chunk].to(device)
-        x = x.reshape(x.shape[0], *([1] * len(model_shape)), *x.shape[1:])
-        x = x.expand(x.shape[0], *model_shape, *x.shape[-2:])
-        s = x.new_zeros(*x.shape[1:-1], cell.state_size)
-        for x_t in x:
-            s = cell.step(params["rnn"], x_t, s)
-        logits = readout(params["readout"], cell.hidden(s))  # (*M, n, O)
-        flat = logits.reshape(-1, logits.shape[-1])
-        targets = y.expand(*model_shape, len(y)).reshape(-1)
-        losses = F.cross_entropy(flat, targets, reduction="none").reshape(*model_shape, len(y))
-        total_loss += losses.sum(-1)
-        wrong += (logits.argmax(-1) != y).to(dtype).sum(-1)
-    return {"loss": total_loss / len(images), "error": wrong / len(images)}
+    inputs, targets = as_sequences(images, labels)
+    return evaluation_metrics(cell, params, inputs, targets, chunk)

@@ -46,6 +46,9 @@ def test_split_is_seeded_disjoint_and_scaled(monkeypatch):
     assert a.train_images.min() >= 0 and a.train_images.max() <= 1
     rows = {tuple(x.flatten().tolist()) for x in a.train_images}
     assert not rows & {tuple(x.flatten().tolist()) for x in a.val_images}
+    c = split_mnist(data, split_seed=3, validation_size=5)
+    assert len(c.train_images) == 95 and len(c.val_images) == 5
+    assert torch.equal(c.val_images, a.val_images[:5])  # the same permutation, cut elsewhere
 
 
 def test_rows_are_time_steps_and_the_label_is_scored_last():
@@ -76,7 +79,7 @@ def test_a_stacked_mnist_run_equals_one_run_per_seed():
     data = _fake(n_train=60)
     images, labels = data["train_images"].float() / 255, data["train_labels"]
     cell = make_cell("lstm", 28, 6)
-    config = TrainConfig(num_batches=8, lr_rnn=1e-2, lr_readout=1e-2, lr_synthesiser=1e-2,
+    config = TrainConfig(num_batches=8, lr=dict.fromkeys(("rnn", "readout", "synthesiser"), 1e-2),
                          log_every=1, progress=False)  # fmt: skip
     rule = make_rule("bp_lambda", lmbda=0.5, gamma=0.9, scale=0.1)
 
@@ -111,12 +114,11 @@ def test_evaluation_matches_a_direct_computation():
 
 @pytest.mark.skipif(not (DATA / "MNIST" / "raw").exists(), reason="MNIST not linked into data/")
 def test_the_real_split_has_the_paper_sizes():
-    splits = split_mnist(load_mnist(DATA, download=False))
-    assert (len(splits.train_images), len(splits.val_images), len(splits.test_images)) == (
-        48_000,
-        12_000,
-        10_000,
-    )
+    data = load_mnist(DATA, download=False)
+    for validation_size, sizes in ((None, (48_000, 12_000)), (5_000, (55_000, 5_000))):
+        splits = split_mnist(data, validation_size=validation_size)  # BP(λ)'s, then Liu et al.'s
+        assert (len(splits.train_images), len(splits.val_images)) == sizes
+        assert len(splits.test_images) == 10_000
 
 
 def _fake_mnist_folder(root: Path) -> Path:

@@ -1,8 +1,11 @@
-"""Sequential MNIST (PAPER.md §6.3): each image is read row by row, T = 28 steps of 28 pixels.
+"""Sequential MNIST (PAPER.md §6.3, LIU2022.md §3.1): each image is read row by row, T = 28
+steps of 28 pixels.
 
 Pixels in [0, 1] (torchvision's ``ToTensor`` scaling, no normalisation); the label is the target
 at the last step only (cross-entropy). The 60,000 training images are split 48,000 / 12,000
-into train and validation with a seeded permutation; the 10,000 test images are the test set.
+into train and validation with a seeded permutation (Liu et al.'s TF split is 55,000 / 5,000:
+``validation_size=5000``); the 10,000 test images are the test set. Liu et al.'s noisy test
+set adds ``N(0, 0.2²)`` to the test images and clips to [0, 1] (:func:`noisy_images`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import contextlib
 import io
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +23,14 @@ from torch import Tensor
 
 from bplambda.parameters import ParameterError
 from bplambda.readout import SequenceTargets
+from bplambda.tasks.base import check_split, last_step_targets
 
 MNIST_FILES = (
     "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
     "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
 )  # fmt: skip
 VALIDATION_SIZE = 12_000
+NOISE_SIGMA = 0.2  # Liu et al.'s noisy test set
 
 
 def _missing_data_message(root: Path, cause: str) -> str:
@@ -140,16 +145,22 @@ class MNISTSplits:
 
 
 def split_mnist(
-    data: dict[str, Tensor], split_seed: int = 0, limit: int | None = None
+    data: dict[str, Tensor],
+    split_seed: int = 0,
+    limit: int | None = None,
+    validation_size: int | None = None,
 ) -> MNISTSplits:
     """48,000 / 12,000 train / validation (seeded permutation) and the 10,000 test images.
 
-    ``limit`` keeps only the first ``limit`` images of every split (the smoke profile).
+    ``validation_size`` (default ``VALIDATION_SIZE``, 12,000) moves the boundary: 5,000 gives
+    Liu et al.'s 55,000 / 5,000. ``limit`` keeps only the first ``limit`` images of every split
+    (the smoke profile).
     """
+    n_val = VALIDATION_SIZE if validation_size is None else validation_size
     order = torch.randperm(
         len(data["train_images"]), generator=torch.Generator().manual_seed(split_seed)
     )
-    val, train = order[:VALIDATION_SIZE], order[VALIDATION_SIZE:]
+    val, train = order[:n_val], order[n_val:]
 
     def images(x: Tensor) -> Tensor:
         return (x[:limit] if limit else x).float() / 255.0
@@ -167,11 +178,15 @@ def split_mnist(
 def as_sequences(images: Tensor, labels: Tensor) -> tuple[Tensor, SequenceTargets]:
     """``images (*M, B, 28, 28)`` → inputs ``(28, *M, B, 28)`` and a last-step CE target."""
     inputs = images.movedim(-2, 0)
-    T = inputs.shape[0]
-    values = labels.unsqueeze(0).expand(T, *labels.shape)
-    weights = torch.zeros(T)
-    weights[-1] = 1.0
-    return inputs, SequenceTargets(values, weights, "cross_entropy")
+    return inputs, last_step_targets(labels, inputs.shape[0])
+
+
+def noisy_images(images: Tensor, sigma: float, seed: int) -> Tensor:
+    """``clip(images + σ·ε, 0, 1)``, ``ε ~ N(0, 1)`` drawn from ``seed``: Liu et al.'s noisy
+    test images (σ = 0.2). images: ``(N, 28, 28)`` in [0, 1]; the same shape back."""
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(images.shape, generator=g, dtype=images.dtype).to(images.device)
+    return (images + sigma * noise).clamp(0.0, 1.0)
 
 
 class SequentialMNIST:
@@ -181,18 +196,68 @@ class SequentialMNIST:
     State is real here (the position in the current epoch), hence a class. ``sample`` gives
     ``(28, K, B, 28)`` inputs; new permutations start when an epoch is used up (one
     ``randperm`` per model and epoch: the only per-model loop, once per epoch).
+
+    Held-out sets (``evaluation_set``): ``"train"`` (the training images), ``"val"`` and
+    ``"test"`` (``held_out``: ``{"val": (images, labels), "test": (images, labels)}``, as
+    :meth:`from_splits` passes them) and ``"test_noisy"`` (the ``"test"`` images through
+    :func:`noisy_images` with ``noise_sigma``).
     """
 
+    SPLITS = ("train", "val", "test", "test_noisy")
     input_size = 28
     output_size = 10
     seq_len = 28
 
-    def __init__(self, images: Tensor, labels: Tensor, batch_size: int = 50) -> None:
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        batch_size: int = 50,
+        held_out: Mapping[str, tuple[Tensor, Tensor]] | None = None,
+        noise_sigma: float = NOISE_SIGMA,
+    ) -> None:
         if batch_size < 1 or batch_size > len(images):
             raise ValueError(f"batch_size={batch_size} must be in [1, {len(images)}]")
         self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.held_out = {"train": (images, labels), **(held_out or {})}
+        self.noise_sigma = noise_sigma
         self._order: Tensor | None = None
         self._position = 0
+
+    @classmethod
+    def from_splits(
+        cls, splits: MNISTSplits, batch_size: int = 50, noise_sigma: float = NOISE_SIGMA
+    ) -> SequentialMNIST:
+        """Training batches from ``splits.train_*``, held-out sets from all three splits."""
+        held_out = {
+            "val": (splits.val_images, splits.val_labels),
+            "test": (splits.test_images, splits.test_labels),
+        }
+        return cls(splits.train_images, splits.train_labels, batch_size, held_out, noise_sigma)
+
+    def evaluation_set(
+        self, split: str, size: int | None = None, seed: int = 0
+    ) -> tuple[Tensor, SequenceTargets]:
+        """inputs ``(28, n, 28)`` and last-step labels ``(28, n)``: the whole split in its
+        order (``size=None``), or ``size`` images picked by a permutation seeded by ``seed``
+        (the same images for ``"test"`` and ``"test_noisy"``, whose noise is also drawn from
+        ``seed``)."""
+        check_split(self, split)
+        source = "test" if split == "test_noisy" else split
+        if source not in self.held_out:
+            raise ValueError(
+                f"split={split!r}: this task holds no {source!r} images; build it with "
+                "SequentialMNIST.from_splits(split_mnist(...)) or pass held_out"
+            )
+        images, labels = self.held_out[source]
+        if size is not None:
+            if not 1 <= size <= len(images):
+                raise ValueError(f"size={size} must be in [1, {len(images)}] for {split!r}")
+            index = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+            images, labels = images[index[:size]], labels[index[:size]]
+        if split == "test_noisy":
+            images = noisy_images(images, self.noise_sigma, seed)
+        return as_sequences(images, labels)
 
     @property
     def batches_per_epoch(self) -> int:
