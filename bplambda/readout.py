@@ -103,3 +103,19 @@ def immediate_gradients(
         loss = step_losses(readout(params, cell.hidden(s)), targets).sum(0)
         grads = torch.autograd.grad(loss.sum(), [s, params["weight"], params["bias"]])
     return loss.detach(), grads[0], {"weight": grads[1], "bias": grads[2]}
+
+
+def output_errors(
+    cell: Cell, states: Tensor, readout_params: Params, targets: SequenceTargets
+) -> tuple[Tensor, Tensor, Params]:
+    """Loss per model, the output errors ``∂L_t/∂ŷ_t`` and the readout gradient.
+
+    states: ``(T, *M, B, S)``. Returns ``(loss (*M,), dL_dy (T, *M, B, O), readout grads)``:
+    what a rule with its own feedback pathway sends back instead of ``W_out``.
+    """
+    with torch.enable_grad():
+        params = {k: v.detach().requires_grad_() for k, v in readout_params.items()}
+        outputs = readout(params, cell.hidden(states.detach()))
+        loss = step_losses(outputs, targets).sum(0)
+        grads = torch.autograd.grad(loss.sum(), [outputs, params["weight"], params["bias"]])
+    return loss.detach(), grads[0], {"weight": grads[1], "bias": grads[2]}

@@ -1,16 +1,6 @@
-"""Credit-assignment rules, each a small object selected by name.
-
-Every rule turns one batch into gradients (to descend) and diagnostics: ``rule.gradients(cell,
-params, inputs, targets) -> RuleOutput``. ``params`` holds the groups ``"rnn"``, ``"readout"``
-and, for synthetic-gradient rules, ``"synthesiser"``. A rule never calls an optimiser.
-
-=============  ==============================================================================
-``bptt``       exact backpropagation through the whole sequence (autograd)
-``tbptt``      truncated BPTT, window ``n``, chunks aligned to the end of the sequence
-``sg``         Jaderberg et al.'s n-step synthetic gradients on top of ``tbptt``
-``bp_lambda``  accumulate BP(λ): local gradients plus ``scale·g(s_t)``, no BPTT at all
-``oracle``     local gradients plus the true future gradient (the ceiling; equals ``bptt``)
-=============  ==============================================================================
+"""The rules of the BP(λ) study: BPTT, truncated BPTT, n-step synthetic gradients, accumulate
+BP(λ) and the oracle; and the pieces every rule shares (the local forward pass, the local
+parameter gradient, the protocol).
 
 Two explicit switches replace the official code's flag combinations:
 ``learn_synthesiser`` (the synthesiser is trained) and ``apply_synthetic_gradient`` (its output
@@ -21,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -87,7 +77,7 @@ def _check_scale(scale: float) -> None:
         raise ValueError(f"scale={scale!r} is invalid; pass a finite synthetic-gradient scale >= 0")
 
 
-def _refuse_online_updates(rule: str, on_step: OnStep | None) -> None:
+def refuse_online_updates(rule: str, on_step: OnStep | None) -> None:
     if on_step is not None:
         raise ValueError(
             f"rule {rule!r} cannot update parameters within a sequence; only "
@@ -107,7 +97,7 @@ def _local_pass(
     return states, prev, loss, immediate, readout_grads
 
 
-def _local_rnn_gradient(
+def local_rnn_gradient(
     cell: Cell, rnn: Params, inputs: Tensor, prev: Tensor, signal: Tensor
 ) -> Params:
     """``Σ_t ℓ_t · ∂s_t/∂Ψ|_local`` for all steps at once (time folded into the batch)."""
@@ -281,7 +271,7 @@ class BPTT(_NetworkOnly):
         targets: SequenceTargets,
         on_step: OnStep | None = None,
     ) -> RuleOutput:
-        _refuse_online_updates(self.name, on_step)
+        refuse_online_updates(self.name, on_step)
         return _truncated_backprop(cell, params, inputs, targets, window=None)
 
 
@@ -304,7 +294,7 @@ class TruncatedBPTT(_NetworkOnly):
         targets: SequenceTargets,
         on_step: OnStep | None = None,
     ) -> RuleOutput:
-        _refuse_online_updates(self.name, on_step)
+        refuse_online_updates(self.name, on_step)
         return _truncated_backprop(cell, params, inputs, targets, self.window)
 
 
@@ -338,7 +328,7 @@ class NStepSyntheticGradient(_WithSynthesiser):
         targets: SequenceTargets,
         on_step: OnStep | None = None,
     ) -> RuleOutput:
-        _refuse_online_updates(self.name, on_step)
+        refuse_online_updates(self.name, on_step)
         use = _SynthesiserUse(
             self.scale, self.gamma, self.learn_synthesiser, self.apply_synthetic_gradient
         )
@@ -403,7 +393,7 @@ class BPLambda(_WithSynthesiser):
                     apply_synthetic_gradient=self.apply_synthetic_gradient,
                     on_step=on_step,
                 )
-        _refuse_online_updates(f"{self.name} (implementation='lambda_return')", on_step)
+        refuse_online_updates(f"{self.name} (implementation='lambda_return')", on_step)
         states, prev, loss, immediate, readout_grads = _local_pass(cell, params, inputs, targets)
         synth, rnn = params["synthesiser"], params["rnn"]
         with torch.no_grad():
@@ -414,7 +404,7 @@ class BPLambda(_WithSynthesiser):
                 else 0 * synthetic
             )
             grads: Grads = {
-                "rnn": _local_rnn_gradient(cell, rnn, inputs, prev, immediate + future),
+                "rnn": local_rnn_gradient(cell, rnn, inputs, prev, immediate + future),
                 "readout": readout_grads,
             }
             if self.learn_synthesiser:
@@ -456,42 +446,13 @@ class Oracle(_NetworkOnly):
         targets: SequenceTargets,
         on_step: OnStep | None = None,
     ) -> RuleOutput:
-        _refuse_online_updates(self.name, on_step)
+        refuse_online_updates(self.name, on_step)
         states, prev, loss, immediate, readout_grads = _local_pass(cell, params, inputs, targets)
         rnn = params["rnn"]
         with torch.no_grad():
             future = true_future_gradients(cell, rnn, inputs, states, immediate)
             grads = {
-                "rnn": _local_rnn_gradient(cell, rnn, inputs, prev, immediate + future),
+                "rnn": local_rnn_gradient(cell, rnn, inputs, prev, immediate + future),
                 "readout": readout_grads,
             }
         return RuleOutput(grads, loss, states, immediate, future)
-
-
-RULES: dict[str, type] = {
-    "bptt": BPTT,
-    "tbptt": TruncatedBPTT,
-    "sg": NStepSyntheticGradient,
-    "bp_lambda": BPLambda,
-    "oracle": Oracle,
-}
-
-
-def make_rule(name: str, **options: object) -> Rule:
-    """A rule by name, e.g. ``make_rule("bp_lambda", lmbda=0.5, gamma=0.9, scale=0.1)``.
-
-    Raises ``ValueError`` naming the problem for an unknown rule, an unknown option, or a value
-    out of range (λ ∈ [0, 1], γ ∈ (0, 1], window n ≥ 1).
-    """
-    if name not in RULES:
-        raise ValueError(f"rule={name!r} is unknown; choose one of {sorted(RULES)}")
-    rule_type = RULES[name]
-    allowed = [f.name for f in fields(rule_type)]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"rule {name!r} has no option(s) {unknown}; its options are {allowed or 'none'}"
-        )
-    if "window" in allowed and "window" not in options:
-        raise ValueError(f"rule {name!r} needs a window: pass window=n with an integer n >= 1")
-    return rule_type(**options)
