@@ -80,3 +80,36 @@ def classification_metrics(
     """
     inputs, targets = as_sequences(images, labels)
     return evaluation_metrics(cell, params, inputs, targets, chunk)
+
+
+def generalisation(
+    cell: Cell,
+    params: Grads,
+    task: object,
+    size: int | None = None,
+    seed: int = 0,
+    chunk: int = 2000,
+) -> dict[str, Tensor]:
+    """Train and held-out metrics on a task's fixed, seeded evaluation sets, and the gaps
+    (LIU2022.md §4.2), per model: ``(*M,)`` each.
+
+    task: one with the held-out protocol (``SPLITS``, ``evaluation_set``, see
+    :mod:`bplambda.tasks.base`). For ``"train"`` and every split whose name starts with
+    ``"test"`` (seq-MNIST: the clean and the noisy test set): ``{split}_loss`` and, for
+    classification, ``{split}_error``; then ``gap_{split}_loss`` = test − train loss and
+    ``gap_{split}_error`` = test − train error. ``size`` examples per split (``None``: the
+    task's default) drawn with ``seed``: the same sets at every checkpoint and for every rule.
+    """
+    splits = ["train", *(s for s in type(task).SPLITS if s.startswith("test"))]
+    metrics: dict[str, Tensor] = {}
+    for split in splits:
+        inputs, targets = task.evaluation_set(split, size, seed)
+        for name, value in evaluation_metrics(cell, params, inputs, targets, chunk).items():
+            metrics[f"{split}_{name}"] = value
+    for split in splits[1:]:
+        for name in ("loss", "error"):
+            if f"{split}_{name}" in metrics:
+                metrics[f"gap_{split}_{name}"] = (
+                    metrics[f"{split}_{name}"] - metrics[f"train_{name}"]
+                )
+    return metrics

@@ -116,3 +116,28 @@ def test_per_model_weights_are_refused():
     )
     with pytest.raises(ValueError, match=r"weights \(T,\)"):
         evaluation_metrics(cell, params, inputs, per_model)
+
+
+def test_generalisation_scores_train_and_every_test_split_and_their_gaps():
+    from bplambda.evaluate import generalisation
+    from bplambda.tasks.mnist import SequentialMNIST
+
+    g = torch.Generator().manual_seed(0)
+    images = {s: torch.rand(12, 28, 28, generator=g) for s in ("train", "val", "test")}
+    labels = {s: torch.randint(0, 10, (12,), generator=g) for s in images}
+    task = SequentialMNIST(images["train"], labels["train"], 4,
+                           {s: (images[s], labels[s]) for s in ("val", "test")})  # fmt: skip
+    cell = make_cell("rate_rnn", 28, HIDDEN)
+    params = init_stacked_network(cell, 10, SEEDS, dtype=torch.float64)
+    metrics = generalisation(cell, params, task, size=8, seed=3)
+    splits = ("train", "test", "test_noisy")
+    assert {f"{s}_{m}" for s in splits for m in ("loss", "error")} <= set(metrics)
+    for split in ("test", "test_noisy"):
+        for m in ("loss", "error"):
+            gap = metrics[f"gap_{split}_{m}"]
+            assert torch.equal(gap, metrics[f"{split}_{m}"] - metrics[f"train_{m}"])
+            assert gap.shape == (2,)
+    inputs, targets = task.evaluation_set("test_noisy", 8, 3)
+    direct = evaluation_metrics(cell, params, inputs, targets)["loss"]
+    assert torch.equal(metrics["test_noisy_loss"], direct)
+    assert not torch.equal(metrics["test_noisy_loss"], metrics["test_loss"])  # noise matters

@@ -7,7 +7,7 @@ from torch.func import grad
 
 from bplambda.cells import unroll
 from bplambda.readout import readout, step_losses
-from bplambda.rules import chunk_starts, make_rule
+from bplambda.rules import RULES, chunk_starts, make_rule
 from bplambda.synthesiser import regression_gradient, synthesise
 
 LOSSES = ["mse", "cross_entropy", "bce"]
@@ -146,27 +146,41 @@ def test_switches_turn_learning_and_application_off():
     assert sg_off.grads["synthesiser"]["weight"].abs().max() > 0
 
 
-@pytest.mark.parametrize(
-    "name, options",
-    [
-        ("bptt", {}),
-        ("tbptt", {"window": 2}),
-        ("sg", {"window": 2}),
-        ("bp_lambda", {"lmbda": 0.5}),
-        ("oracle", {}),
-    ],
-)
-def test_stacked_models_equal_separate_runs(name, options):
-    K = 3
-    p = make_problem("lstm", T=5, model_shape=(K,))
-    stacked = make_rule(name, **options).gradients(p.cell, p.params, p.inputs, p.targets)
+NEEDED_OPTIONS = {"tbptt": {"window": 2}, "sg": {"window": 2}}
+"""The options a rule cannot be made without; every other rule is made with its defaults."""
+RATE_ONLY = {"eprop", "rflo", "mdgl"}
+
+
+def _registered(name: str):
+    return make_rule(name, **NEEDED_OPTIONS.get(name, {}))
+
+
+@pytest.mark.parametrize("name", sorted(RULES))
+def test_every_registered_rule_keeps_the_contract(name):
+    """Driven by the registry, so a new rule cannot skip it: gradients for exactly the groups
+    it trains, with their parameters' shapes; stacked models equal separate runs; per-step
+    updates refused (only online BP(λ) takes them)."""
+    K, rule = 3, _registered(name)
+    p = make_problem("rate_rnn" if name in RATE_ONLY else "lstm", T=5, model_shape=(K,))
+    g = torch.Generator().manual_seed(1)
+    own = rule.init_groups(p.cell, 2, g, torch.float64)  # a feedback matrix, say: made per model
+    p.params.update({grp: {n: torch.stack([v] * K) + torch.randn(K, *v.shape, generator=g,
+                     dtype=torch.float64) for n, v in t.items()} for grp, t in own.items()
+                     if grp != "synthesiser"})  # fmt: skip
+    stacked = rule.gradients(p.cell, p.params, p.inputs, p.targets)
+    assert set(stacked.grads) == set(rule.trains)
+    for group in rule.trains:
+        for n, v in stacked.grads[group].items():
+            assert v.shape == p.params[group][n].shape
     for k in range(K):
         single = {g: {n: v[k] for n, v in group.items()} for g, group in p.params.items()}
         targets = type(p.targets)(p.targets.values[:, k], p.targets.weights, p.targets.kind)
-        out = make_rule(name, **options).gradients(p.cell, single, p.inputs[:, k], targets)
+        out = rule.gradients(p.cell, single, p.inputs[:, k], targets)
         picked = {g: {n: v[k] for n, v in group.items()} for g, group in stacked.grads.items()}
         assert_grads_close(picked, out.grads, 1e-10)
         assert relative_error(stacked.loss[k], out.loss) < 1e-12
+    with pytest.raises(ValueError, match="online"):
+        rule.gradients(p.cell, p.params, p.inputs, p.targets, on_step=lambda grads: None)
 
 
 @pytest.mark.parametrize(
