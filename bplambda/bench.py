@@ -1,10 +1,15 @@
-"""`make bench`: per-step time and peak memory of the BP(λ) update, and the stacking gain.
+"""`make bench`: per-step time and peak memory of the BP(λ) update, the stacking gain, and
+the Liu et al. study's rules and curvature tools.
 
 ``online`` (eligibility traces, Algorithm 1) vs ``lambda_return`` (the exact forward view), at
 the paper's sequential-MNIST size (LSTM 30, B = 50, T = 28) and copy-repeat size (LSTM 100,
 B = 100), with full BPTT as a reference. Each case runs in a fresh subprocess so that its peak
 resident memory (above the process's state before the measured call) is its own. A case whose
 predicted memory does not fit is not run; its predicted need is reported instead.
+
+The second study's size (rate RNN N = 128, B = 256, T = 28, seq-MNIST rows): the time of one
+training step (one batch) of every rule, one Hessian-vector product (both methods) and one
+λ_max (both solvers, relative tolerance 1e-4).
 
     python -m bplambda.bench [--output results/bench/bench.csv] [--device auto]
 """
@@ -183,6 +188,75 @@ def stacking_speedup(
     return pd.DataFrame(rows)
 
 
+LIU_SIZE = {"hidden": 128, "batch": 256, "input_size": 28, "output_size": 10, "seq_len": 28}
+LIU_RULES = {
+    "BPTT": ("bptt", {}),
+    "e-prop": ("eprop", {}),
+    "RFLO": ("rflo", {}),
+    "MDGL": ("mdgl", {}),
+    "MDGL (cell type)": ("mdgl", {"variant": "cell_type"}),
+    "TBPTT(1)": ("tbptt", {"window": 1}),
+    "BP(1)": ("bp_lambda", {"lmbda": 1.0, "scale": 0.1}),
+}
+
+
+def _best_seconds(call, repeats: int, device: torch.device) -> float:
+    """Best wall time of ``call()`` over ``repeats`` runs after one warm-up run."""
+    call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def liu_bench(device: torch.device, repeats: int = 5) -> pd.DataFrame:
+    """Seconds per training step of every rule of :data:`LIU_RULES`, per HVP and per λ_max,
+    at :data:`LIU_SIZE` (float32, one model)."""
+    from bplambda.curvature import lanczos, network_hessian, power_iteration
+    from bplambda.stacking import init_stacked_network
+
+    n = LIU_SIZE
+    g = torch.Generator().manual_seed(0)
+    cell = make_cell("rate_rnn", n["input_size"], n["hidden"])
+    inputs = torch.rand(n["seq_len"], 1, n["batch"], n["input_size"], generator=g).to(device)
+    labels = torch.randint(0, n["output_size"], (n["seq_len"], 1, n["batch"]), generator=g)
+    weights = torch.zeros(n["seq_len"])
+    weights[-1] = 1
+    targets = SequenceTargets(labels, weights, "cross_entropy").to(device, torch.float32)
+    rows = []
+    for label, (name, options) in LIU_RULES.items():
+        rule = make_rule(name, **options)
+        params = init_stacked_network(cell, n["output_size"], [0], torch.float32, device, rule)
+        seconds = _best_seconds(
+            lambda rule=rule, params=params: rule.gradients(cell, params, inputs, targets),
+            repeats, device,
+        )  # fmt: skip
+        rows.append({"what": f"training step: {label}", "seconds": seconds, "hvps": None})
+    params = init_stacked_network(cell, n["output_size"], [0], torch.float32, device)
+    for method in ("double_backward", "forward_over_reverse"):
+        op = network_hessian(cell, params, inputs, targets, l2=1e-2, method=method)
+        v = torch.randn(op.model_shape + op.shape, generator=g).to(device)
+        seconds = _best_seconds(lambda op=op, v=v: op(v), repeats, device)
+        rows.append({"what": f"one HVP: {method}", "hvps": 1, "seconds": seconds})
+    solvers = {"power iteration": power_iteration, "Lanczos": lanczos}
+    for label, solve in solvers.items():
+
+        def measure(solve=solve):
+            op = network_hessian(cell, params, inputs, targets, l2=1e-2)
+            return solve(op, rtol=1e-4)
+
+        result = measure()
+        rows.append({"what": f"λ_max: {label} (graph build included)",
+                     "seconds": _best_seconds(measure, 1, device),
+                     "hvps": int(result.iterations.max()),
+                     "value": float(result.eigenvalue.max())})  # fmt: skip
+    return pd.DataFrame(rows).assign(device=str(device), **n)
+
+
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="results/bench/bench.csv")
@@ -212,7 +286,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     stacking = stacking_speedup(device)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.output, index=False)
+    liu = liu_bench(device)
     stacking.to_csv(Path(args.output).with_name("stacking.csv"), index=False)
+    liu.to_csv(Path(args.output).with_name("liu.csv"), index=False)
     shown = [
         "size",
         "method",
@@ -233,6 +309,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     )
     print("\nλ-sweep grid (toy task, BP(λ), 11 λ × 5 seeds): stacked vs one model at a time")
     print(stacking.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(f"\nLiu et al. study, rate RNN {LIU_SIZE}, float32:")
+    print(liu[["what", "seconds", "hvps", "value"]].to_string(index=False,
+          float_format=lambda v: f"{v:.4g}"))  # fmt: skip
     print(
         f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}; "
         f"written to {args.output}"
