@@ -27,11 +27,13 @@ FINALS = ("value", "last_batch")  # last-epoch mean, last logged batch
 FINAL_NAMES = ("last-epoch mean", "last batch")
 
 
-FAMILY_ORDER = ("BP", "oracle", "BPTT", "SG", "TBPTT")
+FAMILY_ORDER = ("BP", "oracle", "BPTT", "SG", "TBPTT", "MDGL", "MDGL-type", "e-prop", "RFLO")
 
 
 def condition_order(conditions: Sequence[str]) -> list[str]:
-    """BP(λ) by λ, then oracle and BPTT, then SG(n) and TBPTT(n) by n."""
+    """BP(λ) by λ, then oracle and BPTT, then SG(n) and TBPTT(n) by n, then Liu et al.'s
+    rules (MDGL, its cell-type variant, e-prop, RFLO: from the most to the least of the
+    gradient they keep)."""
 
     def key(name: str) -> tuple[int, float, str]:
         family = name.split("(")[0]

@@ -25,6 +25,8 @@ import torch
 from bplambda.cells import LSTM_MODES
 from bplambda.device import DTYPES, resolve_device
 from bplambda.rules import IMPLEMENTATIONS, RULES
+from bplambda.rules.eligibility import VARIANTS
+from bplambda.train import OPTIMISERS
 
 
 class ParameterError(ValueError):
@@ -124,6 +126,12 @@ lambdas = sequence(
 )
 
 
+positive_real = scalar(float, lambda r: 0.0 < r < math.inf, "pass a finite number > 0")
+LIU_TASKS = ("seq_mnist", "pattern_generation", "delayed_match")
+"""The tasks of notebook 05 (Liu et al.), named here so that their validator needs no task
+import (the tasks import this module)."""
+
+
 def optional_positive_int(name: str, value: object) -> int | None:
     return None if value is None else positive_int(name, value)
 
@@ -206,11 +214,19 @@ VALIDATORS: dict[str, Validator] = {
     "radius_lambdas": lambdas,
     "spectral_radii": positive_reals,
     "split_seed": non_negative_int,
+    "eval_seed": non_negative_int,
+    "tasks": choices(*LIU_TASKS),
+    "mdgl_variants": choices(*VARIANTS),
+    "optimizer": choice(*OPTIMISERS),
+    "l2": non_negative,
+    **{name: positive_real for name in ("tau_pattern", "tau_dms", "cue_sigma", "curvature_rtol")},
     **{
         name: positive_int
         for name in (
             "epochs", "updates", "iterations", "plastic_epochs", "seq_len", "log_every",
-            "batches_per_epoch", "batch_size", "hidden_size",
+            "batches_per_epoch", "batch_size", "hidden_size", "checkpoint_every",
+            "pattern_seq_len", "delay", "cue_len", "dms_batch_size", "eval_size",
+            "curvature_batch", "curvature_iterations", "final_checkpoints",
         )
     },
     **{

@@ -22,6 +22,11 @@ METRIC_LABELS = {
     "update_alignment": r"$\cos(\Delta\Psi,\ \Delta\Psi_\mathrm{BPTT})$",
     "future_gradient_norm": r"$\|\partial L_{>t}/\partial s_t\|$ (batch mean)",
     "loss": "task loss (batch mean)",
+    "lambda_max": r"$\lambda_{\max}$ of the full loss (recurrent block)",
+    "gap_test_loss": "generalisation gap: test − train loss",
+    "gap_test_noisy_loss": "gap: noisy test − train loss",
+    "gap_test_error": "gap: test − train error",
+    "test_loss": "test loss",
     "val_error": "validation error (fraction)",
     "val_loss": "validation loss (cross-entropy, nats)",
     "train_loss": "training loss (cross-entropy, nats)",
@@ -37,12 +42,16 @@ sns.set_theme(context="notebook", style="whitegrid")
 
 
 def _palette(order: Sequence[str]) -> dict[str, tuple]:
-    """Blues→greens for BP(λ), oranges for SG(n), greys for TBPTT(n), black for the exact ones."""
+    """Blues→greens for BP(λ), oranges for SG(n), greys for TBPTT(n), reds for Liu et al.'s
+    rules, black for the exact ones."""
     palette: dict[str, tuple] = {}
     for family, cmap in (("BP", "viridis_r"), ("SG", "Oranges"), ("TBPTT", "Greys")):
         members = [c for c in order if c.split("(")[0] == family]
         colours = sns.color_palette(cmap, len(members) + (0 if family == "BP" else 1))
         palette.update(zip(members, colours[-len(members) :] if members else []))
+    liu = sns.color_palette("Reds_r", 6)  # MDGL, MDGL-type, e-prop, RFLO: reds, dark to light
+    for colour, name in zip(liu, ("MDGL", "MDGL-type", "e-prop", "RFLO")):
+        palette.update({name: colour} if name in order else {})
     palette.update({c: (0.0, 0.0, 0.0) for c in order if c in ("BPTT", "oracle")})
     return palette
 
@@ -105,4 +114,116 @@ def points(data: pd.DataFrame, x: str, y: str, title: str, ylabel: str) -> plt.F
     )
     ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
+    return fig
+
+
+def _panels(data: pd.DataFrame, panel: str) -> tuple[plt.Figure, list, list[str]]:
+    names = list(dict.fromkeys(data[panel]))
+    fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.2), squeeze=False)
+    return fig, list(axes[0]), names
+
+
+def _scale(values: pd.Series) -> str:
+    """``"log"`` for positive values spanning more than a factor of 10, else ``"linear"``."""
+    finite = values[values.notna() & (values.abs() < float("inf"))]
+    if finite.empty or (finite <= 0).any():
+        return "linear"
+    return "log" if finite.max() > 10 * finite.min() else "linear"
+
+
+def _legend_right(fig: plt.Figure, ax: plt.Axes) -> None:
+    if ax.get_legend() is not None:
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+    fig.tight_layout()
+
+
+def curvature_trajectories(checkpoints: pd.DataFrame, lr: float, title: str) -> plt.Figure:
+    """λ_max vs training iterations, one panel per task, a line per condition (band over
+    seeds; log scale where the values span a factor of 10), with the edge of stability 2/η
+    of plain gradient descent dashed."""
+    data = checkpoints[checkpoints.metric == "lambda_max"]
+    fig, axes, tasks = _panels(data, "task")
+    order = condition_order(data.condition)
+    for ax, task in zip(axes, tasks):
+        subset = data[data.task == task]
+        sns.lineplot(subset, x="batch", y="value", hue="condition", palette=_palette(order),
+                     hue_order=[c for c in order if c in set(subset.condition)],
+                     errorbar=("ci", 95), ax=ax, legend=ax is axes[-1])  # fmt: skip
+        ax.axhline(2 / lr, color="0.3", linestyle="--", linewidth=1, label="2/η")
+        ax.set(yscale=_scale(subset.value), title=task, xlabel="iterations",
+               ylabel=r"$\lambda_{\max}$")  # fmt: skip
+    fig.suptitle(f"{title}\n({BANDS}; dashed: 2/η = {2 / lr:g})", fontsize="medium")
+    _legend_right(fig, axes[-1])
+    return fig
+
+
+def correlation_scatter(
+    final: pd.DataFrame, correlations: pd.DataFrame, x: str, y: str, title: str
+) -> plt.Figure:
+    """``y`` vs ``x`` of every (condition, seed) run, one panel per task, the pooled Spearman
+    and Pearson correlations in each panel's title."""
+    wide = final.pivot_table(index=["task", "condition", "seed"], columns="metric",
+                             values="value").reset_index()  # fmt: skip
+    fig, axes, tasks = _panels(wide, "task")
+    order = condition_order(wide.condition)
+    for ax, task in zip(axes, tasks):
+        subset = wide[wide.task == task]
+        sns.scatterplot(subset, x=x, y=y, hue="condition", palette=_palette(order),
+                        hue_order=[c for c in order if c in set(subset.condition)], s=40,
+                        ax=ax, legend=ax is axes[-1])  # fmt: skip
+        row = correlations[(correlations.task == task) & (correlations.scope == "pooled")
+                           & (correlations.x == x) & (correlations.y == y)]  # fmt: skip
+        note = ("too few runs" if row.empty else
+                f"Spearman {row.spearman_r.iloc[0]:.2f} (p={row.spearman_p.iloc[0]:.2g}), "
+                f"Pearson {row.pearson_r.iloc[0]:.2f}, n={row.n.iloc[0]}")  # fmt: skip
+        ax.set(xscale=_scale(subset[x]), title=f"{task}\n{note}", xlabel=METRIC_LABELS.get(x, x),
+               ylabel=METRIC_LABELS.get(y, y))  # fmt: skip
+    fig.suptitle(title, fontsize="medium")
+    _legend_right(fig, axes[-1])
+    return fig
+
+
+def points_by_panel(
+    data: pd.DataFrame, y: str, panel: str, title: str, ylabel: str, log: bool = False
+) -> plt.Figure:
+    """:func:`points` (mean and interval over seeds per condition, seeds as dots), one panel
+    per value of ``panel`` (e.g. the task)."""
+    fig, axes, names = _panels(data, panel)
+    for ax, name in zip(axes, names):
+        subset = data[data[panel] == name]
+        order = condition_order(subset.condition)
+        sns.pointplot(subset, x="condition", y=y, order=order, hue="condition",
+                      palette=_palette(order), errorbar=("ci", 95), linestyle="none",
+                      markers="D", ax=ax, legend=False)  # fmt: skip
+        sns.stripplot(subset, x="condition", y=y, order=order, color="0.4", size=3, alpha=0.6,
+                      ax=ax)  # fmt: skip
+        ax.set(title=name, xlabel="", ylabel=ylabel, yscale="log" if log else "linear")
+        ax.tick_params(axis="x", rotation=60)
+    fig.suptitle(f"{title}\n(diamonds: mean over seeds, 95% bootstrap interval; dots: seeds)",
+                 fontsize="medium")  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def measured_vs_predicted(final: pd.DataFrame, title: str) -> plt.Figure:
+    """Final λ_max against Liu et al.'s bound 2/(η·c₁), one panel per task, log-log, with the
+    line measured = predicted."""
+    wide = final.pivot_table(index=["task", "condition", "seed"], columns="metric",
+                             values="value").reset_index()  # fmt: skip
+    wide = wide[wide.predicted_lambda_max.between(0, float("inf"), inclusive="neither")]
+    fig, axes, tasks = _panels(wide, "task")
+    order = condition_order(wide.condition)
+    for ax, task in zip(axes, tasks):
+        subset = wide[wide.task == task]
+        sns.scatterplot(subset, x="predicted_lambda_max", y="lambda_max_final", hue="condition",
+                        palette=_palette(order), s=40, ax=ax, legend=ax is axes[-1],
+                        hue_order=[c for c in order if c in set(subset.condition)])  # fmt: skip
+        low = min(subset.predicted_lambda_max.min(), subset.lambda_max_final.min())
+        high = max(subset.predicted_lambda_max.max(), subset.lambda_max_final.max())
+        ax.plot([low, high], [low, high], color="0.3", linestyle="--", linewidth=1)
+        ax.set(xscale="log", yscale="log", title=task, xlabel=r"predicted $2/(\eta c_1)$",
+               ylabel=r"measured $\lambda_{\max}$ (end)")  # fmt: skip
+    fig.suptitle(f"{title}\n(dashed: measured = predicted; runs with c₁ ≤ 0 have no bound)",
+                 fontsize="medium")  # fmt: skip
+    _legend_right(fig, axes[-1])
     return fig

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,9 @@ from bplambda.outputs import Grads, RuleOutput
 from bplambda.regularisation import with_l2_gradient
 from bplambda.rules import BPTT, Rule
 from bplambda.stacking import init_stacked_network
-from bplambda.tasks.base import Task
+
+if TYPE_CHECKING:
+    from bplambda.tasks.base import Task
 
 DEFAULT_LR = {"rnn": 1e-3, "readout": 1e-3, "synthesiser": 1e-4}
 OPTIMISERS = ("adam", "sgd")

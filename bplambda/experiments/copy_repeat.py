@@ -99,7 +99,7 @@ def run_copy_repeat(cfg: CopyRepeatConfig, append_to: str | Path | None = None) 
         task = CopyRepeatTask(cfg.batch_size)
         cell = MaskedCell(make_cell(cell_name, task.input_size - 1, cfg.hidden_size))
         start = time.perf_counter()
-        table = run_condition(condition, task, cell, train_config, cfg.device, cfg.dtype,
+        table, _ = run_condition(condition, task, cell, train_config, cfg.device, cfg.dtype,
                               append_to=append_to)  # fmt: skip
         per_1000 = 1000 * (time.perf_counter() - start) / cfg.updates
         mean_T = table[table.metric == "T"].groupby(["condition", "seed"])["value"].mean()

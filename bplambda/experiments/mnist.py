@@ -127,7 +127,7 @@ def run_mnist(cfg: MNISTConfig, append_to: str | Path | None = None) -> pd.DataF
             return metrics
 
         start = time.perf_counter()
-        table = run_condition(
+        table, _ = run_condition(
             condition, task, cell, train_config, cfg.device, cfg.dtype, append_to=append_to,
             evaluate=evaluate, evaluate_every=task.batches_per_epoch,
         )  # fmt: skip

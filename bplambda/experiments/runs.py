@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bplambda.cells import LSTM_MODES, Cell
+from bplambda.outputs import Grads
 from bplambda.parameters import refuse
 from bplambda.results import append_rows
 from bplambda.rules import Rule, make_rule
@@ -63,11 +64,18 @@ def bp_lambda_condition(
     return Condition(rule, tuple(m[1] for m in models), labels)
 
 
+DISPLAY_NAMES = {"bptt": "BPTT", "oracle": "oracle", "tbptt": "TBPTT", "sg": "SG",
+                 "eprop": "e-prop", "rflo": "RFLO", "mdgl": "MDGL"}  # fmt: skip
+
+
 def single_condition(
     name: str, seeds: Sequence[int], window: int | None = None, **options: object
 ) -> Condition:
-    """``bptt``, ``oracle``, ``tbptt`` (window n) or ``sg`` (window n), seeds stacked."""
-    display = {"bptt": "BPTT", "oracle": "oracle", "tbptt": "TBPTT", "sg": "SG"}[name]
+    """A rule other than BP(λ) (``tbptt``/``sg``: with window n), seeds stacked; its name in
+    tables is :data:`DISPLAY_NAMES`' (an MDGL variant other than the exact one: ``MDGL-type``)."""
+    display = DISPLAY_NAMES[name]
+    if options.get("variant", "cell_specific") != "cell_specific":
+        display = f"{display}-type"
     if window is not None:
         options["window"] = window
         display = f"{display}({window})"
@@ -91,8 +99,8 @@ def run_condition(
     dtype: str,
     append_to: str | Path | None = None,
     **train_options: Any,
-) -> pd.DataFrame:
-    """Train one condition (its models stacked) and label the table's rows.
+) -> tuple[pd.DataFrame, Grads]:
+    """Train one condition (its models stacked): its labelled table and trained parameters.
 
     ``append_to``: a CSV that receives each logged batch's labelled rows as they are made, so
     partial results survive an interruption. ``train_options`` go to :func:`train` (e.g.
@@ -112,7 +120,7 @@ def run_condition(
         cell, condition.rule, task, train_config, seeds=condition.seeds, device=device,
         dtype=dtype, description=description, on_log=on_log, **train_options,
     )  # fmt: skip
-    return _labelled(result.table, condition, task)
+    return _labelled(result.table, condition, task), result.params
 
 
 def per_seed_rows(
@@ -145,9 +153,22 @@ class GridConfig(Protocol):
     implementation: str
 
 
-def check_grid(cfg: GridConfig) -> None:
-    """Refuse a grid whose rules need a list that is empty (e.g. ``tbptt`` without windows)."""
-    needs = {"windows": {"tbptt", "sg"}, "lambdas": {"bp_lambda"}, "lstm_modes": {"bp_lambda"}}
+GRID_NEEDS = {"windows": {"tbptt", "sg"}, "lambdas": {"bp_lambda"}, "lstm_modes": {"bp_lambda"}}
+"""The lists a grid's rules need (a rule with an empty list would silently not run)."""
+
+
+def check_grid(
+    cfg: object,
+    runs: Sequence[str] = GRID_RULES,
+    needs: dict[str, set[str]] = GRID_NEEDS,
+    elsewhere: str = "Liu et al.'s rules run in notebook 05",
+) -> None:
+    """Refuse a config whose ``rules`` name one this notebook does not ``runs``, or need a
+    list of ``needs`` that is empty (e.g. ``tbptt`` without windows)."""
+    others = sorted(set(cfg.rules) - set(runs))
+    if others:
+        raise refuse("rules", cfg.rules, f"this notebook runs rules from {list(runs)}, "
+                     f"not {others} ({elsewhere})")  # fmt: skip
     for name, rules in needs.items():
         used = sorted(rules & set(cfg.rules))
         if used and not getattr(cfg, name):
