@@ -197,12 +197,13 @@ def _start_vector(op: HessianOperator, seed: int) -> Tensor:
     return v / torch.linalg.vector_norm(v, dim=_vector_dims(op), keepdim=True)
 
 
-def _warn_unconverged(solver: str, converged: Tensor, max_iter: int) -> None:
+def _warn_unconverged(solver: str, converged: Tensor, broken: Tensor, max_iter: int) -> None:
     missing = int((~converged).sum())
     if missing:
+        why = f" ({int(broken.sum())} not finite: a diverged net)" if broken.any() else ""
         warnings.warn(
             f"{solver}: {missing} of {converged.numel()} models did not converge within "
-            f"max_iter={max_iter}; raise max_iter or rtol",
+            f"max_iter={max_iter}{why}; raise max_iter or rtol",
             ConvergenceWarning,
             stacklevel=3,
         )
@@ -221,7 +222,8 @@ def power_iteration(
     dominate when ``c`` exceeds the magnitude of the most negative one) and subtracts ``c``:
     ``λ_k = ⟨v, H v⟩`` with the unit ``v`` *before* normalising ``H v`` (Rayleigh quotient),
     then ``v ← (H + cI) v / ‖(H + cI) v‖``. A model stops when
-    ``|λ_k − λ_{k−1}| ≤ rtol·|λ_k|``; all models run in lockstep until all have stopped or
+    ``|λ_k − λ_{k−1}| ≤ rtol·|λ_k|`` (or at once, unconverged, where λ is not finite: a
+    diverged net); all models run in lockstep until all have stopped or
     ``max_iter`` HVPs (a :class:`ConvergenceWarning` then names how many did not converge).
     Unlike Liu's code (``λ = ‖H v‖ ≥ 0``), a dominant negative eigenvalue stays negative.
     """
@@ -231,21 +233,23 @@ def power_iteration(
     vector = v
     iterations = torch.zeros(op.model_shape, dtype=torch.long, device=op.device)
     converged = torch.zeros(op.model_shape, dtype=torch.bool, device=op.device)
+    broken = torch.zeros_like(converged)  # a non-finite model (e.g. diverged): stopped at once
     previous = value
     for k in range(1, max_iter + 1):
         hv = op(v) + shift * v if shift else op(v)
         lam = (v * hv).sum(dims) - shift
-        active = ~converged
+        active = ~(converged | broken)
         value = torch.where(active, lam, value)
         vector = torch.where(active.reshape(*active.shape, *[1] * len(dims)), v, vector)
         iterations = torch.where(active, k, iterations)
-        converged = converged | ((lam - previous).abs() <= rtol * lam.abs())
-        if converged.all():
+        converged = converged | (active & ((lam - previous).abs() <= rtol * lam.abs()))
+        broken = broken | ~torch.isfinite(lam)
+        if (converged | broken).all():
             break
         previous = lam
         norm = torch.linalg.vector_norm(hv, dim=dims, keepdim=True)
         v = torch.where(norm > 0, hv / norm, v)
-    _warn_unconverged("power_iteration", converged, max_iter)
+    _warn_unconverged("power_iteration", converged, broken, max_iter)
     return EigenResult(value, vector, iterations, converged)
 
 
@@ -269,7 +273,8 @@ def lanczos(
     all models in lockstep (batched Gram–Schmidt, batched ``eigh`` of the tridiagonals).
 
     which: ``"LA"`` largest algebraic, ``"SA"`` smallest, ``"LM"`` largest magnitude.
-    A model stops when its Ritz pair's residual ``‖H y − θ y‖ = β_j |s_j|`` is
+    A model stops (at once, unconverged, where its Ritz value is not finite) when its Ritz
+    pair's residual ``‖H y − θ y‖ = β_j |s_j|`` is
     ``≤ rtol·|θ|`` (or the Krylov space is the whole block); at most
     ``min(max_iter, op.size)`` HVPs. Memory: the basis, ``(*M, max_iter, P)``.
     """
@@ -285,6 +290,7 @@ def lanczos(
     value = q.new_full(M, math.nan)
     iterations = torch.zeros(M, dtype=torch.long, device=op.device)
     converged = torch.zeros(M, dtype=torch.bool, device=op.device)
+    broken = torch.zeros_like(converged)  # a non-finite model: stopped, reported unconverged
     for j in range(steps):
         basis[..., j, :] = q
         w = op(q.reshape(*M, *op.shape)).reshape(*M, P)
@@ -293,28 +299,31 @@ def lanczos(
         for _ in range(2):  # full reorthogonalisation, twice is enough
             w = w - ((Q @ w.unsqueeze(-1)).mT @ Q).squeeze(-2)
         beta[..., j] = torch.linalg.vector_norm(w, dim=-1)
+        broken = broken | ~torch.isfinite(alpha[..., j]) | ~torch.isfinite(beta[..., j])
         tridiagonal = (
             torch.diag_embed(alpha[..., : j + 1])
             + torch.diag_embed(beta[..., :j], offset=1)
             + torch.diag_embed(beta[..., :j], offset=-1)
         )
-        theta, S = torch.linalg.eigh(tridiagonal)
+        finite = torch.where(broken[..., None, None], 0.0, tridiagonal)  # eigh refuses NaN
+        theta, S = torch.linalg.eigh(finite)
         index = _pick(theta, which)
         ritz = theta.gather(-1, index.unsqueeze(-1)).squeeze(-1)
+        ritz = torch.where(broken, torch.nan, ritz)
         s = S.gather(-1, index.reshape(*M, 1, 1).expand(*M, j + 1, 1)).squeeze(-1)
         residual = beta[..., j] * s[..., -1].abs()
-        active = ~converged
+        active = ~(converged | broken)
         value = torch.where(active, ritz, value)
         iterations = torch.where(active, j + 1, iterations)
         coefficients[..., : j + 1] = torch.where(
             active.unsqueeze(-1), s, coefficients[..., : j + 1]
         )
-        converged = converged | (residual <= rtol * ritz.abs()) | (j + 1 == P)
-        if converged.all():
+        converged = converged | (active & ((residual <= rtol * ritz.abs()) | (j + 1 == P)))
+        if (converged | broken).all():
             break
         b = beta[..., j].unsqueeze(-1)
         q = torch.where(b > 0, w / b, torch.zeros_like(w))
-    _warn_unconverged("lanczos", converged, steps)
+    _warn_unconverged("lanczos", converged, broken, steps)
     vector = (coefficients.unsqueeze(-2) @ basis).squeeze(-2).reshape(*M, *op.shape)
     return EigenResult(value, vector, iterations, converged)
 

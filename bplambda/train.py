@@ -46,9 +46,11 @@ class TrainConfig:
     ``lr``: a learning rate per parameter group (0 freezes a group); every group the rule
     trains (``rule.trains``) needs one, groups it does not train are ignored. ``optimiser``:
     ``"adam"`` (betas/eps default to the official code's Adam (0.9, 0.98), 1e-9) or ``"sgd"``
-    (plain SGD, as Liu et al.). ``l2``: the gradient of ``l2·½‖W‖²`` over the weight matrices
-    of ``"rnn"`` and ``"readout"`` (not biases; Liu et al.: 1e-2) is added to every rule's
-    update alike (:mod:`bplambda.regularisation`); the logged loss stays the task loss.
+    (plain SGD, as Liu et al.), or one per group (``{"rnn": "sgd", "readout": "sgd",
+    "synthesiser": "adam"}``; a group not named gets Adam). ``l2``: the gradient of
+    ``l2·½‖W‖²`` over the weight matrices of ``"rnn"`` and ``"readout"`` (not biases; Liu et
+    al.: 1e-2) is added to every rule's update alike (:mod:`bplambda.regularisation`); the
+    logged loss stays the task loss.
     ``track_alignment`` logs the per-step cosine between the rule's future signal (and the
     synthesiser's output) and the true future gradient, and that gradient's batch-mean norm;
     ``track_update_alignment`` logs the cosine between the RNN update and BPTT's (an extra
@@ -60,7 +62,7 @@ class TrainConfig:
 
     num_batches: int
     lr: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_LR))
-    optimiser: str = "adam"
+    optimiser: str | Mapping[str, str] = "adam"
     l2: float = 0.0
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-9
@@ -79,16 +81,25 @@ class TrainConfig:
         for group, lr in self.lr.items():
             if not np.isfinite(lr) or lr < 0:
                 raise ValueError(f"lr[{group!r}]={lr!r} is invalid; pass a learning rate >= 0")
-        if self.optimiser not in OPTIMISERS:
-            raise ValueError(
-                f"optimiser={self.optimiser!r} is unknown; choose one of {list(OPTIMISERS)}"
-            )
         if not np.isfinite(self.l2) or self.l2 < 0:
             raise ValueError(f"l2={self.l2!r} is invalid; pass an L2 coefficient >= 0")
         if not self.divergence_threshold > 0:
             raise ValueError(
                 f"divergence_threshold={self.divergence_threshold!r} is invalid; pass a number > 0"
             )
+        kinds = [self.optimiser] if isinstance(self.optimiser, str) else self.optimiser.values()
+        if any(kind not in OPTIMISERS for kind in kinds):
+            raise ValueError(
+                f"optimiser={self.optimiser!r} is unknown; choose one of {list(OPTIMISERS)} "
+                "(or a dict naming one per group, e.g. {'synthesiser': 'adam'})"
+            )
+
+    def optimiser_of(self, group: str) -> str:
+        """The optimiser kind of ``group``: ``optimiser`` itself, or its entry for the group
+        (``"adam"`` where a dict does not name the group)."""
+        if isinstance(self.optimiser, str):
+            return self.optimiser
+        return self.optimiser.get(group, "adam")
 
 
 @dataclass
@@ -101,24 +112,27 @@ class TrainResult:
     """Per model, the batch at which it diverged, or ``None``."""
 
 
-def _optimiser(params: Grads, rule: Rule, config: TrainConfig) -> torch.optim.Optimizer | None:
-    """One optimiser over the groups the rule trains, each with its own learning rate."""
+def _optimisers(params: Grads, rule: Rule, config: TrainConfig) -> list[torch.optim.Optimizer]:
+    """The optimisers over the groups the rule trains (one per optimiser kind), each group
+    with its own learning rate."""
     missing = [group for group in rule.trains if group not in config.lr]
     if missing:
         raise ValueError(
             f"rule {rule.name!r} trains the groups {list(rule.trains)} but lr has no rate for "
             f"{missing}; pass e.g. lr={{..., {missing[0]!r}: 0.0}} (0 freezes a group)"
         )
-    groups = [
-        {"params": list(params[group].values()), "lr": config.lr[group], "name": group}
-        for group in rule.trains
-        if config.lr[group] > 0
+    by_kind: dict[str, list[dict]] = {}
+    for group in rule.trains:
+        if config.lr[group] > 0:
+            by_kind.setdefault(config.optimiser_of(group), []).append(
+                {"params": list(params[group].values()), "lr": config.lr[group], "name": group}
+            )
+    return [
+        torch.optim.SGD(groups)
+        if kind == "sgd"
+        else torch.optim.Adam(groups, betas=config.betas, eps=config.eps)
+        for kind, groups in by_kind.items()
     ]
-    if not groups:
-        return None
-    if config.optimiser == "sgd":
-        return torch.optim.SGD(groups)
-    return torch.optim.Adam(groups, betas=config.betas, eps=config.eps)
 
 
 def _per_model(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -127,21 +141,21 @@ def _per_model(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def _apply(
-    optimiser: torch.optim.Optimizer | None, params: Grads, grads: Grads, active: torch.Tensor
+    optimisers: list[torch.optim.Optimizer], params: Grads, grads: Grads, active: torch.Tensor
 ) -> None:
-    """One optimiser step for the ``active`` models ``(K,)``; the others keep their parameters
-    exactly (their gradients are zeroed, and Adam's momentum step is undone)."""
-    if optimiser is None:
-        return
+    """One step of every optimiser for the ``active`` models ``(K,)``; the others keep their
+    parameters exactly (their gradients are zeroed, and Adam's momentum step is undone)."""
     frozen = []
-    for group in optimiser.param_groups:
-        for name, value in grads.get(group["name"], {}).items():
-            param = params[group["name"]][name]
-            keep = _per_model(active, param)
-            param.grad = torch.where(keep, value, 0.0)
-            frozen.append((param, keep, param.detach().clone()))
-    optimiser.step()
-    optimiser.zero_grad(set_to_none=True)
+    for optimiser in optimisers:
+        for group in optimiser.param_groups:
+            for name, value in grads.get(group["name"], {}).items():
+                param = params[group["name"]][name]
+                keep = _per_model(active, param)
+                param.grad = torch.where(keep, value, 0.0)
+                frozen.append((param, keep, param.detach().clone()))
+    for optimiser in optimisers:
+        optimiser.step()
+        optimiser.zero_grad(set_to_none=True)
     with torch.no_grad():
         for param, keep, before in frozen:
             param.copy_(torch.where(keep, param, before))
@@ -254,12 +268,12 @@ def train(
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]  # one data stream each
     if params is None:
         params = init_stacked_network(cell, task.output_size, seeds, dtype, device, rule)
-    optimiser = _optimiser(params, rule, config)
+    optimisers = _optimisers(params, rule, config)
     never = torch.full((len(seeds),), -1, dtype=torch.long, device=device)
     diverged_at = never.clone()  # (K,) batch of divergence, -1: never (kept on the device)
 
     def apply(grads: Grads) -> None:
-        _apply(optimiser, params, with_l2_gradient(grads, params, config.l2), diverged_at < 0)
+        _apply(optimisers, params, with_l2_gradient(grads, params, config.l2), diverged_at < 0)
 
     on_step = apply if config.update_every_step else None
     frames: list[pd.DataFrame] = []

@@ -231,6 +231,19 @@ def test_stacked_models_get_each_models_own_eigenvalue(solver):
         assert abs(stacked.eigenvalue[k] - single.eigenvalue) <= 1e-9 * single.eigenvalue.abs()
 
 
+@pytest.mark.parametrize("solver", [power_iteration, lanczos], ids=["power", "lanczos"])
+def test_a_diverged_model_stops_at_once_and_leaves_the_others_alone(solver):
+    p = problem("rate_a0.8", seed=1, model_shape=(3,))
+    healthy = solver(network_hessian(p.cell, p.params, p.inputs, p.targets, L2), **TIGHT)
+    p.params["rnn"]["weight_hh"][1] = float("nan")  # model 1 diverged
+    with pytest.warns(ConvergenceWarning, match="1 of 3"):
+        broken = solver(network_hessian(p.cell, p.params, p.inputs, p.targets, L2), **TIGHT)
+    assert broken.converged.tolist() == [True, False, True]
+    assert broken.iterations[1] <= 2 and torch.isnan(broken.eigenvalue[1])
+    for k in (0, 2):
+        assert broken.eigenvalue[k] == healthy.eigenvalue[k]
+
+
 def test_power_iteration_and_lanczos_agree_at_the_default_tolerance():
     p = problem("rate_a0.8", seed=2, model_shape=(2,))
     op = network_hessian(p.cell, p.params, p.inputs, p.targets, L2)

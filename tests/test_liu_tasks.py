@@ -43,7 +43,7 @@ def test_pattern_generation_layout():
     inputs, targets = task.sample(_generators(0, 1))
     assert inputs.shape == (40, 2, 3, 6) and inputs.dtype == torch.float32
     assert targets.values.shape == (40, 2, 3, 1) and targets.values.dtype == torch.float32
-    assert targets.kind == "mse" and torch.equal(targets.weights, torch.ones(40))
+    assert targets.kind == "mse" and torch.equal(targets.weights, torch.full((40,), 1 / 40))
     assert set(inputs.unique().tolist()) <= {0.0, 1.0}
     frozen = task.frozen_input[:, None, None].expand_as(inputs)
     assert torch.equal(inputs, frozen)  # identical copies for every model and example

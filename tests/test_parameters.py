@@ -126,8 +126,8 @@ def test_relative_paths_resolve_against_the_project_wherever_the_kernel_starts(t
 
 
 def test_every_notebook_parameter_is_a_config_field():
-    configs = {"01": ex.ToyConfig, "02": ex.SweepConfig, "03": ex.MNISTConfig,
-               "04": ex.CopyRepeatConfig}  # fmt: skip
+    configs = {config.NOTEBOOK[:2]: config for config in ex.CONFIGS}
+    assert sorted(configs) == sorted(n.stem[:2] for n in NOTEBOOKS.glob("*.ipynb"))
     for notebook in sorted(NOTEBOOKS.glob("*.ipynb")):
         nb = nbformat.read(notebook, as_version=4)
         cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))

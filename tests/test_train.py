@@ -224,5 +224,9 @@ def test_a_rule_trains_only_its_groups_and_each_needs_a_learning_rate():
         train(cell, sg, task, TrainConfig(num_batches=1, lr={"rnn": 0, "readout": 0}))
     with pytest.raises(ValueError, match="optimiser"):
         TrainConfig(num_batches=1, optimiser="rmsprop")
+    mixed = TrainConfig(num_batches=1, optimiser={"rnn": "sgd", "readout": "sgd"})
+    assert [mixed.optimiser_of(g) for g in ("rnn", "synthesiser")] == ["sgd", "adam"]
+    with pytest.raises(ValueError, match="optimiser"):
+        TrainConfig(num_batches=1, optimiser={"rnn": "rmsprop"})
     with pytest.raises(ValueError, match="l2"):
         TrainConfig(num_batches=1, l2=-1)

@@ -11,6 +11,13 @@ from bplambda.experiments.copy_repeat import (
     copy_repeat_tables,
     run_copy_repeat,
 )
+from bplambda.experiments.generalisation import (
+    GeneralisationConfig,
+    generalisation_claims,
+    generalisation_config,
+    generalisation_tables,
+    run_generalisation,
+)
 from bplambda.experiments.mnist import (
     MNISTConfig,
     mnist_claims,
@@ -37,11 +44,13 @@ from bplambda.experiments.toy import (
     toy_tables,
 )
 
-CONFIGS = (ToyConfig, SweepConfig, MNISTConfig, CopyRepeatConfig)
+CONFIGS = (ToyConfig, SweepConfig, MNISTConfig, CopyRepeatConfig, GeneralisationConfig)
 """Every notebook's config type (each names its notebook in ``NOTEBOOK``)."""
 
 __all__ = [
-    "CONFIGS", "GRID_RULES", "Condition", "CopyRepeatConfig", "MNISTConfig", "SweepConfig",
+    "CONFIGS", "GRID_RULES", "Condition", "CopyRepeatConfig", "GeneralisationConfig",
+    "MNISTConfig", "SweepConfig", "generalisation_claims", "generalisation_config",
+    "generalisation_tables", "run_generalisation",
     "ToyConfig", "by_length_table", "copy_repeat_claims", "copy_repeat_config",
     "copy_repeat_tables", "mnist_claims", "mnist_config", "mnist_tables", "plastic_tables",
     "run_condition", "run_copy_repeat", "run_lambda_sweep", "run_mnist", "run_toy_alignment",

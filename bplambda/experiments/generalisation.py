@@ -77,8 +77,12 @@ class GeneralisationConfig:
 
     Training (all tasks): rate RNN of ``hidden_size`` units, plain SGD (``optimizer``) with
     ``lr`` 0.01 on the RNN and readout, L2 ``l2``·½‖W‖² on every weight matrix, the task's
-    loss; BP(λ)'s and SG's synthesisers learn with ``lr_synthesiser`` (γ ``gamma``, scale
-    ``scale``). ``iterations`` batches, a checkpoint every ``checkpoint_every``.
+    loss; BP(λ)'s and SG's synthesisers learn by the same optimiser with ``lr_synthesiser``
+    (γ ``gamma``, scale ``scale``). With SGD on the RNN the synthetic gradient's size enters
+    the update directly: measured on quick-size seq-MNIST, an SGD synthesiser at 1e-3 and an
+    Adam one at 1e-5 diverge BP(λ) within 40 batches; SGD at 3e-4 (the default) stays stable
+    for 300 batches. ``iterations`` batches, a checkpoint
+    every ``checkpoint_every``.
 
     Tasks: ``seq_mnist`` (rows as steps, CE at the last step, batch ``batch_size``, α = 0 as
     Liu et al.'s τ = 0.01; the 55,000 / 5,000 split; ``limit`` keeps the first images of
@@ -108,7 +112,7 @@ class GeneralisationConfig:
     lr: float = 0.01
     optimizer: str = "sgd"
     l2: float = 1e-2
-    lr_synthesiser: float = 1e-3
+    lr_synthesiser: float = 3e-4
     gamma: float = 1.0
     scale: float = 0.1
     batch_size: int = 256

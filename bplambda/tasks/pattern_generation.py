@@ -40,7 +40,9 @@ def sum_of_sines(
 
 @dataclass(frozen=True)
 class PatternGeneration:
-    """Frozen noise in, a fixed sum of sines out; MSE with weight 1 at every step.
+    """Frozen noise in, a fixed sum of sines out; the MSE over time: weight 1/T at every step,
+    so the loss is the mean squared error over all steps (as the e-prop code), not its sum
+    (which grows with T and makes plain SGD at Liu et al.'s lr 0.01 diverge at T = 200).
 
     ``seed`` draws, in this order, the amplitudes ``a_k ~ U(0.5, 2)``, the phases
     ``φ_k ~ U(0, 2π)`` (one per period) and the frozen input ``(T, I)``: ``input_size``
@@ -119,20 +121,21 @@ class PatternGeneration:
         return sum_of_sines(self.seq_len, self.amplitudes, self.periods, self.phases)
 
     def _batch(self, inputs: Tensor) -> tuple[Tensor, SequenceTargets]:
-        """``inputs (T, *L, I)`` → with the target ``(T, *L, 1)`` and weights ``ones(T)``."""
+        """``inputs (T, *L, I)`` → with the target ``(T, *L, 1)`` and weights ``1/T``."""
         lead = inputs.shape[1:-1]
         values = self.target.reshape(-1, *[1] * len(lead), 1).expand(-1, *lead, 1)
-        return inputs, SequenceTargets(values, torch.ones(self.seq_len), "mse")
+        weights = torch.full((self.seq_len,), 1.0 / self.seq_len)
+        return inputs, SequenceTargets(values, weights, "mse")
 
     def sample(self, generators: Sequence[torch.Generator]) -> tuple[Tensor, SequenceTargets]:
-        """inputs ``(T, K, B, I)`` (the frozen input), targets ``(T, K, B, 1)``, weights 1."""
+        """inputs ``(T, K, B, I)`` (the frozen input), targets ``(T, K, B, 1)``, weights 1/T."""
         K, B = len(generators), self.batch_size
         return self._batch(self.frozen_input[:, None, None].expand(-1, K, B, -1))
 
     def evaluation_set(
         self, split: str, size: int | None = None, seed: int = 0
     ) -> tuple[Tensor, SequenceTargets]:
-        """inputs ``(T, n, I)``, targets ``(T, n, 1)``, weights ``ones(T)`` (see the class)."""
+        """inputs ``(T, n, I)``, targets ``(T, n, 1)``, weights ``1/T`` (see the class)."""
         check_split(self, split)
         if split == "train":
             return self._batch(

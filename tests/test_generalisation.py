@@ -1,0 +1,104 @@
+"""Notebook 05's experiment module: conditions, the end-of-run curvature, the matched-loss
+comparison, correlations and the verdict helpers, on small hand-made cases."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from bplambda.experiments import generalisation as gen
+from bplambda.experiments import mnist_config
+from bplambda.parameters import ParameterError
+from bplambda.stacking import init_stacked_network
+
+
+def _config(**overrides):
+    return gen.generalisation_config("smoke", **{"tasks": ["pattern_generation"], **overrides})
+
+
+def test_conditions_follow_the_rule_order_and_share_each_seeds_network():
+    cfg = _config(rules=["bp_lambda", "mdgl", "bptt", "sg"], windows=[1, 2], lambdas=[0, 1])
+    names = [c.labels[0]["condition"] for c in gen.liu_conditions(cfg)]
+    assert names == ["BPTT", "MDGL", "MDGL-type", "SG(1)", "SG(2)", "BP(0)"]
+    task, cell = gen.make_task("pattern_generation", cfg)
+    nets = [init_stacked_network(cell, task.output_size, [3], rule=c.rule)
+            for c in gen.liu_conditions(_config(rules=["bptt", "rflo", "bp_lambda"]))]  # fmt: skip
+    for net in nets[1:]:  # a rule's own state (feedback, synthesiser) is drawn after
+        for group in ("rnn", "readout"):
+            for name, value in nets[0][group].items():
+                assert torch.equal(net[group][name], value)
+    assert "feedback" in nets[1] and "synthesiser" in nets[2]
+
+
+def test_grids_refuse_rules_they_do_not_run_and_empty_lists_they_need():
+    with pytest.raises(ParameterError, match="notebook 05"):
+        mnist_config("smoke", rules=["bptt", "eprop"])
+    with pytest.raises(ParameterError, match="windows"):
+        _config(rules=["tbptt"], windows=[])
+    with pytest.raises(ParameterError, match="mdgl_variants"):
+        _config(mdgl_variants="[cell_group]")
+    with pytest.raises(ParameterError, match="tasks"):
+        _config(tasks=["copy_repeat"])
+
+
+def test_bptts_own_curvature_along_the_sharp_direction_is_one():
+    cfg = _config(hidden_size=6, pattern_seq_len=12, curvature_batch=2, lr=0.05)
+    task, cell = gen.make_task("pattern_generation", cfg)
+    for name, close_to_one in (("bptt", True), ("eprop", False)):
+        condition = gen.single_condition(name, [0, 1])
+        params = init_stacked_network(cell, 1, [0, 1], torch.float64, rule=condition.rule)
+        params["rnn"] = {k: 2 * v for k, v in params["rnn"].items()}  # units on and off
+        end = gen.final_curvature(cell, condition.rule, params, task, cfg)
+        assert end["c1"].shape == (2,) and bool(end["lambda_max_final_converged"].all())
+        assert torch.allclose(end["predicted_lambda_max"], 2 / (cfg.lr * end["c1"]))
+        error = (end["c1"] - 1).abs().max().item()
+        assert error < 1e-5 if close_to_one else error > 1e-3, (name, end["c1"])
+
+
+def _checkpoints(losses: dict[tuple[str, int], list[float]], lambdas) -> pd.DataFrame:
+    rows = []
+    for (condition, seed), series in losses.items():
+        for k, (loss, lam) in enumerate(zip(series, lambdas[(condition, seed)])):
+            base = {"task": "t", "condition": condition, "family": condition,
+                    "lmbda": np.nan, "n": np.nan, "seed": seed, "diverged": False,
+                    "batch": 10 * (k + 1)}  # fmt: skip
+            rows += [{**base, "metric": "train_loss", "value": loss},
+                     {**base, "metric": "lambda_max", "value": lam}]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_matched_loss_takes_each_runs_first_checkpoint_at_the_common_level():
+    losses = {("A", 0): [1.0, 0.5, 0.2], ("B", 0): [1.0, 0.8, 0.6]}  # level: max(0.2, 0.6)
+    lambdas = {("A", 0): [1, 2, 3], ("B", 0): [4, 5, 6]}
+    matched = gen.matched_loss(_checkpoints(losses, lambdas))
+    at = matched[matched.metric == "lambda_max"].set_index("condition")
+    assert at.loc["A", "value"] == 2 and at.loc["B", "value"] == 6  # A at 0.5, B at 0.6
+    assert (matched.level == 0.6).all()
+
+
+def test_correlations_pool_runs_and_split_them_by_family():
+    seeds = range(6)
+    final = pd.DataFrame(
+        [{"task": "t", "condition": c, "family": c, "lmbda": np.nan, "n": np.nan, "seed": s,
+          "diverged": False, "metric": m, "value": v}
+         for c, shift in (("A", 0.0), ("B", 10.0)) for s in seeds
+         for m, v in (("lambda_max", shift + s), ("gap_test_loss", (shift + s) ** 2))]
+    )  # fmt: skip
+    table = gen.correlations(final).set_index("scope")
+    assert table.loc["pooled", "n"] == 12 and table.loc["pooled", "spearman_r"] == pytest.approx(1)
+    assert table.loc["A", "n"] == 6 and table.loc["pooled", "pearson_r"] < 1  # not linear
+    anti = final.assign(value=np.where(final.metric == "gap_test_loss", -final.value, final.value))
+    pooled = gen.correlations(anti).set_index("scope").loc["pooled"]
+    assert pooled.spearman_r == pytest.approx(-1)
+
+
+def test_variance_ratio_and_verdict_helpers():
+    wide = pd.Series([0.0, 10.0, -10.0, 5.0, -5.0])
+    narrow = wide / 100
+    ratio, low, high = gen.variance_ratio(wide, narrow)
+    assert ratio == pytest.approx(1e4) and low > 1 < high
+    assert gen.variance_ratio(narrow, narrow)[1] < 1 < gen.variance_ratio(narrow, narrow)[2]
+    assert gen._bound_verdict(0.9, 0.01, 1.0, 10) == "reproduced"
+    assert gen._bound_verdict(0.9, 0.01, 0.1, 10).startswith("inconclusive (λ_max stays below")
+    assert gen._bound_verdict(0.9, 0.01, 3.0, 10).startswith("NOT reproduced")
+    assert gen._bound_verdict(0.1, 0.5, 1.0, 10).startswith("inconclusive (10 runs")
