@@ -250,7 +250,7 @@ def final_curvature(
     - ``lambda_max_final``: the largest (algebraic) Hessian eigenvalue, by Lanczos;
       ``lambda_max_final_converged``: 1 where it met its tolerance;
     - ``lambda_max_power``: power iteration's largest-magnitude eigenvalue, sign kept (what
-      Liu et al.'s code measures, without the sign);
+      Liu et al.'s code measures, without the sign), at the checkpoints' tolerance;
     - ``c1``: the rule's own curvature along Lanczos' eigenvector (central differences with
       step ``c1_eps``, small because ReLU kinks make a wide step jump: BPTT's ``c1`` is 1
       where no kink is crossed, reported as the check);
@@ -267,7 +267,8 @@ def final_curvature(
     with warnings.catch_warnings():  # the convergence is reported as a column instead
         warnings.simplefilter("ignore", ConvergenceWarning)
         top = lanczos(op, which="LA", seed=cfg.eval_seed, **tight)
-        power = power_iteration(op, seed=cfg.eval_seed, **tight)
+        power = power_iteration(op, cfg.curvature_iterations, cfg.curvature_rtol,
+                                seed=cfg.eval_seed)  # fmt: skip
     gradient = rule_gradient_fn(rule, cell, p64, inputs, targets, l2=cfg.l2)
     c1 = rule_curvature(gradient, p64["rnn"]["weight_hh"], top.eigenvector, top.eigenvalue,
                         eps=C1_EPS)  # fmt: skip

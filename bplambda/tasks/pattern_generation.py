@@ -135,12 +135,14 @@ class PatternGeneration:
     def evaluation_set(
         self, split: str, size: int | None = None, seed: int = 0
     ) -> tuple[Tensor, SequenceTargets]:
-        """inputs ``(T, n, I)``, targets ``(T, n, 1)``, weights ``1/T`` (see the class)."""
+        """inputs ``(T, n, I)``, targets ``(T, n, 1)``, weights ``1/T`` (see the class).
+
+        ``"train"`` is the one training sequence whatever ``size`` asks (copies of it would
+        only repeat the same loss at ``n`` times the cost); ``"test"`` has ``size`` sequences
+        (``eval_size`` for ``None``)."""
         check_split(self, split)
         if split == "train":
-            return self._batch(
-                self.frozen_input[:, None].expand(-1, 1 if size is None else size, -1)
-            )
+            return self._batch(self.frozen_input[:, None])
         n = self.eval_size if size is None else size
         g = evaluation_generator(split, seed)
         shape = (self.seq_len, n, self.input_size)
