@@ -245,7 +245,9 @@ def checkpoint_metrics(
 def final_curvature(
     cell: Cell, rule: Rule, params: Grads, task: object, cfg: GeneralisationConfig
 ) -> dict[str, Tensor]:
-    """In float64 on the curvature batch, each ``(K,)``:
+    """In float64, on a fixed training batch of the *training* batch size (a synthetic-gradient
+    rule's update depends on it: its synthesiser predicts per-example gradients of the
+    batch-mean loss, so on another batch size c₁ would be off), each ``(K,)``:
 
     - ``lambda_max_final``: the largest (algebraic) Hessian eigenvalue, by Lanczos;
       ``lambda_max_final_converged``: 1 where it met its tolerance;
@@ -260,8 +262,9 @@ def final_curvature(
     K = params["rnn"]["weight_hh"].shape[0]
     device = params["rnn"]["weight_hh"].device
     p64 = {g: {k: v.detach().double() for k, v in group.items()} for g, group in params.items()}
-    inputs, targets = _on(task.evaluation_set("train", cfg.curvature_batch, cfg.eval_seed),
-                          device, torch.float64, K)  # fmt: skip
+    size = getattr(task, "batch_size", cfg.curvature_batch)  # see the docstring
+    inputs, targets = _on(task.evaluation_set("train", size, cfg.eval_seed), device,
+                          torch.float64, K)  # fmt: skip
     op = network_hessian(cell, p64, inputs, targets, l2=cfg.l2)
     tight = dict(max_iter=max(cfg.curvature_iterations, 200), rtol=min(cfg.curvature_rtol, 1e-6))
     with warnings.catch_warnings():  # the convergence is reported as a column instead
