@@ -71,6 +71,11 @@ def mean_over_steps(table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([sequence_level, averaged[table.columns]], ignore_index=True)
 
 
+def by_run(final: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """One row per run (the ``keys`` that name it), one column per metric of ``value``."""
+    return final.pivot_table(index=list(keys), columns="metric", values="value").reset_index()
+
+
 def _condition_keys(table: pd.DataFrame) -> list[str]:
     return [c for c in ("condition", "T", "rho") if c in table.columns]
 

@@ -376,11 +376,12 @@ class RateRNN(Cell):
         """``M = 1 − I``: ``(H, H)``, broadcasting over model dimensions."""
         return 1 - torch.eye(self.hidden_size, dtype=like.dtype, device=like.device)
 
-    def _recurrent(self, params: Params) -> Tensor:
+    def recurrent_weight(self, params: Params) -> Tensor:
+        """``W_hh ⊙ M``: the recurrent weights as the step uses them, ``(*M, H, H)``."""
         return params["weight_hh"] * self._mask(params["weight_hh"])
 
     def step(self, params: Params, x: Tensor, s_prev: Tensor) -> Tensor:
-        drive = x @ params["weight_ih"].mT + torch.relu(s_prev) @ self._recurrent(params).mT
+        drive = x @ params["weight_ih"].mT + torch.relu(s_prev) @ self.recurrent_weight(params).mT
         return self.alpha * s_prev + (1 - self.alpha) * drive
 
     def hidden(self, s: Tensor) -> Tensor:
@@ -389,7 +390,7 @@ class RateRNN(Cell):
     def state_jacobian(self, params: Params, x: Tensor, s_prev: Tensor) -> Tensor:
         """``α I + (1−α) (W_hh ⊙ M) diag(ψ_{t-1})``, ``ψ = 1[v > 0]``: ``(..., B, H, H)``."""
         psi = (s_prev > 0).to(s_prev.dtype)
-        W = self._recurrent(params).unsqueeze(-3)
+        W = self.recurrent_weight(params).unsqueeze(-3)
         eye = torch.eye(self.hidden_size, dtype=s_prev.dtype, device=s_prev.device)
         return self.alpha * eye + (1 - self.alpha) * W * psi.unsqueeze(-2)
 
@@ -398,7 +399,7 @@ class RateRNN(Cell):
         return {"psi": (s_prev > 0).to(s_prev.dtype)}
 
     def state_vjp_at(self, params: Params, derivatives: Params, v: Tensor) -> Tensor:
-        through = (v @ self._recurrent(params)) * derivatives["psi"]
+        through = (v @ self.recurrent_weight(params)) * derivatives["psi"]
         return self.alpha * v + (1 - self.alpha) * through
 
     def param_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Params:

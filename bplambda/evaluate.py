@@ -11,7 +11,7 @@ from bplambda.readout import SequenceTargets, readout, step_losses
 from bplambda.tasks.mnist import as_sequences
 
 
-def _per_model(t: Tensor, model_shape: torch.Size) -> Tensor:
+def shared_by_models(t: Tensor, model_shape: torch.Size) -> Tensor:
     """``t: (T, n, ...)`` shared by all models → a view ``(T, *M, n, ...)``."""
     shaped = t.reshape(t.shape[0], *[1] * len(model_shape), *t.shape[1:])
     return shaped.expand(t.shape[0], *model_shape, *t.shape[1:])
@@ -48,8 +48,8 @@ def evaluation_metrics(
     total_loss = torch.zeros(model_shape, device=device, dtype=dtype)
     wrong = torch.zeros(model_shape, device=device, dtype=dtype)
     for start in range(0, N, chunk):
-        x = _per_model(inputs[:, start : start + chunk].to(device, dtype), model_shape)
-        y = _per_model(targets.values[:, start : start + chunk], model_shape)
+        x = shared_by_models(inputs[:, start : start + chunk].to(device, dtype), model_shape)
+        y = shared_by_models(targets.values[:, start : start + chunk], model_shape)
         chunk_targets = SequenceTargets(y, weights, targets.kind).to(device, dtype)
         n = x.shape[-2]
         s = x.new_zeros(*x.shape[1:-1], cell.state_size)

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from bplambda.analysis import condition_order
+from bplambda.analysis import by_run, condition_order
 
 METRIC_LABELS = {
     "alignment_synthetic": r"$\cos(g(s_t),\ \partial L_{>t}/\partial s_t)$",
@@ -79,11 +79,8 @@ def lines(
         ax.set(ylabel=METRIC_LABELS.get(metric, metric), xlabel=xlabel or AXIS_LABELS.get(x, x))
         if metric in log_y:
             ax.set_yscale("log")
-    legend = axes[0][-1].get_legend()
-    if legend is not None:
-        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
     fig.suptitle(f"{title}\n({BANDS})", fontsize="medium")
-    fig.tight_layout()
+    _legend_right(fig, axes[0][-1])
     return fig
 
 
@@ -162,8 +159,7 @@ def correlation_scatter(
 ) -> plt.Figure:
     """``y`` vs ``x`` of every (condition, seed) run, one panel per task, the pooled Spearman
     and Pearson correlations in each panel's title."""
-    wide = final.pivot_table(index=["task", "condition", "seed"], columns="metric",
-                             values="value").reset_index()  # fmt: skip
+    wide = by_run(final, ["task", "condition", "seed"])
     fig, axes, tasks = _panels(wide, "task")
     order = condition_order(wide.condition)
     for ax, task in zip(axes, tasks):
@@ -208,8 +204,7 @@ def points_by_panel(
 def measured_vs_predicted(final: pd.DataFrame, title: str) -> plt.Figure:
     """Final λ_max against Liu et al.'s bound 2/(η·c₁), one panel per task, log-log, with the
     line measured = predicted."""
-    wide = final.pivot_table(index=["task", "condition", "seed"], columns="metric",
-                             values="value").reset_index()  # fmt: skip
+    wide = by_run(final, ["task", "condition", "seed"])
     wide = wide[wide.predicted_lambda_max.between(0, float("inf"), inclusive="neither")]
     fig, axes, tasks = _panels(wide, "task")
     order = condition_order(wide.condition)

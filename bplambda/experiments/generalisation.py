@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from bplambda.analysis import (
+    by_run,
     condition_order,
     interval_text,
     mean_over_steps,
@@ -42,7 +43,7 @@ from bplambda.curvature import (
     rule_gradient_fn,
 )
 from bplambda.device import resolve_device, resolve_dtype
-from bplambda.evaluate import generalisation
+from bplambda.evaluate import generalisation, shared_by_models
 from bplambda.experiments.runs import (
     DIVERGENCE_THRESHOLD,
     FIVE_SEEDS,
@@ -214,11 +215,10 @@ def make_task(name: str, cfg: GeneralisationConfig) -> tuple[object, Cell]:
 def _on(batch: tuple[Tensor, SequenceTargets], device: torch.device, dtype: torch.dtype, K: int):
     """An evaluation batch ``(T, n, ·)`` repeated for ``K`` stacked models, on the device."""
     inputs, targets = batch
-    inputs = inputs.unsqueeze(1).expand(inputs.shape[0], K, *inputs.shape[1:])
-    values = targets.values.unsqueeze(1).expand(targets.values.shape[0], K,
-                                                *targets.values.shape[1:])  # fmt: skip
-    return inputs.to(device, dtype), SequenceTargets(values, targets.weights,
-                                                     targets.kind).to(device, dtype)  # fmt: skip
+    models = torch.Size([K])
+    values = shared_by_models(targets.values, models)
+    return shared_by_models(inputs, models).to(device, dtype), SequenceTargets(
+        values, targets.weights, targets.kind).to(device, dtype)  # fmt: skip
 
 
 def checkpoint_metrics(
@@ -254,7 +254,7 @@ def final_curvature(
     - ``lambda_max_power``: power iteration's largest-magnitude eigenvalue, sign kept (what
       Liu et al.'s code measures, without the sign), at the checkpoints' tolerance;
     - ``c1``: the rule's own curvature along Lanczos' eigenvector (central differences with
-      step ``c1_eps``, small because ReLU kinks make a wide step jump: BPTT's ``c1`` is 1
+      step :data:`C1_EPS`, small because ReLU kinks make a wide step jump: BPTT's ``c1`` is 1
       where no kink is crossed, reported as the check);
     - ``predicted_lambda_max``: Liu et al.'s stability bound 2/(η·c₁) (LIU2022.md §4.4),
       ``inf`` where ``c₁ ≤ 0`` (no bound).
@@ -373,7 +373,7 @@ def correlations(final: pd.DataFrame, x: str = "lambda_max") -> pd.DataFrame:
     least 4 runs. Diverged or non-finite runs are left out."""
     from scipy import stats
 
-    wide = final.pivot_table(index=RUN, columns="metric", values="value").reset_index()
+    wide = by_run(final, RUN)
     rows = []
     for task, at_task in wide.groupby("task"):
         scopes = [("pooled", at_task)] + list(at_task.groupby("family"))
@@ -543,7 +543,7 @@ def generalisation_claims(tables: dict[str, pd.DataFrame], cfg: GeneralisationCo
                 })  # fmt: skip
         ends = final[(final.task == task) & final.metric.isin(["lambda_max_final",
                      "predicted_lambda_max"])]  # fmt: skip
-        wide = ends.pivot_table(index=["condition", "seed"], columns="metric", values="value")
+        wide = by_run(ends, ["condition", "seed"])[["lambda_max_final", "predicted_lambda_max"]]
         wide = wide.replace([np.inf, -np.inf], np.nan).dropna()
         if len(wide) >= 4:
             from scipy import stats

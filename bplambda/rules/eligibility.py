@@ -187,8 +187,7 @@ class MDGL(_TraceRule):
             raise ValueError(f"cell_types={self.cell_types!r} is invalid; pass an integer >= 1")
 
     def _signal(self, cell: RateRNN, rnn: dict, psi: Tensor, L: Tensor) -> Tensor:
-        weight = rnn["weight_hh"] * (1 - torch.eye(cell.hidden_size, dtype=L.dtype,
-                                                   device=L.device))  # fmt: skip
+        weight = cell.recurrent_weight(rnn)
         if self.variant == "cell_type":
             if self.cell_types > cell.hidden_size:
                 raise ValueError(
