@@ -100,6 +100,11 @@ class Cell(ABC):
         """``(T, *M, B)``: 1 on real steps, 0 on padding; ``None``: every step is real."""
         return None
 
+    def kinks(self, states: Tensor) -> Tensor | None:
+        """The values whose sign changes are the cell's non-differentiable points (ReLU
+        pre-activations), ``(..., B, ·)`` from ``states (..., B, S)``; ``None``: a smooth cell."""
+        return None
+
 
 def _uniform(
     shape: tuple[int, ...], bound: float, generator: torch.Generator, dtype: torch.dtype
@@ -386,6 +391,10 @@ class RateRNN(Cell):
 
     def hidden(self, s: Tensor) -> Tensor:
         return torch.relu(s)
+
+    def kinks(self, states: Tensor) -> Tensor:
+        """The voltages: ``z = ReLU(v)`` has its kink where ``v`` crosses 0."""
+        return states
 
     def state_jacobian(self, params: Params, x: Tensor, s_prev: Tensor) -> Tensor:
         """``α I + (1−α) (W_hh ⊙ M) diag(ψ_{t-1})``, ``ψ = 1[v > 0]``: ``(..., B, H, H)``."""

@@ -7,7 +7,8 @@
 - :func:`power_iteration` and :func:`lanczos`: the top eigenvalue ``λ_max`` of every stacked
   model at once, both returning an :class:`EigenResult`.
 - :func:`rule_curvature`: ``c₁ = ⟨v₁, H̃ v₁⟩ / λ₁``, the curvature a learning rule sees along
-  the sharp direction (§4.4), by central finite differences of the rule's gradient.
+  the sharp direction (§4.4), by central finite differences of the rule's gradient, with a
+  step from :func:`kink_free_step` that flips no ReLU unit.
 
 Shapes: ``*M`` are the model dimensions of stacked models (e.g. ``K`` seeds); a Hessian
 operator acts on vectors ``(*M, *shape)``, ``shape`` being the shape of one model's parameter
@@ -348,23 +349,65 @@ def rule_gradient_fn(
     return gradient
 
 
+def kink_free_step(
+    cell: Cell,
+    rnn: Params,
+    inputs: Tensor,
+    direction: Tensor,
+    largest: float,
+    safety: float = 4.0,
+    smallest: float = 1e-10,
+) -> Tensor:
+    """A finite-difference step along ``W_hh + ε·direction`` that crosses none of the cell's
+    kinks, per model: ``(*M,)``.
+
+    A ReLU unit whose pre-activation changes sign inside the step adds the gradient's jump
+    divided by 2ε to a central difference, not curvature (measured on seq-MNIST at ε = 1e-6:
+    BPTT's c₁ came out −94 instead of 1). To first order the kink ``k`` is reached at
+    ``ε = |k| / |k̇|``, ``k̇`` its derivative along ``direction`` (a forward-mode JVP through
+    the unrolled states); the step is the smallest such ε over every step, example and unit,
+    divided by ``safety`` (for the second-order term), at most ``largest``, at least
+    ``smallest`` (below it float64 rounding, ~1e-16/ε relative, would dominate).
+
+    rnn: the cell's parameters ``(*M, ·)``; inputs: ``(T, *M, B, I)``; direction: like
+    ``rnn["weight_hh"]``. A smooth cell (``cell.kinks`` is ``None``) gets ``largest``.
+    """
+    model_shape = direction.shape[: direction.dim() - cell.param_ndim["weight_hh"]]
+
+    def states(weight: Tensor) -> Tensor:
+        return unroll(cell, {**rnn, "weight_hh": weight}, inputs)
+
+    s, s_dot = torch.func.jvp(states, (rnn["weight_hh"].detach(),), (direction.detach(),))
+    if cell.kinks(s) is None:
+        return inputs.new_full(model_shape, largest)
+    value, tangent = torch.func.jvp(cell.kinks, (s,), (s_dot,))
+    reach = (value.abs() / tangent.abs()).where(tangent != 0, torch.inf)
+    model_dims = len(model_shape)
+    per_model = reach.movedim(0, model_dims).flatten(model_dims).amin(-1)
+    return (per_model / safety).clamp(min=smallest, max=largest)
+
+
 def rule_curvature(
     gradient_fn: Callable[[Tensor], Tensor],
     weight: Tensor,
     direction: Tensor,
     eigenvalue: Tensor,
-    eps: float = 1e-3,
+    eps: float | Tensor = 1e-3,
 ) -> Tensor:
     """``c₁ = ⟨v, (G̃(W+εv) − G̃(W−εv)) / 2ε⟩ / (‖v‖² λ)`` per model: ``(*M,)``.
 
     gradient_fn: ``(*M, *shape) → (*M, *shape)``, a rule's gradient ``G̃`` of ``weight``
     (e.g. :func:`rule_gradient_fn`); weight, direction: ``(*M, *shape)`` (``direction`` is
-    the sharp direction ``v₁``, e.g. ``EigenResult.eigenvector``); eigenvalue: ``(*M,)``.
-    Central finite differences, not double backprop: a rule's stop-gradients would also block
-    the tangent (LIU2022.md §6). Meant for float64 (``ε ≈ 1e-3``; in float32 the difference
-    is dominated by rounding). ``c₁ = 1`` for the exact gradient of the measured loss.
+    the sharp direction ``v₁``, e.g. ``EigenResult.eigenvector``); eigenvalue: ``(*M,)``;
+    eps: one step, or one per model ``(*M,)`` (e.g. :func:`kink_free_step`, needed where the
+    cell has kinks). Central finite differences, not double backprop: a rule's
+    stop-gradients would also block the tangent (LIU2022.md §6). Meant for float64 (in
+    float32 the difference is dominated by rounding). ``c₁ = 1`` for the exact gradient of
+    the measured loss.
     """
     dims = tuple(range(eigenvalue.dim(), weight.dim()))
     v, W = direction.detach(), weight.detach()
-    difference = (gradient_fn(W + eps * v) - gradient_fn(W - eps * v)) / (2 * eps)
+    step = torch.as_tensor(eps, dtype=W.dtype, device=W.device)
+    step = step.reshape(step.shape + (1,) * (W.dim() - step.dim()))
+    difference = (gradient_fn(W + step * v) - gradient_fn(W - step * v)) / (2 * step)
     return (v * difference).sum(dims) / ((v * v).sum(dims) * eigenvalue)

@@ -202,23 +202,32 @@ def points_by_panel(
 
 
 def measured_vs_predicted(final: pd.DataFrame, title: str) -> plt.Figure:
-    """Final λ_max against Liu et al.'s bound 2/(η·c₁), one panel per task, log-log, with the
-    line measured = predicted."""
+    """Final λ_max against Liu et al.'s bound 2/(η·c₁), one panel per task, with the line
+    measured = predicted; a task where no run has a finite bound (c₁ ≤ 0) says so."""
     wide = by_run(final, ["task", "condition", "seed"])
-    wide = wide[wide.predicted_lambda_max.between(0, float("inf"), inclusive="neither")]
     fig, axes, tasks = _panels(wide, "task")
-    order = condition_order(wide.condition)
+    bounded = wide[wide.predicted_lambda_max.between(0, float("inf"), inclusive="neither")]
+    order = condition_order(bounded.condition)
+    keyed = [ax for ax, task in zip(axes, tasks) if task in set(bounded.task)][-1:]
     for ax, task in zip(axes, tasks):
-        subset = wide[wide.task == task]
-        sns.scatterplot(subset, x="predicted_lambda_max", y="lambda_max_final", hue="condition",
-                        palette=_palette(order), s=40, ax=ax, legend=ax is axes[-1],
-                        hue_order=[c for c in order if c in set(subset.condition)])  # fmt: skip
-        low = min(subset.predicted_lambda_max.min(), subset.lambda_max_final.min())
-        high = max(subset.predicted_lambda_max.max(), subset.lambda_max_final.max())
-        ax.plot([low, high], [low, high], color="0.3", linestyle="--", linewidth=1)
-        ax.set(xscale="log", yscale="log", title=task, xlabel=r"predicted $2/(\eta c_1)$",
+        ax.set(title=task, xlabel=r"predicted $2/(\eta c_1)$",
                ylabel=r"measured $\lambda_{\max}$ (end)")  # fmt: skip
+        subset = bounded[bounded.task == task]
+        if subset.empty:
+            ax.text(0.5, 0.5, "no finite bound:\nc₁ ≤ 0 in every run", ha="center",
+                    va="center", transform=ax.transAxes)  # fmt: skip
+            continue
+        sns.scatterplot(subset, x="predicted_lambda_max", y="lambda_max_final", hue="condition",
+                        palette=_palette(order), s=40, ax=ax, legend=ax in keyed,
+                        hue_order=[c for c in order if c in set(subset.condition)])  # fmt: skip
+        both = pd.concat([subset.predicted_lambda_max, subset.lambda_max_final])
+        ax.plot([both.min(), both.max()], [both.min(), both.max()], color="0.3",
+                linestyle="--", linewidth=1)  # fmt: skip
+        ax.set(xscale=_scale(both), yscale=_scale(both))
     fig.suptitle(f"{title}\n(dashed: measured = predicted; runs with c₁ ≤ 0 have no bound)",
                  fontsize="medium")  # fmt: skip
+    if keyed and keyed[0] is not axes[-1]:  # the key goes right of the last panel
+        axes[-1].legend(*keyed[0].get_legend_handles_labels())
+        keyed[0].get_legend().remove()
     _legend_right(fig, axes[-1])
     return fig

@@ -1,7 +1,7 @@
 """Profiles fill an experiment config's defaults; explicit parameters override them.
 
-``smoke`` runs in seconds (the test suite), ``quick`` in minutes on a 2-core CPU, ``paper``
-uses the paper's settings.
+``smoke`` runs in seconds (the test suite), ``quick`` in minutes on a 2-core CPU, ``medium``
+(where a notebook defines it) in about an hour there, ``paper`` uses the paper's settings.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from bplambda.parameters import ParameterError, refuse, validate
 
-PROFILES = ("smoke", "quick", "paper")
+PROFILES = ("smoke", "quick", "medium", "paper")
 
 C = TypeVar("C")
 
@@ -36,6 +36,9 @@ def configure(
     """
     if profile not in PROFILES:
         raise refuse("profile", profile, f"choose one of {list(PROFILES)}")
+    if profile not in defaults:
+        owner = getattr(config_type, "NOTEBOOK", config_type.__name__)
+        raise refuse("profile", profile, f"{owner} has the profiles {list(defaults)}")
     names = {f.name for f in fields(config_type)} - {"profile"}
     unknown = sorted(set(overrides) - names)
     if unknown:

@@ -84,6 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"reproduce: {error}", file=sys.stderr)
         return 2
+    from bplambda.experiments import NOTEBOOK_PROFILES  # imports torch: only when running
+
+    without = [n.stem for n in selected if args.profile not in NOTEBOOK_PROFILES[n.stem]]
+    if without and args.only:
+        print(f"reproduce: {without} have no {args.profile} profile", file=sys.stderr)
+        return 2
+    for name in without:
+        print(f"[{args.profile}] {name}: no {args.profile} profile, skipped")
+    selected = [n for n in selected if n.stem not in without]
     total = time.perf_counter()
     for notebook in selected:
         start = time.perf_counter()

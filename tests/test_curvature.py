@@ -9,13 +9,14 @@ import torch
 from conftest import Problem, make_problem, relative_error
 
 from bplambda import make_rule
-from bplambda.cells import make_cell
+from bplambda.cells import make_cell, unroll
 from bplambda.curvature import (
     ConvergenceWarning,
     EigenResult,
     flatten_parameters,
     full_loss,
     hessian_operator,
+    kink_free_step,
     lanczos,
     network_hessian,
     power_iteration,
@@ -304,3 +305,31 @@ def test_rule_curvature_is_one_for_bptt_and_not_for_truncated_bptt():
     assert (exact - 1).abs().max() < 1e-6
     truncated = c1(make_rule("tbptt", window=1))  # negative control: the leak path is cut
     assert ((truncated - 1).abs() > 0.05).all()
+
+
+def test_kink_free_step_flips_no_relu_unit_where_a_fixed_step_breaks_c1():
+    p = problem("rate_a0_ce_final", seed=3, model_shape=(4,), T=8)
+    top = lanczos(network_hessian(p.cell, p.params, p.inputs, p.targets, L2), **TIGHT)
+    W, v = p.params["rnn"]["weight_hh"], top.eigenvector
+    gradient = rule_gradient_fn(make_rule("bptt"), p.cell, p.params, p.inputs, p.targets, L2)
+    wide = rule_curvature(gradient, W, v, top.eigenvalue, eps=0.3)
+    assert ((wide - 1).abs() > 0.05).any()  # the hazard: a wide step crosses kinks
+
+    step = kink_free_step(p.cell, p.params["rnn"], p.inputs, v, largest=0.3)
+    assert step.shape == (4,) and bool((step > 0).all() and (step < 0.3).all())
+
+    def on(weight: torch.Tensor) -> torch.Tensor:
+        return unroll(p.cell, {**p.params["rnn"], "weight_hh": weight}, p.inputs) > 0
+
+    for sign in (1, -1):
+        assert torch.equal(on(W + sign * step[:, None, None] * v), on(W))
+
+    narrow = kink_free_step(p.cell, p.params["rnn"], p.inputs, v, largest=1e-5)
+    assert (rule_curvature(gradient, W, v, top.eigenvalue, narrow) - 1).abs().max() < 1e-6
+
+
+def test_a_smooth_cell_gets_the_largest_step():
+    p = problem("tanh", model_shape=(2,))
+    v = random_like(p.params["rnn"]["weight_hh"], 1)
+    step = kink_free_step(p.cell, p.params["rnn"], p.inputs, v, largest=1e-3)
+    assert torch.equal(step, torch.full((2,), 1e-3, dtype=torch.float64))

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from bplambda import experiments as ex
+from bplambda import reproduce
 from bplambda.parameters import (
     ParameterError,
     injected_names,
@@ -19,6 +20,7 @@ from bplambda.parameters import (
     project_path,
     project_root,
 )
+from bplambda.profiles import PROFILES
 from bplambda.reproduce import NOTEBOOKS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,10 +94,22 @@ def test_grids_refuse_a_rule_without_its_values_and_unknown_names():
 
 
 def test_every_config_field_has_a_validator_and_every_profile_is_valid():
-    builders = (ex.toy_config, ex.sweep_config, ex.mnist_config, ex.copy_repeat_config)
-    for build in builders:
-        for profile in ("smoke", "quick", "paper"):
+    builders = (ex.toy_config, ex.sweep_config, ex.mnist_config, ex.copy_repeat_config,
+                ex.generalisation_config)  # fmt: skip
+    for build, config in zip(builders, ex.CONFIGS):
+        profiles = ex.NOTEBOOK_PROFILES[config.NOTEBOOK]
+        assert {"smoke", "quick", "paper"} <= set(profiles) <= set(PROFILES)
+        for profile in profiles:
             build(profile)  # configure validates every field, defaults included
+        for profile in set(PROFILES) - set(profiles):
+            with pytest.raises(ParameterError, match=f"{config.NOTEBOOK} has the profiles"):
+                build(profile)
+
+
+def test_reproduce_refuses_a_notebook_named_without_the_profile(capsys):
+    assert ex.NOTEBOOK_PROFILES["01_toy_alignment"] == ("smoke", "quick", "paper")
+    assert reproduce.main(["--profile", "medium", "--only", "01"]) == 2
+    assert "no medium profile" in capsys.readouterr().err
 
 
 def test_the_missing_data_message_says_how_to_get_mnist(tmp_path):

@@ -30,3 +30,23 @@ def test_save_figure_writes_png_and_svg_and_closes_the_figure(tmp_path):
     assert save_figure(figure, tmp_path, "f") is figure
     assert not plt.fignum_exists(figure.number)
     assert (tmp_path / "f.png").stat().st_size > 1000 and (tmp_path / "f.svg").exists()
+
+
+def test_a_task_with_no_finite_bound_gets_a_panel_that_says_so():
+    from bplambda.plots import measured_vs_predicted
+
+    rows = [
+        {"task": task, "condition": condition, "seed": seed, "metric": metric, "value": value}
+        for task, c1_positive in (("bounded", True), ("unbounded", False))
+        for condition in ("BPTT", "e-prop")
+        for seed in (0, 1)
+        for metric, value in (("lambda_max_final", 50.0 + seed),
+                              ("predicted_lambda_max", 80.0 if c1_positive else float("inf")))
+    ]  # fmt: skip
+    fig = measured_vs_predicted(pd.DataFrame(rows), "test")
+    bounded, unbounded = fig.axes
+    assert len(bounded.collections) == 1 and not unbounded.collections  # points, none
+    assert "no finite bound" in unbounded.texts[0].get_text()
+    labels = [t.get_text() for t in unbounded.get_legend().get_texts()]
+    assert labels == ["BPTT", "e-prop"] and bounded.get_legend() is None
+    plt.close(fig)

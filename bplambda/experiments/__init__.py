@@ -5,6 +5,7 @@ package as ``ex`` and calls e.g. ``ex.toy_config(...)``, ``ex.run_toy_alignment(
 """
 
 from bplambda.experiments.copy_repeat import (
+    COPY_DEFAULTS,
     CopyRepeatConfig,
     copy_repeat_claims,
     copy_repeat_config,
@@ -12,6 +13,7 @@ from bplambda.experiments.copy_repeat import (
     run_copy_repeat,
 )
 from bplambda.experiments.generalisation import (
+    GENERALISATION_DEFAULTS,
     GeneralisationConfig,
     generalisation_claims,
     generalisation_config,
@@ -19,6 +21,7 @@ from bplambda.experiments.generalisation import (
     run_generalisation,
 )
 from bplambda.experiments.mnist import (
+    MNIST_DEFAULTS,
     MNISTConfig,
     mnist_claims,
     mnist_config,
@@ -27,6 +30,7 @@ from bplambda.experiments.mnist import (
 )
 from bplambda.experiments.runs import GRID_RULES, Condition, run_condition
 from bplambda.experiments.sweep import (
+    SWEEP_DEFAULTS,
     SweepConfig,
     by_length_table,
     run_lambda_sweep,
@@ -35,6 +39,7 @@ from bplambda.experiments.sweep import (
     sweep_tables,
 )
 from bplambda.experiments.toy import (
+    TOY_DEFAULTS,
     ToyConfig,
     plastic_tables,
     run_toy_alignment,
@@ -46,11 +51,17 @@ from bplambda.experiments.toy import (
 
 CONFIGS = (ToyConfig, SweepConfig, MNISTConfig, CopyRepeatConfig, GeneralisationConfig)
 """Every notebook's config type (each names its notebook in ``NOTEBOOK``)."""
+NOTEBOOK_PROFILES = {
+    config.NOTEBOOK: tuple(defaults)
+    for config, defaults in zip(CONFIGS, (TOY_DEFAULTS, SWEEP_DEFAULTS, MNIST_DEFAULTS,
+                                          COPY_DEFAULTS, GENERALISATION_DEFAULTS))
+}  # fmt: skip
+"""The profiles each notebook defines (every one has smoke, quick and paper)."""
 
 __all__ = [
-    "CONFIGS", "GRID_RULES", "Condition", "CopyRepeatConfig", "GeneralisationConfig",
-    "MNISTConfig", "SweepConfig", "generalisation_claims", "generalisation_config",
-    "generalisation_tables", "run_generalisation",
+    "CONFIGS", "GRID_RULES", "NOTEBOOK_PROFILES", "Condition", "CopyRepeatConfig",
+    "GeneralisationConfig", "MNISTConfig", "SweepConfig", "generalisation_claims",
+    "generalisation_config", "generalisation_tables", "run_generalisation",
     "ToyConfig", "by_length_table", "copy_repeat_claims", "copy_repeat_config",
     "copy_repeat_tables", "mnist_claims", "mnist_config", "mnist_tables", "plastic_tables",
     "run_condition", "run_copy_repeat", "run_lambda_sweep", "run_mnist", "run_toy_alignment",

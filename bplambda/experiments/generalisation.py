@@ -36,6 +36,7 @@ from bplambda.analysis import (
 from bplambda.cells import Cell, make_cell
 from bplambda.curvature import (
     ConvergenceWarning,
+    kink_free_step,
     lanczos,
     network_hessian,
     power_iteration,
@@ -64,8 +65,8 @@ from bplambda.train import TrainConfig
 from bplambda.verdicts import both_ways, finding, increasing
 
 C1_EPS = 1e-6
-"""Central-difference step of c₁, in float64 (rounding stays near 1e-10 relative); small,
-because a step that flips a ReLU unit adds the gradient's jump, not curvature."""
+"""The largest central-difference step of c₁, in float64; :func:`kink_free_step` shrinks it
+per model until it flips no ReLU unit."""
 LIU_RULES = ("bptt", "eprop", "rflo", "mdgl", "tbptt", "sg", "bp_lambda", "oracle")
 """The conditions of LIU2022.md §6: BPTT, e-prop (symmetric feedback: the paper's
 three-factor rule), RFLO (random feedback), MDGL (``mdgl_variants``), TBPTT(n) and SG(n)
@@ -158,6 +159,9 @@ GENERALISATION_DEFAULTS = {
               "rules": ("bptt", "eprop", "mdgl", "bp_lambda"), "mdgl_variants": ("cell_specific",),
               "lambdas": (0.0, 1.0), "pattern_seq_len": 200, "delay": 60, "cue_len": 20,
               "cue_sigma": 5.0, "tau_dms": 20.0, "eval_size": 512, "curvature_batch": 128},
+    "medium": {"seeds": FIVE_SEEDS, "iterations": 1000, "checkpoint_every": 100,
+               "hidden_size": 64, "pattern_seq_len": 200, "delay": 60, "cue_len": 20,
+               "cue_sigma": 5.0, "tau_dms": 20.0, "eval_size": 512, "curvature_batch": 128},
     "paper": {"seeds": FIVE_SEEDS, "iterations": 10_000, "checkpoint_every": 250},
 }  # fmt: skip
 
@@ -253,9 +257,9 @@ def final_curvature(
       ``lambda_max_final_converged``: 1 where it met its tolerance;
     - ``lambda_max_power``: power iteration's largest-magnitude eigenvalue, sign kept (what
       Liu et al.'s code measures, without the sign), at the checkpoints' tolerance;
-    - ``c1``: the rule's own curvature along Lanczos' eigenvector (central differences with
-      step :data:`C1_EPS`, small because ReLU kinks make a wide step jump: BPTT's ``c1`` is 1
-      where no kink is crossed, reported as the check);
+    - ``c1``: the rule's own curvature along Lanczos' eigenvector, by central differences
+      with the step ``c1_step`` (:func:`kink_free_step`: no ReLU unit flips inside it, so
+      BPTT's ``c1`` is 1, reported as the check);
     - ``predicted_lambda_max``: Liu et al.'s stability bound 2/(η·c₁) (LIU2022.md §4.4),
       ``inf`` where ``c₁ ≤ 0`` (no bound).
     """
@@ -273,13 +277,14 @@ def final_curvature(
         power = power_iteration(op, cfg.curvature_iterations, cfg.curvature_rtol,
                                 seed=cfg.eval_seed)  # fmt: skip
     gradient = rule_gradient_fn(rule, cell, p64, inputs, targets, l2=cfg.l2)
-    c1 = rule_curvature(gradient, p64["rnn"]["weight_hh"], top.eigenvector, top.eigenvalue,
-                        eps=C1_EPS)  # fmt: skip
+    step = kink_free_step(cell, p64["rnn"], inputs, top.eigenvector, largest=C1_EPS)
+    c1 = rule_curvature(gradient, p64["rnn"]["weight_hh"], top.eigenvector, top.eigenvalue, step)
     return {
         "lambda_max_final": top.eigenvalue,
         "lambda_max_final_converged": top.converged.double(),
         "lambda_max_power": power.eigenvalue,
         "c1": c1,
+        "c1_step": step,
         "predicted_lambda_max": torch.where(c1 > 0, 2 / (cfg.lr * c1), torch.inf),
     }
 
@@ -310,7 +315,8 @@ def run_generalisation(cfg: GeneralisationConfig, append_to: str | None = None) 
             evaluate = checkpoint_metrics(cell, task, cfg, len(condition.seeds))
             table, params = run_condition(
                 condition, task, cell, train_config, cfg.device, cfg.dtype, append_to=append_to,
-                evaluate=evaluate, evaluate_every=cfg.checkpoint_every,
+                context={"task": task_name}, evaluate=evaluate,
+                evaluate_every=cfg.checkpoint_every,
             )  # fmt: skip
             final = final_curvature(cell, condition.rule, params, task, cfg)
             seconds = time.perf_counter() - start
@@ -333,7 +339,7 @@ CHECKPOINTED = ("lambda_max", "lambda_max_converged", "train_loss", "train_error
 PER_BATCH = ("loss", "update_alignment", "alignment_signal", "alignment_synthetic",
              "alignment_applied")  # fmt: skip
 AT_THE_END = ("lambda_max_final", "lambda_max_final_converged", "lambda_max_power", "c1",
-              "predicted_lambda_max", "seconds")  # fmt: skip
+              "c1_step", "predicted_lambda_max", "seconds")  # fmt: skip
 GAPS = ("gap_test_loss", "gap_test_error", "gap_test_noisy_loss", "gap_test_noisy_error")
 MODEL = ["task", "condition", "family", "lmbda", "n", "seed", "diverged"]
 RUN = ["task", "condition", "family", "seed"]  # names a model, no NaN in it

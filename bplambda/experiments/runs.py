@@ -98,12 +98,14 @@ def run_condition(
     device: str,
     dtype: str,
     append_to: str | Path | None = None,
+    context: dict[str, object] | None = None,
     **train_options: Any,
 ) -> tuple[pd.DataFrame, Grads]:
     """Train one condition (its models stacked): its labelled table and trained parameters.
 
     ``append_to``: a CSV that receives each logged batch's labelled rows as they are made, so
-    partial results survive an interruption. ``train_options`` go to :func:`train` (e.g.
+    partial results survive an interruption; ``context``: extra columns of those rows (e.g.
+    the task of a notebook that runs several). ``train_options`` go to :func:`train` (e.g.
     ``evaluate``, ``evaluate_every``).
     """
     names = sorted({label["condition"] for label in condition.labels})
@@ -114,7 +116,7 @@ def run_condition(
     if append_to is not None:
 
         def on_log(rows: pd.DataFrame) -> None:
-            append_rows(_labelled(rows, condition, task), append_to)
+            append_rows(_labelled(rows, condition, task).assign(**context or {}), append_to)
 
     result = train(
         cell, condition.rule, task, train_config, seeds=condition.seeds, device=device,
