@@ -266,6 +266,8 @@ def train(
             f"got rule {rule.name!r}"
         )
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]  # one data stream each
+    if hasattr(task, "reset"):  # the previous run's epoch order or curriculum level
+        task.reset()
     if params is None:
         params = init_stacked_network(cell, task.output_size, seeds, dtype, device, rule)
     optimisers = _optimisers(params, rule, config)

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+from bplambda import TrainConfig, make_rule, train
 from bplambda.cells import make_cell
 from bplambda.evaluate import classification_metrics
 from bplambda.stacking import init_stacked_network
@@ -147,3 +148,27 @@ def test_make_data_links_the_shared_copy_over_an_empty_leftover(tmp_path):
     assert "not replaced" in link_shared_mnist(data, shared)
     assert (data / "MNIST" / "notes.txt").exists()
     assert "nothing linked" in link_shared_mnist(tmp_path / "other", tmp_path / "nowhere")
+
+
+def test_a_task_shared_by_runs_gives_each_run_its_own_stream_from_the_start():
+    images = torch.rand(40, 28, 28)
+    task = SequentialMNIST(images, torch.arange(40) % 10, batch_size=8)
+
+    def first_batches(n: int) -> list[torch.Tensor]:
+        config = TrainConfig(num_batches=n, lr={"rnn": 0.0, "readout": 0.0}, progress=False)
+        seen = []
+        original = task.sample
+
+        def recording(generators):
+            batch = original(generators)
+            seen.append(batch[0])
+            return batch
+
+        task.sample = recording
+        train(make_cell("rate_rnn", 28, 4), make_rule("bptt"), task, config, seeds=[0])
+        del task.sample
+        return seen
+
+    first = first_batches(3)  # leaves the epoch (5 batches) part-way
+    again = first_batches(3)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))

@@ -27,6 +27,9 @@ class Task(Protocol):
     # Optional, used by the trainer where a task defines them:
     #   observe(loss: Tensor (K,)) -> None      after every training batch (a curriculum)
     #   metrics() -> dict[str, Tensor (K,)]     logged with every logged batch
+    #   reset() -> None                         at the start of every run: a task object
+    #                                           can serve several runs, each from the start
+    #                                           of its own stream (an epoch order, a level)
     #
     # Optional held-out protocol (generalisation gaps, LIU2022.md §4.2), for
     # bplambda.evaluate.evaluation_metrics:

@@ -118,6 +118,10 @@ class CopyRepeatTask:
             bits[k, :, :length] = draw.float()
         return copy_repeat_batch(bits, N, R)
 
+    def reset(self) -> None:
+        """Start a new run at the first level."""
+        self.N = self.R = None
+
     def observe(self, loss: Tensor) -> None:
         """Curriculum: a model whose batch loss is below ``threshold_bits`` bits per output
         element moves up one level. loss: ``(K,)`` mean BCE in nats."""

@@ -259,6 +259,10 @@ class SequentialMNIST:
             images = noisy_images(images, self.noise_sigma, seed)
         return as_sequences(images, labels)
 
+    def reset(self) -> None:
+        """Start a new run's data stream: a fresh epoch order from the run's generators."""
+        self._order, self._position = None, 0
+
     @property
     def batches_per_epoch(self) -> int:
         return len(self.images) // self.batch_size
