@@ -26,9 +26,11 @@ data: setup
 test: setup data
 	$(BIN)/python -m pytest
 
-# NOTEBOOKS="01 03" runs a subset (names or numbers).
+# NOTEBOOKS="01 03" runs a subset (names or numbers). Notebooks 03-05 keep every condition's
+# state in results/.../state/: an interrupted run resumes, a finished one is reused unless the
+# code or a parameter changed; FORCE=1 recomputes.
 reproduce: setup data
-	$(BIN)/python -m bplambda.reproduce --profile $(PROFILE) $(if $(NOTEBOOKS),--only $(NOTEBOOKS))
+	$(BIN)/python -m bplambda.reproduce --profile $(PROFILE) $(if $(NOTEBOOKS),--only $(NOTEBOOKS)) $(if $(FORCE),--force)
 
 # As root (containers, CI) jupyter refuses to start without --allow-root.
 lab: setup data

@@ -197,6 +197,7 @@ VALIDATORS: dict[str, Validator] = {
     "device": device,
     "dtype": choice(*DTYPES),
     "progress": flag,
+    "force": flag,
     "output_dir": folder,
     "data_dir": folder,
     "lstm_modes": choices(*LSTM_MODES),

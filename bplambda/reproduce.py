@@ -1,13 +1,15 @@
 """`make reproduce`: run every notebook through papermill and write the results summary.
 
-    python -m bplambda.reproduce [--profile quick] [--only 01 03] [--results-dir DIR]
+    python -m bplambda.reproduce [--profile quick] [--only 01 03] [--results-dir DIR] [--force]
 
 Each notebook ``notebooks/<name>.ipynb`` runs with the parameters ``profile`` and
 ``output_dir = <results-dir>/<name>``. Results go to ``results/`` for the ``quick`` profile and
 ``results/<profile>/`` otherwise (``smoke`` is git-ignored), so no profile replaces another's
 committed results. The executed notebook is moved into its results folder only when it ran
 through; a failing notebook stops the run with one line (notebook, cell, error) and its
-executed copy goes to ``build/failed/``, leaving the results folder as it was.
+executed copy goes to ``build/failed/``, leaving the results folder as it was. Notebooks
+03-05 keep their runs' states in ``<results-dir>/<name>/state/`` (:mod:`bplambda.checkpoint`):
+an interrupted run resumes, a finished one is reused; ``--force`` recomputes them.
 """
 
 from __future__ import annotations
@@ -75,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="quick", choices=PROFILES)
     parser.add_argument("--only", nargs="*", help="notebook names or numbers (default: all)")
     parser.add_argument("--results-dir", default=None)
+    parser.add_argument(
+        "--force", action="store_true",
+        help="recompute the runs saved in each notebook's state/ folder (default: reuse them)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     results_dir = (
         Path(args.results_dir) if args.results_dir else ROOT / results_folder(args.profile)
@@ -84,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"reproduce: {error}", file=sys.stderr)
         return 2
-    from bplambda.experiments import NOTEBOOK_PROFILES  # imports torch: only when running
+    from bplambda.experiments import CONFIGS, NOTEBOOK_PROFILES  # imports torch: only here
+
+    resumable = {c.NOTEBOOK for c in CONFIGS if "force" in c.__dataclass_fields__}
 
     without = [n.stem for n in selected if args.profile not in NOTEBOOK_PROFILES[n.stem]]
     if without and args.only:
@@ -98,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         print(f"[{args.profile}] {notebook.name} ...", flush=True)
         try:
-            run_notebook(notebook, results_dir / notebook.stem, args.profile)
+            force = {"force": True} if args.force and notebook.stem in resumable else {}
+            run_notebook(notebook, results_dir / notebook.stem, args.profile, force)
         except pm.PapermillExecutionError as error:
             print(
                 f"\nFAILED: {notebook.name}, cell {error.cell_index} (execution count "

@@ -9,6 +9,7 @@ parameters stop changing, its rows stop, and the other models go on untouched.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ from tqdm.auto import tqdm
 
 from bplambda.bp_lambda import true_future_gradients
 from bplambda.cells import Cell
+from bplambda.checkpoint import Checkpoint
 from bplambda.device import resolve_device, resolve_dtype
 from bplambda.metrics import signal_alignments, update_alignment
 from bplambda.outputs import Grads, RuleOutput
@@ -110,6 +112,8 @@ class TrainResult:
     table: pd.DataFrame
     diverged_at: list[int | None]
     """Per model, the batch at which it diverged, or ``None``."""
+    seconds: float = 0.0
+    """Wall time of the whole run, evaluations included, summed over its resumptions."""
 
 
 def _optimisers(params: Grads, rule: Rule, config: TrainConfig) -> list[torch.optim.Optimizer]:
@@ -240,16 +244,15 @@ def train(
     dtype: str | torch.dtype = "float32",
     params: Grads | None = None,
     description: str | None = None,
-    on_log: Callable[[pd.DataFrame], None] | None = None,
     evaluate: Callable[[Grads], dict[str, torch.Tensor]] | None = None,
     evaluate_every: int = 0,
+    checkpoint: Checkpoint | None = None,
 ) -> TrainResult:
     """Train ``len(seeds)`` models of ``cell`` with ``rule`` on ``task`` as one batched model.
 
     Model ``k`` is initialised from ``seeds[k]`` and draws its data from its own generator
     seeded by ``seeds[k]``: the same seed sees the same data in every stack and condition.
-    ``params`` (stacked, ``K`` leading) replaces the initialisation. ``on_log`` receives each
-    logged batch's rows as they are made (e.g. to append them to a CSV).
+    ``params`` (stacked, ``K`` leading) replaces the initialisation.
     ``evaluate(params) -> {name: (K,) tensor}`` runs after every ``evaluate_every`` optimiser
     steps and after the last (e.g. validation and test error); its rows are logged under those
     names, with ``batch`` the number of batches trained.
@@ -257,6 +260,10 @@ def train(
     Divergence (see the module docstring) is checked on the device every batch; the host
     learns of it at the next logged batch, and the run stops early once every model diverged.
     The table's ``diverged`` and ``diverged_at`` give each model's final status on all its rows.
+
+    ``checkpoint`` (:mod:`bplambda.checkpoint`): the full training state is saved there as the
+    run goes, and a run started with a saved state of the same key goes on from it, to the
+    same result as an uninterrupted run. The caller removes the state once it has the result.
     """
     seeds = [seeds] if isinstance(seeds, int) else list(seeds)
     device, dtype = resolve_device(device), resolve_dtype(dtype)
@@ -273,21 +280,36 @@ def train(
     optimisers = _optimisers(params, rule, config)
     never = torch.full((len(seeds),), -1, dtype=torch.long, device=device)
     diverged_at = never.clone()  # (K,) batch of divergence, -1: never (kept on the device)
+    frames: list[pd.DataFrame] = []
+    start, seconds_before = 0, 0.0
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        start, seconds_before = saved["batch"], saved["seconds"]
+        diverged_at = _restore(saved, params, optimisers, generators, task).to(device)
+        frames.append(pd.DataFrame(saved["rows"], columns=COLUMNS))
+    started = time.perf_counter()
+
+    def state(done: int) -> dict:
+        """Everything the run needs to go on after ``done`` batches (see :func:`_restore`)."""
+        rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+        return {
+            "batch": done, "seconds": seconds_before + time.perf_counter() - started,
+            "params": params, "optimisers": [o.state_dict() for o in optimisers],
+            "generators": [g.get_state() for g in generators], "diverged_at": diverged_at,
+            "task": task.state_dict() if hasattr(task, "state_dict") else {},
+            "rows": rows[COLUMNS].to_dict("list"),
+        }  # fmt: skip
 
     def apply(grads: Grads) -> None:
         _apply(optimisers, params, with_l2_gradient(grads, params, config.l2), diverged_at < 0)
 
     on_step = apply if config.update_every_step else None
-    frames: list[pd.DataFrame] = []
 
-    def log(new: list[pd.DataFrame]) -> None:
-        frames.extend(new)
-        if on_log is not None:
-            on_log(pd.concat(new, ignore_index=True))
-
+    log = frames.extend  # a logged batch's rows
     bar = tqdm(
-        range(config.num_batches), desc=description or rule.name, disable=not config.progress
-    )
+        range(start, config.num_batches), desc=description or rule.name,
+        disable=not config.progress, initial=start, total=config.num_batches,
+    )  # fmt: skip
     for batch in bar:
         inputs, targets = task.sample(generators)
         inputs, targets = inputs.to(device, dtype), targets.to(device, dtype)
@@ -314,9 +336,34 @@ def train(
             status = diverged_at.cpu().numpy()
             log([_rows(seeds, done, name, value, status)
                  for name, value in evaluate(params).items()])  # fmt: skip
+        if checkpoint is not None and done < config.num_batches and checkpoint.due():
+            checkpoint.save(state(done))
     bar.close()
     final = diverged_at.cpu().numpy()
     table = pd.concat(frames, ignore_index=True)[COLUMNS]
     table["diverged"] = final[table.model.to_numpy()] >= 0
     table["diverged_at"] = np.where(table.diverged, final[table.model.to_numpy()], np.nan)
-    return TrainResult(params, table, [int(b) if b >= 0 else None for b in final])
+    seconds = seconds_before + time.perf_counter() - started
+    return TrainResult(params, table, [int(b) if b >= 0 else None for b in final], seconds)
+
+
+def _restore(
+    saved: dict,
+    params: Grads,
+    optimisers: list[torch.optim.Optimizer],
+    generators: list[torch.Generator],
+    task: Task,
+) -> torch.Tensor:
+    """Put a saved training state back in place (parameters copied into the tensors the
+    optimisers hold); returns the saved ``diverged_at`` ``(K,)``."""
+    with torch.no_grad():
+        for group, values in saved["params"].items():
+            for name, value in values.items():
+                params[group][name].copy_(value)
+    for optimiser, state in zip(optimisers, saved["optimisers"], strict=True):
+        optimiser.load_state_dict(state)
+    for generator, state in zip(generators, saved["generators"], strict=True):
+        generator.set_state(state)
+    if saved["task"]:
+        task.load_state_dict(saved["task"])
+    return saved["diverged_at"]

@@ -102,15 +102,3 @@ def test_variance_ratio_and_verdict_helpers():
     assert gen._bound_verdict(0.9, 0.01, 0.1, 10).startswith("inconclusive (λ_max stays below")
     assert gen._bound_verdict(0.9, 0.01, 3.0, 10).startswith("NOT reproduced")
     assert gen._bound_verdict(0.1, 0.5, 1.0, 10).startswith("inconclusive (10 runs")
-
-
-def test_rows_appended_during_a_run_name_their_task(tmp_path):
-    cfg = _config(tasks=["pattern_generation", "delayed_match"], rules=["bptt"], seeds=[0])
-    progress = tmp_path / "progress.csv"
-    table = gen.run_generalisation(cfg, append_to=progress)
-    appended = pd.read_csv(progress)
-    assert set(appended.task) == {"pattern_generation", "delayed_match"}
-    keys = ["task", "condition", "seed", "batch", "metric"]
-    sequence_level = appended[appended.t == -1]  # the table averages the per-step rows
-    both = sequence_level.merge(table[table.t == -1], on=keys, suffixes=("_appended", ""))
-    assert len(both) == len(sequence_level) and np.allclose(both.value_appended, both.value)

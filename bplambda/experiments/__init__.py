@@ -28,7 +28,13 @@ from bplambda.experiments.mnist import (
     mnist_tables,
     run_mnist,
 )
-from bplambda.experiments.runs import GRID_RULES, Condition, run_condition
+from bplambda.experiments.runs import (
+    GRID_RULES,
+    Condition,
+    StateStore,
+    run_condition,
+    state_store,
+)
 from bplambda.experiments.sweep import (
     SWEEP_DEFAULTS,
     SweepConfig,
@@ -64,7 +70,7 @@ __all__ = [
     "generalisation_config", "generalisation_tables", "run_generalisation",
     "ToyConfig", "by_length_table", "copy_repeat_claims", "copy_repeat_config",
     "copy_repeat_tables", "mnist_claims", "mnist_config", "mnist_tables", "plastic_tables",
-    "run_condition", "run_copy_repeat", "run_lambda_sweep", "run_mnist", "run_toy_alignment",
-    "run_toy_plastic", "sweep_claims", "sweep_config", "sweep_tables", "toy_claims",
-    "toy_config", "toy_tables",
+    "StateStore", "state_store", "run_condition", "run_copy_repeat", "run_lambda_sweep",
+    "run_mnist", "run_toy_alignment", "run_toy_plastic", "sweep_claims", "sweep_config",
+    "sweep_tables", "toy_claims", "toy_config", "toy_tables",
 ]  # fmt: skip

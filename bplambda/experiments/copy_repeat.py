@@ -3,9 +3,7 @@ claims."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import pandas as pd
@@ -16,6 +14,7 @@ from bplambda.experiments.runs import (
     DIVERGENCE_THRESHOLD,
     FIVE_SEEDS,
     GRID_RULES,
+    StateStore,
     check_grid,
     grid_conditions,
     per_seed_rows,
@@ -60,6 +59,7 @@ class CopyRepeatConfig:
     device: str = "auto"
     dtype: str = "float32"
     progress: bool = True
+    force: bool = False  # recompute what output_dir/state holds (not in the key)
 
     def __post_init__(self) -> None:
         check_grid(self)
@@ -79,7 +79,7 @@ def copy_repeat_config(profile: str = "quick", **overrides: object) -> CopyRepea
     return configure(CopyRepeatConfig, COPY_DEFAULTS, profile, **overrides)
 
 
-def run_copy_repeat(cfg: CopyRepeatConfig, append_to: str | Path | None = None) -> pd.DataFrame:
+def run_copy_repeat(cfg: CopyRepeatConfig, store: StateStore | None = None) -> pd.DataFrame:
     """Train every condition with its own curriculum per model.
 
     Rows: ``loss`` and the level ``N``, ``R``, ``T`` every ``log_every`` updates (``batch`` =
@@ -98,10 +98,8 @@ def run_copy_repeat(cfg: CopyRepeatConfig, append_to: str | Path | None = None) 
     for condition, cell_name in grid_conditions(cfg):
         task = CopyRepeatTask(cfg.batch_size)
         cell = MaskedCell(make_cell(cell_name, task.input_size - 1, cfg.hidden_size))
-        start = time.perf_counter()
-        table, _ = run_condition(condition, task, cell, train_config, cfg.device, cfg.dtype,
-                              append_to=append_to)  # fmt: skip
-        per_1000 = 1000 * (time.perf_counter() - start) / cfg.updates
+        run = run_condition(condition, task, cell, train_config, cfg.device, cfg.dtype, store)
+        table, per_1000 = run.table, 1000 * run.seconds / cfg.updates
         mean_T = table[table.metric == "T"].groupby(["condition", "seed"])["value"].mean()
         tables += [
             table,

@@ -50,6 +50,7 @@ from bplambda.experiments.runs import (
     FIVE_SEEDS,
     TABLE_COLUMNS,
     Condition,
+    StateStore,
     bp_lambda_condition,
     check_grid,
     per_seed_rows,
@@ -138,6 +139,7 @@ class GeneralisationConfig:
     device: str = "auto"
     dtype: str = "float32"
     progress: bool = True
+    force: bool = False  # recompute what output_dir/state holds (not in the key)
 
     def __post_init__(self) -> None:
         needs = {"windows": {"tbptt", "sg"}, "lambdas": {"bp_lambda"}, "mdgl_variants": {"mdgl"}}
@@ -291,7 +293,7 @@ def final_curvature(
 
 
 # ----------------------------------------------------------------------------- runs
-def run_generalisation(cfg: GeneralisationConfig, append_to: str | None = None) -> pd.DataFrame:
+def run_generalisation(cfg: GeneralisationConfig, store: StateStore | None = None) -> pd.DataFrame:
     """Every condition on every task; rows labelled with ``task``.
 
     Per logged batch (every ``checkpoint_every``): ``loss``, ``update_alignment`` (cos of the
@@ -312,15 +314,14 @@ def run_generalisation(cfg: GeneralisationConfig, append_to: str | None = None) 
     for task_name in cfg.tasks:
         task, cell = make_task(task_name, cfg)
         for condition in liu_conditions(cfg):
-            start = time.perf_counter()
             evaluate = checkpoint_metrics(cell, task, cfg, len(condition.seeds))
-            table, params = run_condition(
-                condition, task, cell, train_config, cfg.device, cfg.dtype, append_to=append_to,
-                context={"task": task_name}, evaluate=evaluate,
-                evaluate_every=cfg.checkpoint_every,
+            table, params, seconds = run_condition(
+                condition, task, cell, train_config, cfg.device, cfg.dtype, store, (task_name,),
+                evaluate=evaluate, evaluate_every=cfg.checkpoint_every,
             )  # fmt: skip
+            start = time.perf_counter()
             final = final_curvature(cell, condition.rule, params, task, cfg)
-            seconds = time.perf_counter() - start
+            seconds += time.perf_counter() - start
             rows = [mean_over_steps(table)]
             models = pd.MultiIndex.from_tuples(
                 [(label["condition"], seed) for label, seed in zip(condition.labels,

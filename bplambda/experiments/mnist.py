@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import pandas as pd
@@ -21,6 +19,7 @@ from bplambda.experiments.runs import (
     DIVERGENCE_THRESHOLD,
     FIVE_SEEDS,
     GRID_RULES,
+    StateStore,
     check_grid,
     grid_conditions,
     per_seed_rows,
@@ -71,6 +70,7 @@ class MNISTConfig:
     device: str = "auto"
     dtype: str = "float32"
     progress: bool = True
+    force: bool = False  # recompute what output_dir/state holds (not in the key)
 
     def __post_init__(self) -> None:
         from bplambda.tasks.mnist import require_mnist
@@ -93,7 +93,7 @@ def mnist_config(profile: str = "quick", **overrides: object) -> MNISTConfig:
     return configure(MNISTConfig, MNIST_DEFAULTS, profile, **overrides)
 
 
-def run_mnist(cfg: MNISTConfig, append_to: str | Path | None = None) -> pd.DataFrame:
+def run_mnist(cfg: MNISTConfig, store: StateStore | None = None) -> pd.DataFrame:
     """Train every condition; after each epoch log train/validation/test loss and error.
 
     Rows: ``loss`` (the training batch, every ``log_every`` batches) and, per epoch,
@@ -126,12 +126,11 @@ def run_mnist(cfg: MNISTConfig, append_to: str | Path | None = None) -> pd.DataF
                     metrics[f"{split}_{name}"] = value
             return metrics
 
-        start = time.perf_counter()
-        table, _ = run_condition(
-            condition, task, cell, train_config, cfg.device, cfg.dtype, append_to=append_to,
+        run = run_condition(
+            condition, task, cell, train_config, cfg.device, cfg.dtype, store,
             evaluate=evaluate, evaluate_every=task.batches_per_epoch,
         )  # fmt: skip
-        per_epoch = (time.perf_counter() - start) / cfg.epochs
+        table, per_epoch = run.table, run.seconds / cfg.epochs
         timing = per_seed_rows(table, "seconds_per_epoch", per_epoch, train_config.num_batches)
         tables += [table, timing]
     return pd.concat(tables, ignore_index=True)

@@ -9,18 +9,26 @@ sequence-level value.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
 
 from bplambda.cells import LSTM_MODES, Cell
+from bplambda.checkpoint import (
+    SAVE_SECONDS,
+    Checkpoint,
+    fingerprint,
+    load_matching,
+    save_atomically,
+)
+from bplambda.device import resolve_device
 from bplambda.outputs import Grads
-from bplambda.parameters import refuse
-from bplambda.results import append_rows
+from bplambda.parameters import project_path, refuse
 from bplambda.rules import Rule, make_rule
 from bplambda.tasks.base import Task
 from bplambda.train import TrainConfig, train
@@ -90,6 +98,38 @@ def _labelled(rows: pd.DataFrame, condition: Condition, task: Task) -> pd.DataFr
     return table[TABLE_COLUMNS]
 
 
+@dataclass(frozen=True)
+class StateStore:
+    """Where a notebook's conditions keep their training states and finished results
+    (:mod:`bplambda.checkpoint`): ``folder`` (``<output_dir>/state``), keyed by ``config``
+    (the experiment's config: a changed parameter starts afresh). ``force``: recompute even
+    what is saved. ``every_seconds``: the spacing of the training-state saves."""
+
+    folder: Path
+    config: object
+    force: bool = False
+    every_seconds: float = SAVE_SECONDS
+
+
+def state_store(cfg: Any) -> StateStore:
+    """The store of a notebook config's runs: ``<output_dir>/state``, forced by ``cfg.force``."""
+    return StateStore(project_path(cfg.output_dir) / "state", cfg, cfg.force)
+
+
+class ConditionRun(NamedTuple):
+    """One condition's labelled table, trained (stacked) parameters and wall time (its
+    training and evaluations, summed over resumptions; as first measured when cached)."""
+
+    table: pd.DataFrame
+    params: Grads
+    seconds: float
+
+
+def _file_name(*parts: object) -> str:
+    """A file name from labels such as ``("seq_mnist", "BP(0.5)")``: ``seq_mnist-BP0.5``."""
+    return "-".join(re.sub(r"[^A-Za-z0-9._]+", "", str(p)) for p in parts)
+
+
 def run_condition(
     condition: Condition,
     task: Task,
@@ -97,32 +137,45 @@ def run_condition(
     train_config: TrainConfig,
     device: str,
     dtype: str,
-    append_to: str | Path | None = None,
-    context: dict[str, object] | None = None,
+    store: StateStore | None = None,
+    context: tuple[str, ...] = (),
     **train_options: Any,
-) -> tuple[pd.DataFrame, Grads]:
-    """Train one condition (its models stacked): its labelled table and trained parameters.
+) -> ConditionRun:
+    """Train one condition (its models stacked).
 
-    ``append_to``: a CSV that receives each logged batch's labelled rows as they are made, so
-    partial results survive an interruption; ``context``: extra columns of those rows (e.g.
-    the task of a notebook that runs several). ``train_options`` go to :func:`train` (e.g.
-    ``evaluate``, ``evaluate_every``).
+    ``store``: resume from the condition's saved training state, or return its saved result
+    without training, where either carries the same key (the store's config, ``context``,
+    the condition, ``train_config``, device and dtype); a finished run is saved there.
+    ``context``: what else names the run (e.g. the task of a notebook that runs several).
+    ``train_options`` go to :func:`train` (e.g. ``evaluate``, ``evaluate_every``).
     """
     names = sorted({label["condition"] for label in condition.labels})
     description = (
         f"{names[0] if len(names) == 1 else names[0] + '…'} T={getattr(task, 'seq_len', '?')}"
     )
-    on_log = None
-    if append_to is not None:
-
-        def on_log(rows: pd.DataFrame) -> None:
-            append_rows(_labelled(rows, condition, task).assign(**context or {}), append_to)
-
+    checkpoint = None
+    if store is not None:
+        key = fingerprint(store.config, context, condition, train_config, device, dtype)
+        name = _file_name(*context, *names)
+        done = store.folder / f"{name}.done.pt"
+        saved = None if store.force else load_matching(done, key)
+        if saved is not None:
+            params = {g: {k: v.to(resolve_device(device)) for k, v in group.items()}
+                      for g, group in saved["params"].items()}  # fmt: skip
+            table = pd.DataFrame(saved["rows"], columns=TABLE_COLUMNS)
+            return ConditionRun(table, params, saved["seconds"])
+        checkpoint = Checkpoint(store.folder / f"{name}.pt", key, store.every_seconds,
+                                store.force)  # fmt: skip
     result = train(
         cell, condition.rule, task, train_config, seeds=condition.seeds, device=device,
-        dtype=dtype, description=description, on_log=on_log, **train_options,
+        dtype=dtype, description=description, checkpoint=checkpoint, **train_options,
     )  # fmt: skip
-    return _labelled(result.table, condition, task), result.params
+    table = _labelled(result.table, condition, task)
+    if checkpoint is not None:
+        save_atomically({"key": checkpoint.key, "rows": table.to_dict("list"),
+                         "params": result.params, "seconds": result.seconds}, done)  # fmt: skip
+        checkpoint.remove()
+    return ConditionRun(table, result.params, result.seconds)
 
 
 def per_seed_rows(

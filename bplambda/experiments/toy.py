@@ -151,9 +151,8 @@ def run_on_toy(
     tables = []
     for c in conditions:
         params = toy_network(cell, task, c.seeds, radius, cfg.dtype, cfg.device, c.rule)
-        table, _ = run_condition(c, task, cell, train_config, cfg.device, cfg.dtype,
-                                 params=params)  # fmt: skip
-        tables.append(table)
+        run = run_condition(c, task, cell, train_config, cfg.device, cfg.dtype, params=params)
+        tables.append(run.table)
     return pd.concat(tables, ignore_index=True).assign(rho=np.nan if radius is None else radius)
 
 

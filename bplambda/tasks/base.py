@@ -30,6 +30,10 @@ class Task(Protocol):
     #   reset() -> None                         at the start of every run: a task object
     #                                           can serve several runs, each from the start
     #                                           of its own stream (an epoch order, a level)
+    #   state_dict() -> dict, load_state_dict(state: dict) -> None
+    #                                           the task's own state (a curriculum's level,
+    #                                           an epoch's order), saved with a run's
+    #                                           training state (bplambda.checkpoint)
     #
     # Optional held-out protocol (generalisation gaps, LIU2022.md §4.2), for
     # bplambda.evaluate.evaluation_metrics:

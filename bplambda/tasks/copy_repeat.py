@@ -128,6 +128,13 @@ class CopyRepeatTask:
         solved = (loss.detach().cpu().reshape(-1) / math.log(2)) < self.threshold_bits
         self.N, self.R = next_level(self.N, self.R, solved)
 
+    def state_dict(self) -> dict[str, Tensor | None]:
+        """Each model's level ``(K,)``: what a resumed run needs."""
+        return {"N": self.N, "R": self.R}
+
+    def load_state_dict(self, state: dict[str, Tensor | None]) -> None:
+        self.N, self.R = state["N"], state["R"]
+
     def metrics(self) -> dict[str, Tensor]:
         """Each model's current level: ``N``, ``R`` and ``T``, ``(K,)`` each."""
         return {"N": self.N, "R": self.R, "T": sequence_length(self.N, self.R)}

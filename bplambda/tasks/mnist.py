@@ -267,6 +267,13 @@ class SequentialMNIST:
     def batches_per_epoch(self) -> int:
         return len(self.images) // self.batch_size
 
+    def state_dict(self) -> dict[str, Tensor | int | None]:
+        """The epoch's order ``(K, n)`` and the position in it: what a resumed run needs."""
+        return {"order": self._order, "position": self._position}
+
+    def load_state_dict(self, state: dict[str, Tensor | int | None]) -> None:
+        self._order, self._position = state["order"], state["position"]
+
     def sample(self, generators: Sequence[torch.Generator]) -> tuple[Tensor, SequenceTargets]:
         if (
             self._order is None
