@@ -192,12 +192,22 @@ def folder(name: str, value: object) -> str:
     return str(project_path(value))
 
 
+def folders(name: str, value: object) -> tuple[str, ...]:
+    """A list of folders (may be empty), each as :func:`folder`."""
+    items = _items(value)
+    if items is None:
+        raise refuse(name, value, 'pass a list of folder paths, e.g. ["shards/0", "shards/1"]')
+    return tuple(folder(name, item) for item in items)
+
+
 VALIDATORS: dict[str, Validator] = {
     "seeds": seeds,
     "device": device,
     "dtype": choice(*DTYPES),
     "progress": flag,
     "force": flag,
+    "save_raw": flag,
+    "merge_from": folders,
     "output_dir": folder,
     "data_dir": folder,
     "lstm_modes": choices(*LSTM_MODES),

@@ -94,11 +94,26 @@ def write_claims(claims: Sequence[dict], output_dir: str | Path) -> Path:
     return write_table(pd.DataFrame(list(claims), columns=CLAIM_COLUMNS), output_dir, "claims")
 
 
+OTHER_BUDGETS = ("medium", "paper")
+"""Profiles whose results live in ``results/<profile>/``: their verdicts join the claims table
+of ``results/README.md`` as one column each, so a reader sees how a verdict moves with budget."""
+
+
+def _claims(folders: list[Path]) -> pd.DataFrame | None:
+    tables = [pd.read_csv(p / "claims.csv") for p in folders if (p / "claims.csv").exists()]
+    return pd.concat(tables, ignore_index=True).fillna("") if tables else None
+
+
+def _experiment_folders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and (p / "summary.md").exists())
+
+
 def build_summary(results_dir: str | Path = "results") -> Path:
     """Gather every experiment folder's ``summary.md``, figures and ``claims.csv`` into
-    ``<results_dir>/README.md``."""
+    ``<results_dir>/README.md``; claims also run at a budget of :data:`OTHER_BUDGETS`
+    (``<results_dir>/<profile>/``) get that budget's verdict beside their own."""
     root = Path(results_dir)
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and (p / "summary.md").exists())
+    folders = _experiment_folders(root)
     parts = [
         "# Results",
         "",
@@ -106,16 +121,29 @@ def build_summary(results_dir: str | Path = "results") -> Path:
         "notebook, tidy CSV tables and every figure as PNG and SVG.",
         "",
     ]
-    claims = [pd.read_csv(p / "claims.csv") for p in folders if (p / "claims.csv").exists()]
-    if claims:
+    claims = _claims(folders)
+    budgets = [b for b in OTHER_BUDGETS if (root / b).is_dir() and _claims(
+        _experiment_folders(root / b)) is not None]  # fmt: skip
+    if claims is not None:
+        key = ["experiment", "claim"]
+        for budget in budgets:
+            column = f"verdict ({budget})"
+            other = _claims(_experiment_folders(root / budget))[[*key, "verdict"]]
+            claims = claims.merge(other.rename(columns={"verdict": column}), on=key, how="left")
+            claims[column] = claims[column].fillna("not run")
         parts += [
             "## Paper vs official code vs bplambda",
             "",
             "“paper” is what the paper states (numbers are UNKNOWN where its text was not "
             "available, see PAPER.md); “official code” are numbers measured by running the "
-            "authors' code; a disagreement is reported, not hidden.",
+            "authors' code; a disagreement is reported, not hidden."
+            + "".join(
+                f" “verdict ({b})”: the same claim at the `{b}` budget, whose numbers "
+                f"are in [{b}/README.md]({b}/README.md)."
+                for b in budgets
+            ),
             "",
-            markdown_table(pd.concat(claims, ignore_index=True).fillna("")),
+            markdown_table(claims),
             "",
         ]
     for folder in folders:

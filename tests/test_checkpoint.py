@@ -77,7 +77,7 @@ def test_a_run_interrupted_and_resumed_equals_an_uninterrupted_one(tmp_path, mak
     resumed = train(cell, make_rule(rule), task, config, seeds=[0, 1], checkpoint=checkpoint,
                     evaluate=stop_after(-1), evaluate_every=1)  # fmt: skip
     unevaluated = resumed.table[resumed.table.metric != "norm"].reset_index(drop=True)
-    pd.testing.assert_frame_equal(unevaluated, whole.table)
+    pd.testing.assert_frame_equal(unevaluated, whole.table, check_exact=True)
     for group, values in whole.params.items():
         for name, value in values.items():
             assert torch.equal(resumed.params[group][name], value), (group, name)
@@ -153,5 +153,5 @@ def test_a_smoke_run_killed_mid_way_resumes_to_the_tables_of_an_uninterrupted_ru
     killed, whole = (pd.read_csv(tmp_path / f"{n}.csv") for n in ("killed", "whole"))
     timing = ["seconds_per_1000_updates"]
     pd.testing.assert_frame_equal(killed[~killed.metric.isin(timing)],
-                                  whole[~whole.metric.isin(timing)])  # fmt: skip
+                                  whole[~whole.metric.isin(timing)], check_exact=True)  # fmt: skip
     assert not state.exists() and state.with_suffix(".done.pt").exists()

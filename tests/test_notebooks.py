@@ -1,5 +1,6 @@
 """Every notebook runs through papermill in the smoke profile and writes its outputs."""
 
+import json
 import shlex
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from bplambda import reproduce
+from bplambda import reproduce, sweep
 from bplambda.results import build_summary
 
 NOTEBOOKS = reproduce.notebooks()
@@ -138,3 +139,36 @@ def test_unknown_profile_or_parameter_is_refused():
         toy_config("fast")
     with pytest.raises(ValueError, match="lambda_values"):
         toy_config("smoke", lambda_values=[0.5])
+
+
+def test_a_sweep_of_notebook_01_in_two_shards_gives_the_tables_of_one_run(smoke_results, tmp_path):
+    out = tmp_path / "sweep"
+    code = sweep.main(["01", "--profile", "smoke", "--shard-by", "seeds", "--executor", "local",
+                       "--output-dir", str(out), "--time", "10", "--wait"])  # fmt: skip
+    assert code == 0
+    record = json.loads((out / "sweep.json").read_text())
+    assert [(s["parameters"]["seeds"], s["parameters"]["plastic_seeds"])
+            for s in record["shards"]] == [([0], [0]), ([1], [1])]  # fmt: skip
+    single = smoke_results / "01_toy_alignment"
+    names = sorted(p.name for p in single.glob("*.csv"))
+    assert names == sorted(p.name for p in out.glob("*.csv"))
+    for name in names:
+        pd.testing.assert_frame_equal(pd.read_csv(out / name), pd.read_csv(single / name))
+    assert {p.stem for p in out.glob("*.png")} == {p.stem for p in single.glob("*.png")}
+
+
+def test_shards_split_the_rules_or_deal_out_the_seeds_and_refuse_what_cannot_be_split():
+    by_rule = sweep.shard_parameters("04_copy_repeat", "smoke", {"windows": "[2, 5]"},
+                                     "conditions")  # fmt: skip
+    assert [name for name, _ in by_rule] == ["bptt", "tbptt", "sg", "bp_lambda", "oracle"]
+    assert all(p["windows"] == "[2, 5]" and len(p["rules"]) == 1 for _, p in by_rule)
+    seeds = {"seeds": [3, 4], "plastic_seeds": [0, 1, 2]}
+    by_seed = sweep.shard_parameters("01_toy_alignment", "smoke", seeds, "seeds")
+    assert [(n, p["seeds"], p["plastic_seeds"]) for n, p in by_seed] == [
+        ("seed3", [3], [0, 2]), ("seed4", [4], [1])]  # fmt: skip
+    with pytest.raises(ValueError, match="has no 'rules'"):
+        sweep.shard_parameters("01_toy_alignment", "smoke", {}, "conditions")
+    with pytest.raises(ValueError, match="plastic_seeds"):
+        sweep.shard_parameters("01_toy_alignment", "smoke", {"plastic_seeds": [0]}, "seeds")
+    with pytest.raises(ValueError, match="lambda_values"):
+        sweep.shard_parameters("01_toy_alignment", "smoke", {"lambda_values": [1]}, "seeds")

@@ -50,3 +50,22 @@ def test_a_task_with_no_finite_bound_gets_a_panel_that_says_so():
     labels = [t.get_text() for t in unbounded.get_legend().get_texts()]
     assert labels == ["BPTT", "e-prop"] and bounded.get_legend() is None
     plt.close(fig)
+
+
+def test_the_summary_puts_each_budgets_verdict_beside_the_quick_one(tmp_path):
+    from bplambda.results import build_summary
+
+    def experiment(folder, verdicts):
+        folder.mkdir(parents=True)
+        (folder / "summary.md").write_text("summary")
+        pd.DataFrame([{"experiment": "x", "claim": claim, "paper": "yes", "official_code": "",
+                       "bplambda": "numbers", "verdict": verdict}
+                      for claim, verdict in verdicts.items()]).to_csv(folder / "claims.csv",
+                                                                      index=False)  # fmt: skip
+
+    experiment(tmp_path / "05_x", {"a": "inconclusive (3 seeds)", "b": "reproduced"})
+    experiment(tmp_path / "medium" / "05_x", {"a": "reproduced"})
+    readme = build_summary(tmp_path).read_text()
+    assert "| verdict | verdict (medium) |" in readme
+    assert "| inconclusive (3 seeds) | reproduced |" in readme
+    assert "| reproduced | not run |" in readme and "medium/README.md" in readme

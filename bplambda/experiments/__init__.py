@@ -63,9 +63,16 @@ NOTEBOOK_PROFILES = {
                                           COPY_DEFAULTS, GENERALISATION_DEFAULTS))
 }  # fmt: skip
 """The profiles each notebook defines (every one has smoke, quick and paper)."""
+BUILDERS = dict(
+    zip(
+        (c.NOTEBOOK for c in CONFIGS),
+        (toy_config, sweep_config, mnist_config, copy_repeat_config, generalisation_config),
+    )
+)
+"""Each notebook's config builder: ``BUILDERS[name](profile, **parameters)``."""
 
 __all__ = [
-    "CONFIGS", "GRID_RULES", "NOTEBOOK_PROFILES", "Condition", "CopyRepeatConfig",
+    "BUILDERS", "CONFIGS", "GRID_RULES", "NOTEBOOK_PROFILES", "Condition", "CopyRepeatConfig",
     "GeneralisationConfig", "MNISTConfig", "SweepConfig", "generalisation_claims",
     "generalisation_config", "generalisation_tables", "run_generalisation",
     "ToyConfig", "by_length_table", "copy_repeat_claims", "copy_repeat_config",

@@ -14,11 +14,13 @@ from bplambda.experiments.runs import (
     DIVERGENCE_THRESHOLD,
     FIVE_SEEDS,
     GRID_RULES,
+    ShardOptions,
     StateStore,
     check_grid,
     grid_conditions,
     per_seed_rows,
     run_condition,
+    shardable,
 )
 from bplambda.profiles import configure
 from bplambda.train import TrainConfig
@@ -26,7 +28,7 @@ from bplambda.verdicts import increasing
 
 
 @dataclass(frozen=True)
-class CopyRepeatConfig:
+class CopyRepeatConfig(ShardOptions):
     """Copy-repeat with a curriculum (PAPER.md §6.4): LSTM 100, batch 100, Adam lr 1e-3 (RNN,
     readout) and 1e-5 (synthesiser), γ = 0.9, s = 1; ``paper``: 15,000 epochs × 10 batches =
     150,000 updates. Conditions (:func:`grid_conditions`): the ``rules`` of
@@ -79,6 +81,7 @@ def copy_repeat_config(profile: str = "quick", **overrides: object) -> CopyRepea
     return configure(CopyRepeatConfig, COPY_DEFAULTS, profile, **overrides)
 
 
+@shardable
 def run_copy_repeat(cfg: CopyRepeatConfig, store: StateStore | None = None) -> pd.DataFrame:
     """Train every condition with its own curriculum per model.
 

@@ -50,11 +50,13 @@ from bplambda.experiments.runs import (
     FIVE_SEEDS,
     TABLE_COLUMNS,
     Condition,
+    ShardOptions,
     StateStore,
     bp_lambda_condition,
     check_grid,
     per_seed_rows,
     run_condition,
+    shardable,
     single_condition,
 )
 from bplambda.outputs import Grads
@@ -75,7 +77,7 @@ for every window n, BP(λ) for every λ (one stacked model), the oracle."""
 
 
 @dataclass(frozen=True)
-class GeneralisationConfig:
+class GeneralisationConfig(ShardOptions):
     """Liu et al.'s study with BP(λ) added (LIU2022.md §3, §4, §6).
 
     Training (all tasks): rate RNN of ``hidden_size`` units, plain SGD (``optimizer``) with
@@ -293,6 +295,7 @@ def final_curvature(
 
 
 # ----------------------------------------------------------------------------- runs
+@shardable
 def run_generalisation(cfg: GeneralisationConfig, store: StateStore | None = None) -> pd.DataFrame:
     """Every condition on every task; rows labelled with ``task``.
 

@@ -19,11 +19,13 @@ from bplambda.experiments.runs import (
     DIVERGENCE_THRESHOLD,
     FIVE_SEEDS,
     GRID_RULES,
+    ShardOptions,
     StateStore,
     check_grid,
     grid_conditions,
     per_seed_rows,
     run_condition,
+    shardable,
 )
 from bplambda.profiles import configure
 from bplambda.train import TrainConfig
@@ -31,7 +33,7 @@ from bplambda.verdicts import finding, increasing, paired_difference
 
 
 @dataclass(frozen=True)
-class MNISTConfig:
+class MNISTConfig(ShardOptions):
     """Sequential MNIST (PAPER.md §6.3): LSTM 30, last-step 10-way readout, cross-entropy,
     batch 50, Adam lr 3e-4 for RNN, readout and synthesiser, BP(λ) scale s = 0.1, γ = 0.9;
     ``paper``: 50 epochs, the checkpoint with the lowest validation loss gives the test error.
@@ -93,6 +95,7 @@ def mnist_config(profile: str = "quick", **overrides: object) -> MNISTConfig:
     return configure(MNISTConfig, MNIST_DEFAULTS, profile, **overrides)
 
 
+@shardable
 def run_mnist(cfg: MNISTConfig, store: StateStore | None = None) -> pd.DataFrame:
     """Train every condition; after each epoch log train/validation/test loss and error.
 

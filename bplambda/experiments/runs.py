@@ -9,8 +9,9 @@ sequence-level value.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -28,7 +29,7 @@ from bplambda.checkpoint import (
 )
 from bplambda.device import resolve_device
 from bplambda.outputs import Grads
-from bplambda.parameters import project_path, refuse
+from bplambda.parameters import ParameterError, project_path, refuse
 from bplambda.rules import Rule, make_rule
 from bplambda.tasks.base import Task
 from bplambda.train import TrainConfig, train
@@ -96,6 +97,52 @@ def _labelled(rows: pd.DataFrame, condition: Condition, task: Task) -> pd.DataFr
     table = rows.merge(labels, on="model")
     table["T"] = getattr(task, "seq_len", np.nan)
     return table[TABLE_COLUMNS]
+
+
+# ----------------------------------------------------------------------------- sweeps
+RAW = "raw"
+"""The folder of a shard's whole run tables (``save_raw``), beside its usual outputs."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShardOptions:
+    """What :mod:`bplambda.sweep` sets in every notebook config (never part of a run's key).
+
+    ``save_raw``: each run function also writes its whole table to ``<output_dir>/raw/`` (a
+    shard does, for the merge). ``merge_from``: shard folders whose raw tables stand in for
+    the runs, so that the notebook builds its tables, figures and claims from all shards.
+    """
+
+    save_raw: bool = False
+    merge_from: tuple[str, ...] = ()
+
+
+def shardable(run: Callable[..., pd.DataFrame]) -> Callable[..., pd.DataFrame]:
+    """A run function ``run(cfg, ...) -> table`` that serves sweeps (:class:`ShardOptions`):
+    with ``cfg.merge_from`` it returns the shards' tables of the same function, joined in
+    shard order, instead of running; with ``cfg.save_raw`` it writes its table to
+    ``<output_dir>/raw/<function name>.csv.gz``."""
+    name = f"{run.__name__}.csv.gz"
+
+    @functools.wraps(run)
+    def sharded(cfg: Any, *args: Any, **kwargs: Any) -> pd.DataFrame:
+        if cfg.merge_from:
+            paths = [Path(shard) / RAW / name for shard in cfg.merge_from]
+            missing = [str(p.parent.parent) for p in paths if not p.exists()]
+            if missing:
+                raise ParameterError(
+                    f"merge_from: {missing} hold no {RAW}/{name}; did their jobs finish? "
+                    "(their logs are in the sweep folder's submitit/)"
+                )
+            return pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+        table = run(cfg, *args, **kwargs)
+        if cfg.save_raw:
+            path = project_path(cfg.output_dir) / RAW / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            table.to_csv(path, index=False)
+        return table
+
+    return sharded
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,9 @@ from bplambda.analysis import (
 from bplambda.experiments.runs import (
     DIVERGENCE_THRESHOLD,
     FIVE_SEEDS,
+    ShardOptions,
     bp_lambda_condition,
+    shardable,
     single_condition,
 )
 from bplambda.experiments.toy import alignment_train_config, run_on_toy
@@ -35,7 +37,7 @@ from bplambda.verdicts import increasing, interval
 
 
 @dataclass(frozen=True)
-class SweepConfig:
+class SweepConfig(ShardOptions):
     """λ × sequence length on the toy task (fixed RNN), with n-step SG on the same axes.
 
     Per T, all λ values and seeds train as one stacked model. ``gamma`` is a parameter
@@ -82,6 +84,7 @@ def sweep_config(profile: str = "quick", **overrides: object) -> SweepConfig:
     return configure(SweepConfig, SWEEP_DEFAULTS, profile, **overrides)
 
 
+@shardable
 def run_lambda_sweep(cfg: SweepConfig) -> pd.DataFrame:
     """For every T: BP(λ) over the λ grid (one stacked run) and SG(n) for every n, with the
     paper's initialisation; then, for every spectral radius of ``spectral_radii``, BP(λ) for

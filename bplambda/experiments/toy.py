@@ -31,8 +31,10 @@ from bplambda.experiments.runs import (
     DIVERGENCE_THRESHOLD,
     FIVE_SEEDS,
     Condition,
+    ShardOptions,
     bp_lambda_condition,
     run_condition,
+    shardable,
     single_condition,
 )
 from bplambda.profiles import configure
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class ToyConfig:
+class ToyConfig(ShardOptions):
     """The toy alignment experiment (fixed RNN) and its plastic-RNN part.
 
     Fixed RNN (PAPER.md §6.1): linear RNN H = 30, batch 10, 100 batches per epoch, 10 epochs,
@@ -156,6 +158,7 @@ def run_on_toy(
     return pd.concat(tables, ignore_index=True).assign(rho=np.nan if radius is None else radius)
 
 
+@shardable
 def run_toy_alignment(cfg: ToyConfig) -> pd.DataFrame:
     """Fixed RNN: BP(λ) for every λ (one stacked run), SG(n) for every n, and the oracle.
 
@@ -173,6 +176,7 @@ def run_toy_alignment(cfg: ToyConfig) -> pd.DataFrame:
     return run_on_toy(conditions, cfg, cfg.seq_len, train_config)
 
 
+@shardable
 def run_toy_plastic(cfg: ToyConfig) -> pd.DataFrame:
     """Plastic RNN: BP(λ) (s = ``plastic_scale``) vs truncated BPTT(n), SG(n) and full BPTT.
 

@@ -1,0 +1,191 @@
+"""Spread one notebook's grid over a cluster: one papermill job per shard, through submitit.
+
+    python -m bplambda.sweep NOTEBOOK [-p NAME VALUE ...] [--profile quick]
+        --shard-by seeds|conditions [--executor slurm|local] [--output-dir DIR]
+        [--partition P] [--gpus N] [--time MINUTES] [--mem-gb G] [--cpus N]
+        [--slurm KEY=VALUE ...] [--wait]
+    python -m bplambda.sweep merge OUTPUT_DIR
+
+A shard is the notebook with the same parameters except one seed (``--shard-by seeds``: the
+``seeds`` list, and any other seed list such as notebook 01's ``plastic_seeds`` dealt out in
+turn) or one rule (``--shard-by conditions``: one entry of ``rules``, with all its windows,
+λ values and variants). Shard ``i`` runs into ``OUTPUT_DIR/shards/<i>-<name>/`` with
+``save_raw=True``: besides its usual outputs it keeps its whole run tables in ``raw/``. Each
+shard resumes where it stopped and reuses finished conditions (notebooks 03-05, see
+:mod:`bplambda.checkpoint`), so a failed or pre-empted job can simply be submitted again.
+
+``merge`` runs the notebook once more into ``OUTPUT_DIR`` with the sweep's own parameters and
+``merge_from`` = the shard folders: the run functions return the shards' joined tables
+instead of training (:func:`bplambda.experiments.runs.shardable`), and the notebook builds its
+tables, figures, summary and claims from them as a single run would. ``OUTPUT_DIR/sweep.json``
+records the notebook, profile, parameters and shards.
+
+SLURM options pass through: ``--partition``, ``--gpus`` (per node), ``--time`` (minutes),
+``--mem-gb``, ``--cpus`` (per task), and any other ``--slurm KEY=VALUE`` (submitit's
+``slurm_<KEY>``, e.g. ``--slurm account=myproj --slurm qos=high``). ``--executor local`` runs
+the shards as processes of this machine (submitit's local executor): for trying a sweep out.
+On SLURM the output folder must be on a file system the compute nodes share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from bplambda.parameters import ParameterError, project_path
+from bplambda.reproduce import notebooks, run_notebook
+
+SHARD_BY = ("seeds", "conditions")
+EXECUTORS = ("slurm", "local")
+SEED_LISTS = ("seeds", "plastic_seeds")
+"""Config fields that list seeds: ``--shard-by seeds`` deals each of them out over the shards."""
+RECORD = "sweep.json"
+
+
+def shard_parameters(notebook: str, profile: str, parameters: dict[str, Any],
+                     shard_by: str) -> list[tuple[str, dict[str, Any]]]:  # fmt: skip
+    """``[(shard name, its parameters)]``: ``parameters`` with one seed or one rule each.
+
+    The notebook's config is built first (profile defaults and ``parameters``), so that a bad
+    parameter is refused here, before anything is submitted.
+    """
+    from bplambda.experiments import BUILDERS
+
+    if shard_by not in SHARD_BY:
+        raise ParameterError(f"--shard-by {shard_by!r} is unknown; choose one of {list(SHARD_BY)}")
+    cfg = BUILDERS[notebook](profile, **parameters)
+    if shard_by == "conditions":
+        if not hasattr(cfg, "rules"):
+            raise ParameterError(
+                f"{notebook} has no 'rules' parameter to shard by; use --shard-by seeds"
+            )
+        return [(rule, {**parameters, "rules": [rule]}) for rule in cfg.rules]
+    count = len(cfg.seeds)
+    names = {f.name for f in fields(cfg)}
+    shards = []
+    for i, seed in enumerate(cfg.seeds):
+        dealt = {name: list(getattr(cfg, name)[i::count]) for name in SEED_LISTS if name in names}
+        empty = [name for name, seeds in dealt.items() if not seeds]
+        if empty:
+            raise ParameterError(
+                f"{empty[0]}={list(getattr(cfg, empty[0]))} has fewer seeds than seeds="
+                f"{list(cfg.seeds)}: one shard would have none; pass at least {count}"
+            )
+        shards.append((f"seed{seed}", {**parameters, **dealt}))
+    return shards
+
+
+def shard_folders(output_dir: Path, shards: list[tuple[str, dict[str, Any]]]) -> list[Path]:
+    return [output_dir / "shards" / f"{i}-{name}" for i, (name, _) in enumerate(shards)]
+
+
+def run_shard(notebook: Path, folder: Path, profile: str, parameters: dict[str, Any]) -> str:
+    """One job: the notebook with a shard's parameters into its folder (raw tables kept)."""
+    return str(run_notebook(notebook, folder, profile, {**parameters, "save_raw": True}))
+
+
+def submit(args: argparse.Namespace) -> int:
+    import submitit
+
+    (notebook,) = notebooks([args.notebook])
+    parameters = dict(args.parameter or [])
+    output_dir = project_path(args.output_dir or f"results/sweeps/{notebook.stem}")
+    shards = shard_parameters(notebook.stem, args.profile, parameters, args.shard_by)
+    folders = shard_folders(output_dir, shards)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    record = {"notebook": notebook.stem, "profile": args.profile, "parameters": parameters,
+              "shard_by": args.shard_by,
+              "shards": [{"name": name, "folder": str(folder), "parameters": shard}
+                         for (name, shard), folder in zip(shards, folders)]}  # fmt: skip
+    (output_dir / RECORD).write_text(json.dumps(record, indent=1))
+
+    executor = submitit.AutoExecutor(folder=output_dir / "submitit" / "%j", cluster=args.executor)
+    options: dict[str, Any] = {"name": f"bplambda-{notebook.stem[:2]}", "timeout_min": args.time}
+    options.update({key: value for key, value in (("slurm_partition", args.partition),
+                    ("gpus_per_node", args.gpus), ("mem_gb", args.mem_gb),
+                    ("cpus_per_task", args.cpus)) if value is not None})  # fmt: skip
+    if args.slurm:
+        options["slurm_additional_parameters"] = dict(args.slurm)
+    executor.update_parameters(**options)
+    with executor.batch():  # one job array on SLURM
+        jobs = [executor.submit(run_shard, notebook, folder, args.profile, shard)
+                for (_, shard), folder in zip(shards, folders)]  # fmt: skip
+    for job, (name, _) in zip(jobs, shards):
+        print(f"submitted {name}: job {job.job_id}")
+    if not args.wait:
+        print(f"when they are done: python -m bplambda.sweep merge {output_dir}")
+        return 0
+    failed = []
+    for job, (name, _) in zip(jobs, shards):
+        try:
+            job.result()
+        except Exception as error:  # the job's own traceback or the end of its logs
+            failed.append(name)
+            print(f"shard {name} failed:\n{error}", file=sys.stderr)
+    if failed:
+        print(f"sweep: {failed} failed; submit again to resume them, then merge", file=sys.stderr)
+        return 1
+    return merge(output_dir)
+
+
+def merge(output_dir: Path) -> int:
+    """The notebook once more into ``output_dir``, from the shards' raw tables."""
+    record_path = output_dir / RECORD
+    if not record_path.exists():
+        print(f"sweep merge: {output_dir} holds no {RECORD}; pass a sweep's output folder",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    record = json.loads(record_path.read_text())
+    (notebook,) = notebooks([record["notebook"]])
+    folders = [shard["folder"] for shard in record["shards"]]
+    parameters = {**record["parameters"], "merge_from": folders}
+    print(run_notebook(notebook, output_dir, record["profile"], parameters))
+    return 0
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, value
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["merge"]:
+        if len(argv) != 2:
+            print("usage: python -m bplambda.sweep merge OUTPUT_DIR", file=sys.stderr)
+            return 2
+        return merge(project_path(argv[1]))
+    from bplambda.profiles import PROFILES
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebook", help="a notebook's name or number, e.g. 03")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                        help="a notebook parameter, as papermill's -p")  # fmt: skip
+    parser.add_argument("--profile", default="quick", choices=PROFILES)
+    parser.add_argument("--shard-by", required=True, choices=SHARD_BY)
+    parser.add_argument("--executor", default="slurm", choices=EXECUTORS)
+    parser.add_argument("--output-dir", help="default: results/sweeps/<notebook>")
+    parser.add_argument("--partition")
+    parser.add_argument("--gpus", type=int, help="GPUs per node")
+    parser.add_argument("--time", type=int, default=24 * 60, help="minutes per job")
+    parser.add_argument("--mem-gb", type=float)
+    parser.add_argument("--cpus", type=int, help="CPUs per task")
+    parser.add_argument("--slurm", type=_key_value, action="append", metavar="KEY=VALUE",
+                        help="any other sbatch option (slurm_additional_parameters)")  # fmt: skip
+    parser.add_argument("--wait", action="store_true", help="wait for the jobs, then merge")
+    args = parser.parse_args(argv)
+    try:
+        return submit(args)
+    except (ParameterError, ValueError) as error:
+        print(f"sweep: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
