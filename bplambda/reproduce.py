@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
 
     resumable = {c.NOTEBOOK for c in CONFIGS if "force" in c.__dataclass_fields__}
 
-    without = [n.stem for n in selected if args.profile not in NOTEBOOK_PROFILES[n.stem]]
+    without = [n.stem for n in selected  # a notebook without a config takes any profile
+               if args.profile not in NOTEBOOK_PROFILES.get(n.stem, PROFILES)]  # fmt: skip
     if without and args.only:
         print(f"reproduce: {without} have no {args.profile} profile", file=sys.stderr)
         return 2

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -83,8 +84,13 @@ def shard_folders(output_dir: Path, shards: list[tuple[str, dict[str, Any]]]) ->
     return [output_dir / "shards" / f"{i}-{name}" for i, (name, _) in enumerate(shards)]
 
 
-def run_shard(notebook: Path, folder: Path, profile: str, parameters: dict[str, Any]) -> str:
-    """One job: the notebook with a shard's parameters into its folder (raw tables kept)."""
+def run_shard(notebook: Path, folder: Path, profile: str, parameters: dict[str, Any],
+              threads: int | None = None) -> str:  # fmt: skip
+    """One job: the notebook with a shard's parameters into its folder (raw tables kept).
+    ``threads``: the kernel's CPU threads (``--cpus``): torch otherwise takes every core of
+    the node, and shards sharing a machine slow each other down many times over."""
+    if threads is not None:
+        os.environ.update({name: str(threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")})
     return str(run_notebook(notebook, folder, profile, {**parameters, "save_raw": True}))
 
 
@@ -112,7 +118,7 @@ def submit(args: argparse.Namespace) -> int:
         options["slurm_additional_parameters"] = dict(args.slurm)
     executor.update_parameters(**options)
     with executor.batch():  # one job array on SLURM
-        jobs = [executor.submit(run_shard, notebook, folder, args.profile, shard)
+        jobs = [executor.submit(run_shard, notebook, folder, args.profile, shard, args.cpus)
                 for (_, shard), folder in zip(shards, folders)]  # fmt: skip
     for job, (name, _) in zip(jobs, shards):
         print(f"submitted {name}: job {job.job_id}")
@@ -175,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpus", type=int, help="GPUs per node")
     parser.add_argument("--time", type=int, default=24 * 60, help="minutes per job")
     parser.add_argument("--mem-gb", type=float)
-    parser.add_argument("--cpus", type=int, help="CPUs per task")
+    parser.add_argument("--cpus", type=int, help="CPUs per task (and the kernel's threads)")
     parser.add_argument("--slurm", type=_key_value, action="append", metavar="KEY=VALUE",
                         help="any other sbatch option (slurm_additional_parameters)")  # fmt: skip
     parser.add_argument("--wait", action="store_true", help="wait for the jobs, then merge")
