@@ -45,13 +45,6 @@ def write_table(table: pd.DataFrame, output_dir: str | Path, name: str) -> Path:
     return _atomic_write(Path(output_dir) / f"{name}.csv", lambda p: table.to_csv(p, index=False))
 
 
-def append_rows(rows: pd.DataFrame, path: str | Path) -> None:
-    """Append rows to a CSV (header on first write): partial results survive interruption."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rows.to_csv(path, mode="a", header=not path.exists(), index=False)
-
-
 def save_figure(figure: plt.Figure, output_dir: str | Path, name: str) -> plt.Figure:
     """``<name>.png`` (150 dpi) and ``<name>.svg`` in ``output_dir``, then close the figure
     (long JupyterLab sessions would otherwise keep every figure in memory). Returns the figure:
