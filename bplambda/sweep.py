@@ -17,8 +17,9 @@ shard resumes where it stopped and reuses finished conditions (notebooks 03-05, 
 ``merge`` runs the notebook once more into ``OUTPUT_DIR`` with the sweep's own parameters and
 ``merge_from`` = the shard folders: the run functions return the shards' joined tables
 instead of training (:func:`bplambda.experiments.runs.shardable`), and the notebook builds its
-tables, figures, summary and claims from them as a single run would. ``OUTPUT_DIR/sweep.json``
-records the notebook, profile, parameters and shards.
+tables, figures, summary and claims from them as a single run would (the same rows, shard
+by shard; float32 rounding differs between one seed alone and seeds stacked, float64 agrees).
+``OUTPUT_DIR/sweep.json`` records the notebook, profile, parameters and shards.
 
 SLURM options pass through: ``--partition``, ``--gpus`` (per node), ``--time`` (minutes),
 ``--mem-gb``, ``--cpus`` (per task), and any other ``--slurm KEY=VALUE`` (submitit's
