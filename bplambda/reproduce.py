@@ -91,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reproduce: {error}", file=sys.stderr)
         return 2
     from bplambda.experiments import CONFIGS, NOTEBOOK_PROFILES  # imports torch: only here
+    from bplambda.experiments.runs import ResumableOptions
 
-    resumable = {c.NOTEBOOK for c in CONFIGS if "force" in c.__dataclass_fields__}
+    resumable = {c.NOTEBOOK for c in CONFIGS if issubclass(c, ResumableOptions)}
 
     without = [n.stem for n in selected  # a notebook without a config takes any profile
                if args.profile not in NOTEBOOK_PROFILES.get(n.stem, PROFILES)]  # fmt: skip

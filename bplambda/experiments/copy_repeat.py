@@ -14,7 +14,7 @@ from bplambda.experiments.runs import (
     DIVERGENCE_THRESHOLD,
     FIVE_SEEDS,
     GRID_RULES,
-    ShardOptions,
+    ResumableOptions,
     StateStore,
     check_grid,
     grid_conditions,
@@ -28,7 +28,7 @@ from bplambda.verdicts import increasing
 
 
 @dataclass(frozen=True)
-class CopyRepeatConfig(ShardOptions):
+class CopyRepeatConfig(ResumableOptions):
     """Copy-repeat with a curriculum (PAPER.md §6.4): LSTM 100, batch 100, Adam lr 1e-3 (RNN,
     readout) and 1e-5 (synthesiser), γ = 0.9, s = 1; ``paper``: 15,000 epochs × 10 batches =
     150,000 updates. Conditions (:func:`grid_conditions`): the ``rules`` of
@@ -61,7 +61,6 @@ class CopyRepeatConfig(ShardOptions):
     device: str = "auto"
     dtype: str = "float32"
     progress: bool = True
-    force: bool = False  # recompute what output_dir/state holds (not in the key)
 
     def __post_init__(self) -> None:
         check_grid(self)

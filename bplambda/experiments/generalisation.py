@@ -50,7 +50,7 @@ from bplambda.experiments.runs import (
     FIVE_SEEDS,
     TABLE_COLUMNS,
     Condition,
-    ShardOptions,
+    ResumableOptions,
     StateStore,
     bp_lambda_condition,
     check_grid,
@@ -77,7 +77,7 @@ for every window n, BP(λ) for every λ (one stacked model), the oracle."""
 
 
 @dataclass(frozen=True)
-class GeneralisationConfig(ShardOptions):
+class GeneralisationConfig(ResumableOptions):
     """Liu et al.'s study with BP(λ) added (LIU2022.md §3, §4, §6).
 
     Training (all tasks): rate RNN of ``hidden_size`` units, plain SGD (``optimizer``) with
@@ -141,7 +141,6 @@ class GeneralisationConfig(ShardOptions):
     device: str = "auto"
     dtype: str = "float32"
     progress: bool = True
-    force: bool = False  # recompute what output_dir/state holds (not in the key)
 
     def __post_init__(self) -> None:
         needs = {"windows": {"tbptt", "sg"}, "lambdas": {"bp_lambda"}, "mdgl_variants": {"mdgl"}}

@@ -19,7 +19,7 @@ from bplambda.experiments.runs import (
     DIVERGENCE_THRESHOLD,
     FIVE_SEEDS,
     GRID_RULES,
-    ShardOptions,
+    ResumableOptions,
     StateStore,
     check_grid,
     grid_conditions,
@@ -33,7 +33,7 @@ from bplambda.verdicts import finding, increasing, paired_difference
 
 
 @dataclass(frozen=True)
-class MNISTConfig(ShardOptions):
+class MNISTConfig(ResumableOptions):
     """Sequential MNIST (PAPER.md §6.3): LSTM 30, last-step 10-way readout, cross-entropy,
     batch 50, Adam lr 3e-4 for RNN, readout and synthesiser, BP(λ) scale s = 0.1, γ = 0.9;
     ``paper``: 50 epochs, the checkpoint with the lowest validation loss gives the test error.
@@ -72,7 +72,6 @@ class MNISTConfig(ShardOptions):
     device: str = "auto"
     dtype: str = "float32"
     progress: bool = True
-    force: bool = False  # recompute what output_dir/state holds (not in the key)
 
     def __post_init__(self) -> None:
         from bplambda.tasks.mnist import require_mnist

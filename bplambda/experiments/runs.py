@@ -117,6 +117,14 @@ class ShardOptions:
     merge_from: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, kw_only=True)
+class ResumableOptions(ShardOptions):
+    """A notebook config whose runs keep their states (:func:`state_store`); ``force``:
+    recompute what ``<output_dir>/state`` holds (never part of a run's key)."""
+
+    force: bool = False
+
+
 def shardable(run: Callable[..., pd.DataFrame]) -> Callable[..., pd.DataFrame]:
     """A run function ``run(cfg, ...) -> table`` that serves sweeps (:class:`ShardOptions`):
     with ``cfg.merge_from`` it returns the shards' tables of the same function, joined in
@@ -158,7 +166,7 @@ class StateStore:
     every_seconds: float = SAVE_SECONDS
 
 
-def state_store(cfg: Any) -> StateStore:
+def state_store(cfg: ResumableOptions) -> StateStore:
     """The store of a notebook config's runs: ``<output_dir>/state``, forced by ``cfg.force``."""
     return StateStore(project_path(cfg.output_dir) / "state", cfg, cfg.force)
 
