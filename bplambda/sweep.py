@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return submit(args)
-    except (ParameterError, ValueError) as error:
+    except ValueError as error:  # ParameterError and notebooks() name what is wrong
         print(f"sweep: {error}", file=sys.stderr)
         return 2
 
