@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from bplambda.bp_lambda import per_model
 from bplambda.cells import Params
 from bplambda.outputs import RuleOutput
 
@@ -63,7 +64,7 @@ def signal_alignments(output: RuleOutput, true_future: Tensor) -> dict[str, Tens
     result = {"alignment_signal": batch_alignment(output.future_signal, true_future)}
     if output.synthetic is not None:
         synthetic = batch_alignment(output.synthetic, true_future)
-        applied = output.applied.reshape(-1, *([1] * (synthetic.dim() - 1)))
+        applied = per_model(output.applied, synthetic.dim() - output.applied.dim())
         result["alignment_synthetic"] = synthetic
         result["alignment_applied"] = torch.where(applied, synthetic, torch.nan)
     return result

@@ -25,8 +25,8 @@ class RuleOutput:
     synthetic: ``(T, *M, B, S)`` the synthesiser's own output ``g(s_t)`` (``g(s_T) = 0``), or
         ``None`` for rules without a synthesiser.
     applied: ``(T,)`` bool, the steps whose ``g(s_t)`` enters the RNN's learning signal (every
-        step but the terminal one for BP(λ), the chunk ends for n-step SG), or ``None``
-        without a synthesiser.
+        step but the terminal one for BP(λ), the chunk ends for n-step SG), ``(T, K)`` for
+        a stacked window grid (one window per model), or ``None`` without a synthesiser.
     """
 
     grads: Grads

@@ -86,6 +86,41 @@ def test_sg_with_zero_synthesiser_is_truncated_bptt(cell_name):
     assert_grads_close(sg.grads, tbptt.grads, 1e-12, groups=("rnn", "readout"))
 
 
+@pytest.mark.parametrize(
+    "name, options", [("tbptt", {}), ("sg", {"gamma": 0.8, "scale": 0.4}), ("sg", {})]
+)
+def test_a_stacked_window_grid_equals_separate_runs(cell_name, name, options):
+    """One window per stacked model (a whole TBPTT(n) or SG(n) grid as one model): model by
+    model the gradients, learning signals and applied steps of its own separate run, with
+    windows that cut at different steps, every step, and never (n >= T)."""
+    windows = (1, 2, 3, 5, 8)
+    p = make_problem(cell_name, T=8, model_shape=(len(windows),))
+    stacked = make_rule(name, window=windows, **options).gradients(
+        p.cell, p.params, p.inputs, p.targets
+    )
+    for k, n in enumerate(windows):
+        single = {g: {m: v[k] for m, v in group.items()} for g, group in p.params.items()}
+        targets = type(p.targets)(p.targets.values[:, k], p.targets.weights, p.targets.kind)
+        out = make_rule(name, window=n, **options).gradients(
+            p.cell, single, p.inputs[:, k], targets
+        )
+        picked = {g: {m: v[k] for m, v in group.items()} for g, group in stacked.grads.items()}
+        assert_grads_close(picked, out.grads, 1e-10)
+        assert relative_error(stacked.future_signal[:, k], out.future_signal) < 1e-12
+        if name == "sg":
+            assert torch.equal(stacked.applied[:, k], out.applied)
+
+
+def test_a_window_grid_must_match_the_number_of_models():
+    p = make_problem("tanh_rnn", T=4, model_shape=(2,))
+    with pytest.raises(ValueError, match="one per model"):
+        make_rule("tbptt", window=(1, 2, 3)).gradients(p.cell, p.params, p.inputs, p.targets)
+    with pytest.raises(ValueError, match="window n=0"):
+        make_rule("sg", window=(1, 0))
+    with pytest.raises(ValueError, match="empty"):
+        make_rule("tbptt", window=())
+
+
 def _jacobian_product(p, states, start, end):
     """∂s_end/∂s_start (1-indexed states; states[k] is s_{k+1}): (B, S, S)."""
     S = p.cell.state_size

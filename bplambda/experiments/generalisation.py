@@ -58,6 +58,7 @@ from bplambda.experiments.runs import (
     run_condition,
     shardable,
     single_condition,
+    window_condition,
 )
 from bplambda.outputs import Grads
 from bplambda.parameters import LIU_TASKS, refuse
@@ -187,7 +188,7 @@ def liu_conditions(cfg: GeneralisationConfig) -> list[Condition]:
                            cfg.mdgl_variants]  # fmt: skip
         elif name in ("tbptt", "sg"):
             options = {"gamma": cfg.gamma, "scale": cfg.scale} if name == "sg" else {}
-            conditions += [single_condition(name, cfg.seeds, n, **options) for n in cfg.windows]
+            conditions.append(window_condition(name, cfg.windows, cfg.seeds, **options))
         elif name == "bp_lambda":
             conditions.append(bp_lambda_condition(cfg.lambdas, cfg.seeds, cfg.gamma, cfg.scale))
         else:

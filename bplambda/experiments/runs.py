@@ -58,37 +58,57 @@ class Condition:
     labels: tuple[dict, ...]
 
 
+def _grid_condition(
+    values: Sequence[float], seeds: Sequence[int], rule_for: Callable[[tuple], Rule],
+    label: Callable[[float], dict],
+) -> Condition:  # fmt: skip
+    """Every value × every seed as ONE stacked model (``K = len(values)·len(seeds)``):
+    ``rule_for(one value per model)`` and ``label(value)`` for each model's rows."""
+    models = [(value, seed) for value in values for seed in seeds]
+    rule = rule_for(tuple(value for value, _ in models))
+    return Condition(rule, tuple(s for _, s in models), tuple(label(v) for v, _ in models))
+
+
 def bp_lambda_condition(
     lambdas: Sequence[float], seeds: Sequence[int], gamma: float, scale: float = 1.0
 ) -> Condition:
     """All λ values × all seeds as ONE stacked model (``K = len(λ)·len(seeds)``)."""
-    models = [(lmbda, seed) for lmbda in lambdas for seed in seeds]
-    rule = make_rule(
-        "bp_lambda", lmbda=tuple(float(m[0]) for m in models), gamma=gamma, scale=scale
-    )
-    labels = tuple(
-        {"condition": f"BP({m[0]:g})", "family": "bp_lambda", "lmbda": float(m[0]), "n": np.nan}
-        for m in models
-    )
-    return Condition(rule, tuple(m[1] for m in models), labels)
+    return _grid_condition(
+        [float(lmbda) for lmbda in lambdas], seeds,
+        lambda per_model: make_rule("bp_lambda", lmbda=per_model, gamma=gamma, scale=scale),
+        lambda lmbda: {"condition": f"BP({lmbda:g})", "family": "bp_lambda", "lmbda": lmbda,
+                       "n": np.nan},
+    )  # fmt: skip
+
+
+def window_condition(
+    name: str, windows: Sequence[int], seeds: Sequence[int], **options: object
+) -> Condition:
+    """TBPTT(n) or SG(n) (``name``) for all windows × all seeds as ONE stacked model, each
+    model with its own window (one window for all where the grid has one)."""
+
+    def rule_for(per_model: tuple) -> Rule:
+        window = per_model if len(set(per_model)) > 1 else per_model[0]
+        return make_rule(name, window=window, **options)
+
+    return _grid_condition(
+        windows, seeds, rule_for,
+        lambda n: {"condition": f"{DISPLAY_NAMES[name]}({n})", "family": name, "lmbda": np.nan,
+                   "n": n},
+    )  # fmt: skip
 
 
 DISPLAY_NAMES = {"bptt": "BPTT", "oracle": "oracle", "tbptt": "TBPTT", "sg": "SG",
                  "eprop": "e-prop", "rflo": "RFLO", "mdgl": "MDGL"}  # fmt: skip
 
 
-def single_condition(
-    name: str, seeds: Sequence[int], window: int | None = None, **options: object
-) -> Condition:
-    """A rule other than BP(λ) (``tbptt``/``sg``: with window n), seeds stacked; its name in
-    tables is :data:`DISPLAY_NAMES`' (an MDGL variant other than the exact one: ``MDGL-type``)."""
+def single_condition(name: str, seeds: Sequence[int], **options: object) -> Condition:
+    """A rule without a grid (not BP(λ), TBPTT or SG), seeds stacked; its name in tables is
+    :data:`DISPLAY_NAMES`' (an MDGL variant other than the exact one: ``MDGL-type``)."""
     display = DISPLAY_NAMES[name]
     if options.get("variant", "cell_specific") != "cell_specific":
         display = f"{display}-type"
-    if window is not None:
-        options["window"] = window
-        display = f"{display}({window})"
-    label = {"condition": display, "family": name, "lmbda": np.nan, "n": window or np.nan}
+    label = {"condition": display, "family": name, "lmbda": np.nan, "n": np.nan}
     return Condition(make_rule(name, **options), tuple(seeds), tuple(label for _ in seeds))
 
 
@@ -286,19 +306,19 @@ def check_grid(
 
 
 def grid_conditions(cfg: GridConfig) -> list[tuple[Condition, str]]:
-    """(condition, cell name) pairs in the order of :data:`GRID_RULES`; seeds stacked, and
-    BP(λ)'s λ grid × seeds as one stacked model per LSTM mode (``" faithful"`` labels the
+    """(condition, cell name) pairs in the order of :data:`GRID_RULES`; seeds stacked, the
+    TBPTT(n) and SG(n) window grids × seeds as one stacked model each, and BP(λ)'s λ grid ×
+    seeds as one stacked model per LSTM mode (``" faithful"`` labels the
     official code's quirks). Every other rule runs the exact LSTM."""
     pairs: list[tuple[Condition, str]] = []
     rules = set(cfg.rules)
     if "bptt" in rules:
         pairs.append((single_condition("bptt", cfg.seeds), "lstm"))
-    for n in cfg.windows:
-        if "tbptt" in rules:
-            pairs.append((single_condition("tbptt", cfg.seeds, n), "lstm"))
-        if "sg" in rules:
-            sg = single_condition("sg", cfg.seeds, n, gamma=cfg.gamma, scale=cfg.scale)
-            pairs.append((sg, "lstm"))
+    if "tbptt" in rules:
+        pairs.append((window_condition("tbptt", cfg.windows, cfg.seeds), "lstm"))
+    if "sg" in rules:
+        sg = window_condition("sg", cfg.windows, cfg.seeds, gamma=cfg.gamma, scale=cfg.scale)
+        pairs.append((sg, "lstm"))
     for mode in cfg.lstm_modes if "bp_lambda" in rules else ():
         grid = bp_lambda_condition(cfg.lambdas, cfg.seeds, cfg.gamma, cfg.scale)
         rule = make_rule(

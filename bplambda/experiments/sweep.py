@@ -29,7 +29,7 @@ from bplambda.experiments.runs import (
     ShardOptions,
     bp_lambda_condition,
     shardable,
-    single_condition,
+    window_condition,
 )
 from bplambda.experiments.toy import alignment_train_config, run_on_toy
 from bplambda.profiles import configure
@@ -91,9 +91,9 @@ def run_lambda_sweep(cfg: SweepConfig) -> pd.DataFrame:
     ``radius_lambdas`` and SG(n) again (``rho`` names it; NaN: the paper's initialisation)."""
     batches = cfg.epochs * cfg.batches_per_epoch
     train_config = alignment_train_config(cfg, batches, cfg.lr_synthesiser)
-    sg = [single_condition("sg", cfg.seeds, n, gamma=cfg.gamma) for n in cfg.windows]
-    paper = [bp_lambda_condition(cfg.lambdas, cfg.seeds, cfg.gamma), *sg]
-    rescaled = [bp_lambda_condition(cfg.radius_lambdas, cfg.seeds, cfg.gamma), *sg]
+    sg = window_condition("sg", cfg.windows, cfg.seeds, gamma=cfg.gamma)
+    paper = [bp_lambda_condition(cfg.lambdas, cfg.seeds, cfg.gamma), sg]
+    rescaled = [bp_lambda_condition(cfg.radius_lambdas, cfg.seeds, cfg.gamma), sg]
     tables = [run_on_toy(paper, cfg, T, train_config) for T in cfg.seq_lens]
     tables += [
         run_on_toy(rescaled, cfg, T, train_config, radius)

@@ -36,6 +36,7 @@ from bplambda.experiments.runs import (
     run_condition,
     shardable,
     single_condition,
+    window_condition,
 )
 from bplambda.profiles import configure
 from bplambda.rules import Rule
@@ -168,7 +169,7 @@ def run_toy_alignment(cfg: ToyConfig) -> pd.DataFrame:
     """
     conditions = [
         bp_lambda_condition(cfg.lambdas, cfg.seeds, cfg.gamma),
-        *[single_condition("sg", cfg.seeds, n, gamma=cfg.gamma) for n in cfg.windows],
+        window_condition("sg", cfg.windows, cfg.seeds, gamma=cfg.gamma),
         single_condition("oracle", cfg.seeds),
     ]
     batches = cfg.epochs * cfg.batches_per_epoch
@@ -186,11 +187,8 @@ def run_toy_plastic(cfg: ToyConfig) -> pd.DataFrame:
     seeds = cfg.plastic_seeds
     conditions = [
         bp_lambda_condition(cfg.lambdas, seeds, cfg.gamma, cfg.plastic_scale),
-        *[single_condition("tbptt", seeds, n) for n in cfg.windows],
-        *[
-            single_condition("sg", seeds, n, gamma=cfg.gamma, scale=cfg.plastic_scale)
-            for n in cfg.windows
-        ],
+        window_condition("tbptt", cfg.windows, seeds),
+        window_condition("sg", cfg.windows, seeds, gamma=cfg.gamma, scale=cfg.plastic_scale),
         single_condition("bptt", seeds),
     ]
     train_config = alignment_train_config(

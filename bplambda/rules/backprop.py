@@ -9,6 +9,7 @@ enters the RNN's learning signal).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from torch import Tensor
 from bplambda.bp_lambda import (
     lambda_return_gradient,
     online_bp_lambda,
+    per_model,
     synthetic_gradients,
     true_future_gradients,
 )
@@ -65,8 +67,13 @@ def _check_range(name: str, value: float, low: float, high: float, low_open: boo
         raise ValueError(f"{name}={value!r} is outside {bracket}{low}, {high}]; pass a value in it")
 
 
-def _check_window(window: int | None, allow_none: bool) -> None:
-    if window is None and allow_none:
+def _check_window(window: int | tuple[int, ...]) -> None:
+    """One window ``n >= 1``, or a non-empty tuple of them (one per stacked model)."""
+    if isinstance(window, tuple):
+        if not window:
+            raise ValueError("window=() is empty; pass one window n >= 1 per stacked model")
+        for n in window:
+            _check_window(n)
         return
     if not isinstance(window, int) or isinstance(window, bool) or window < 1:
         raise ValueError(f"window n={window!r} is invalid; pass an integer n >= 1")
@@ -117,12 +124,94 @@ def chunk_starts(T: int, window: int | None) -> list[int]:
     return [0, *range(first, T, window)]
 
 
+Windows = int | tuple[int, ...] | None
+"""One window for every model (``None``: no truncation), or one per stacked model."""
+
+
+@dataclass(frozen=True)
+class ChunkLayout:
+    """Where the chunks of every model start, as tensors on the run's device (``W``: ``()``
+    for one window, ``(K,)`` for one per model).
+
+    ``cut_steps``: the steps ``c > 0`` where some model starts a chunk (a host tuple);
+    ``carry_mask (C, *W)``: which models start one there; ``discount (T, *W)``: γ to the
+    steps since the chunk's start; ``bootstrap (C, *W)``: ``γ^n`` where the chunk ending at
+    ``c`` itself started at a carry (its n-step target bootstraps from ``g(s_c)``), else 0;
+    ``applied (T, *W)``: the chunk ends ``s_{c-1}``, where ``g`` enters the learning signal.
+    """
+
+    cut_steps: tuple[int, ...]
+    ends: Tensor
+    carry_mask: Tensor
+    discount: Tensor
+    bootstrap: Tensor
+    applied: Tensor
+    per_model: bool
+
+
+@functools.lru_cache(maxsize=64)
+def chunk_layout(
+    T: int, windows: Windows, gamma: float, dtype: torch.dtype, device: torch.device
+) -> ChunkLayout:
+    """The :class:`ChunkLayout` of ``windows`` over ``T`` steps, built once per call
+    signature (cached), so a training loop uploads nothing per batch."""
+    per_model = isinstance(windows, tuple)
+    models = windows if per_model else (windows,)
+    cuts = torch.zeros(T, len(models), dtype=torch.bool)
+    discount = torch.ones(T, len(models), dtype=torch.float64)
+    bootstrap = torch.zeros(T, len(models), dtype=torch.float64)
+    for m, window in enumerate(models):
+        starts = chunk_starts(T, window)
+        cuts[starts[1:], m] = True
+        for c, c_next in zip(starts, [*starts[1:], T]):
+            discount[c:c_next, m] = gamma ** torch.arange(c_next - c, dtype=torch.float64)
+        for c_previous, c in zip(starts[1:], starts[2:]):
+            bootstrap[c, m] = gamma ** (c - c_previous)
+    cut_steps = tuple(int(c) for c in cuts.any(-1).nonzero().flatten())
+    applied = torch.cat([cuts[1:], torch.zeros_like(cuts[:1])])
+    squeeze = (lambda x: x) if per_model else (lambda x: x.squeeze(-1))
+    tensors = {"carry_mask": cuts[list(cut_steps)], "discount": discount,
+               "bootstrap": bootstrap[list(cut_steps)], "applied": applied}  # fmt: skip
+    return ChunkLayout(
+        cut_steps=cut_steps,
+        ends=torch.tensor([c - 1 for c in cut_steps], dtype=torch.long, device=device),
+        per_model=per_model,
+        **{
+            name: squeeze(value).to(device, torch.bool if value.dtype == torch.bool else dtype)
+            for name, value in tensors.items()
+        },
+    )
+
+
+def _spread(x: Tensor, ndim: int) -> Tensor:
+    """``x`` with trailing singleton dimensions up to ``ndim`` dimensions."""
+    return per_model(x, ndim - x.dim())
+
+
+def check_one_per_model(name: str, values: tuple, inputs: Tensor) -> None:
+    """Refuse a per-model tuple (a λ or window grid) whose length is not the one model
+    dimension of ``inputs (T, K, B, I)``."""
+    models = inputs.shape[1:-2]
+    if len(models) != 1 or models[0] != len(values):
+        raise ValueError(
+            f"{name} has {len(values)} values (one per model) but the inputs have model "
+            f"dimensions {tuple(models)}; stack exactly one model per {name} value"
+        )
+
+
+@functools.lru_cache(maxsize=64)
+def _model_values(values: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A per-model coefficient ``(K,)`` on the run's device, made once per grid (cached: a
+    training loop uploads nothing per batch). Never modify the result in place."""
+    return torch.tensor(values, dtype=dtype, device=device)
+
+
 def _truncated_backprop(
     cell: Cell,
     params: Grads,
     inputs: Tensor,
     targets: SequenceTargets,
-    window: int | None,
+    window: Windows,
     synthesiser: _SynthesiserUse | None = None,
 ) -> RuleOutput:
     """BPTT within chunks (state detached between them), optionally with n-step SG.
@@ -132,10 +221,18 @@ def _truncated_backprop(
     reset state) toward the bootstrapped n-step target
     ``Σ_{τ=c+1}^{c+n} γ^{τ-c-1} ∂L_τ/∂s_c + γ^n g(s_{c+n}) ∂s_{c+n}/∂s_c`` (PAPER.md §1.1);
     in a front-padded stack only at real states (a padding state is a zero reset state).
+
+    ``window`` may be a tuple, one window per stacked model (inputs ``(T, K, B, I)``): at a
+    step where only some models start a chunk, the others keep their graph (``where``), so a
+    whole window grid trains as one stacked model.
     """
     T = len(inputs)
-    starts = chunk_starts(T, window)
+    if isinstance(window, tuple):
+        check_one_per_model("window", window, inputs)
+    gamma = synthesiser.gamma if synthesiser is not None else 1.0
+    layout = chunk_layout(T, window, gamma, inputs.dtype, inputs.device)
     synth = params.get("synthesiser") if synthesiser is not None else None
+    state_ndim = inputs.dim() - 1  # (*M, B, S)
     with torch.enable_grad():
         rnn = {k: v.detach().requires_grad_() for k, v in params["rnn"].items()}
         out = {k: v.detach().requires_grad_() for k, v in params["readout"].items()}
@@ -143,28 +240,32 @@ def _truncated_backprop(
         states: list[Tensor] = []
         carries: list[Tensor] = []
         for k, x in enumerate(inputs):
-            if k in starts and k > 0:
-                s = s.detach().requires_grad_()
-                carries.append(s)
+            if k in layout.cut_steps:
+                carry = s.detach().requires_grad_()
+                if layout.per_model:
+                    cut = _spread(layout.carry_mask[len(carries)], state_ndim)
+                    s = torch.where(cut, carry, s)
+                else:
+                    s = carry
+                carries.append(carry)
             s = cell.step(rnn, x, s)
             states.append(s)
         stacked = torch.stack(states)
         per_step = step_losses(readout(out, cell.hidden(stacked)), targets)  # (T, *M)
         objective = per_step.sum()
-        ends = [states[c - 1] for c in starts[1:]]  # graph states s_c at chunk ends
-        bootstraps = [synthesise(synth, carry).detach() for carry in carries] if synth else []
-        if synthesiser is not None and synthesiser.apply:
-            for g, end in zip(bootstraps, ends):
-                objective = objective + synthesiser.scale * (g * end).sum()
+        if carries:
+            ends = stacked[layout.ends]  # the graph states s_{c-1} before every carry
+            carry_mask = _spread(layout.carry_mask, state_ndim + 1)
+        bootstraps = synthesise(synth, torch.stack(carries)).detach() if synth and carries else None
+        if bootstraps is not None and synthesiser.apply:
+            objective = objective + synthesiser.scale * (carry_mask * bootstraps * ends).sum()
         wrt = [*rnn.values(), *out.values(), *states]
         learn = synthesiser is not None and synthesiser.learn and bool(carries)
         grads = torch.autograd.grad(objective, wrt, retain_graph=learn)
-        real = cell.real_steps(inputs)
-        carry_weights = None if real is None else real[[c - 1 for c in starts[1:]]]
         synth_grads = (
             _n_step_regression(
-                synth, per_step, starts, carries, bootstraps, ends, synthesiser, carry_weights
-            )
+                synth, per_step, carries, bootstraps, ends, layout, cell.real_steps(inputs)
+            )  # fmt: skip
             if learn
             else None
         )
@@ -176,8 +277,7 @@ def _truncated_backprop(
     }
     synthetic = applied = None
     if synthesiser is not None:
-        applied = torch.zeros(T, dtype=torch.bool, device=inputs.device)
-        applied[[c - 1 for c in starts[1:]]] = True  # the chunk ends s_c, c = next start
+        applied = layout.applied
         with torch.no_grad():
             synthetic = synthetic_gradients(synth, stacked.detach())
         if synthesiser.learn:
@@ -198,27 +298,24 @@ def _truncated_backprop(
 def _n_step_regression(
     synth: Params,
     per_step: Tensor,
-    starts: list[int],
     carries: list[Tensor],
-    bootstraps: list[Tensor],
-    ends: list[Tensor],
-    use: _SynthesiserUse,
-    weights: Tensor | None = None,
+    bootstraps: Tensor,
+    ends: Tensor,
+    layout: ChunkLayout,
+    real: Tensor | None,
 ) -> Params:
-    """Regress ``g(s_c)`` at every chunk start toward its n-step target (see above);
-    ``weights (chunks - 1, *M, B)``: 0 for a carry on padding."""
-    T = per_step.shape[0]
-    bounds = [*starts, T]
-    discount = per_step.new_ones(T)
-    for c, c_next in zip(bounds[:-1], bounds[1:]):
-        discount[c:c_next] = use.gamma ** torch.arange(c_next - c, dtype=per_step.dtype)
-    objective = (per_step * discount.reshape(-1, *([1] * (per_step.dim() - 1)))).sum()
-    # chunk i (i >= 1) starts at carries[i-1] and bootstraps from the next chunk's start
-    for i in range(1, len(carries)):
-        length = starts[i + 1] - starts[i]
-        objective = objective + use.gamma**length * (bootstraps[i] * ends[i]).sum()
+    """Regress ``g(s_c)`` at every chunk start toward its n-step target (see above), for the
+    models that start a chunk there; ``real (T, *M, B)``: 0 on padding (a carried padding
+    state is not regressed)."""
+    discount = _spread(layout.discount, per_step.dim())
+    objective = (per_step * discount).sum()
+    bootstrap = _spread(layout.bootstrap, bootstraps.dim())
+    objective = objective + (bootstrap * bootstraps * ends).sum()
     targets = torch.autograd.grad(objective, carries)
     with torch.no_grad():
+        weights = _spread(layout.carry_mask, ends.dim() - 1).to(ends.dtype)
+        if real is not None:
+            weights = weights * real[layout.ends]
         return regression_gradient(synth, torch.stack(carries), torch.stack(targets), weights)
 
 
@@ -278,13 +375,17 @@ class BPTT(_NetworkOnly):
 @dataclass(frozen=True)
 class TruncatedBPTT(_NetworkOnly):
     """BPTT within chunks of ``window`` steps aligned to the sequence end; state detached
-    between chunks, so a step receives only the future gradient from its own chunk."""
+    between chunks, so a step receives only the future gradient from its own chunk.
 
-    window: int
+    ``window`` may be a tuple with one n per stacked model (inputs ``(T, K, B, I)``), so a
+    whole window grid trains as one batched model.
+    """
+
+    window: int | tuple[int, ...]
     name = "tbptt"
 
     def __post_init__(self) -> None:
-        _check_window(self.window, allow_none=False)
+        _check_window(self.window)
 
     def gradients(
         self,
@@ -306,9 +407,11 @@ class NStepSyntheticGradient(_WithSynthesiser):
     Differences from the official code (documented in the README): the bootstrap in the target
     is ``γ^n g`` (as the paper's n-step target), not ``scale·g``; losses inside a chunk are
     discounted by γ in the target; the regression loss is ``½‖·‖²`` (the code's MSE is 2×).
+
+    ``window`` may be a tuple with one n per stacked model, as for :class:`TruncatedBPTT`.
     """
 
-    window: int
+    window: int | tuple[int, ...]
     gamma: float = 1.0
     scale: float = 1.0
     learn_synthesiser: bool = True
@@ -316,7 +419,7 @@ class NStepSyntheticGradient(_WithSynthesiser):
     name = "sg"
 
     def __post_init__(self) -> None:
-        _check_window(self.window, allow_none=False)
+        _check_window(self.window)
         _check_range("gamma", self.gamma, 0.0, 1.0, low_open=True)
         _check_scale(self.scale)
 
@@ -419,13 +522,8 @@ class BPLambda(_WithSynthesiser):
     def _lambda_per_model(self, inputs: Tensor) -> float | Tensor:
         if not isinstance(self.lmbda, tuple):
             return float(self.lmbda)
-        models = inputs.shape[1:-2]
-        if len(models) != 1 or models[0] != len(self.lmbda):
-            raise ValueError(
-                f"lmbda has {len(self.lmbda)} values (one per model) but the inputs have model "
-                f"dimensions {tuple(models)}; stack exactly one model per λ value"
-            )
-        return torch.tensor(self.lmbda, dtype=inputs.dtype, device=inputs.device)
+        check_one_per_model("lmbda", self.lmbda, inputs)
+        return _model_values(self.lmbda, inputs.dtype, inputs.device)
 
 
 @dataclass(frozen=True)
