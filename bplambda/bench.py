@@ -1,11 +1,17 @@
-"""`make bench`: per-step time and peak memory of the BP(λ) update, the stacking gain, and
-the Liu et al. study's rules and curvature tools.
+"""`make bench`: per-step time and peak memory of every rule's update, the stacking gains,
+the time of whole grids, and the Liu et al. study's rules and curvature tools.
 
-``online`` (eligibility traces, Algorithm 1) vs ``lambda_return`` (the exact forward view), at
-the paper's sequential-MNIST size (LSTM 30, B = 50, T = 28) and copy-repeat size (LSTM 100,
-B = 100), with full BPTT as a reference. Each case runs in a fresh subprocess so that its peak
-resident memory (above the process's state before the measured call) is its own. A case whose
-predicted memory does not fit is not run; its predicted need is reported instead.
+Every rule of the BP(λ) study (BPTT, TBPTT(5), SG(5), BP(1) as ``online`` eligibility traces,
+Algorithm 1, and as the exact forward view ``lambda_return``, the oracle) at the paper's
+sequential-MNIST size (LSTM 30, B = 50, T = 28) and copy-repeat size (LSTM 100, B = 100).
+Each case runs in a fresh subprocess so that its peak resident memory (above the process's
+state before the measured call) is its own. A case whose predicted memory does not fit is not
+run; its predicted need is reported instead.
+
+Whole grids as the notebooks run them (data, rule, optimiser, logging): one epoch of the
+seq-MNIST ``paper`` grid with the TBPTT(n) and SG(n) window grids stacked and with one window
+per condition; and seconds per 1,000 copy-repeat updates at T = 33 (every model held at level
+(5, 5)).
 
 The second study's size (rate RNN N = 128, B = 256, T = 28, seq-MNIST rows): the time of one
 training step (one batch) of every rule, one Hessian-vector product (both methods) and one
@@ -17,29 +23,36 @@ training step (one batch) of every rule, one Hessian-vector product (both method
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import torch
 
-from bplambda.cells import make_cell
+from bplambda.cells import Cell, MaskedCell, make_cell
 from bplambda.device import resolve_device
+from bplambda.experiments.runs import Condition
+from bplambda.outputs import Grads
 from bplambda.readout import SequenceTargets
 from bplambda.rules import make_rule
 from bplambda.stacking import init_network
+from bplambda.tasks.base import Task
+from bplambda.tasks.copy_repeat import CopyRepeatTask
+from bplambda.train import TrainConfig
 
 
 @dataclass(frozen=True)
 class Case:
     size: str
-    method: str  # "online", "lambda_return" or "bptt"
+    method: str  # a key of RULE_CASES
     hidden: int
     batch: int
     input_size: int
@@ -55,10 +68,22 @@ SIZES = {
 }
 
 
+RULE_CASES = {
+    # method: (rule name, options); BP(λ) in both implementations, the paper's seq-MNIST γ, s
+    "bptt": ("bptt", {}),
+    "tbptt": ("tbptt", {"window": 5}),
+    "sg": ("sg", {"window": 5, "gamma": 0.9, "scale": 0.1}),
+    "lambda_return": ("bp_lambda", {"lmbda": 1.0, "gamma": 0.9, "scale": 0.1}),
+    "online": ("bp_lambda", {"lmbda": 1.0, "gamma": 0.9, "scale": 0.1,
+                             "implementation": "online"}),
+    "oracle": ("oracle", {}),
+}  # fmt: skip
+
+
 def cases() -> list[Case]:
     result = []
     for size, (hidden, batch, inputs, outputs, T, T_online) in SIZES.items():
-        for method in ("bptt", "lambda_return", "online"):
+        for method in RULE_CASES:
             seq_len = T_online if method == "online" else T
             repeats = 1 if (method == "online" and size == "copy_repeat") else 10
             result.append(Case(size, method, hidden, batch, inputs, outputs, seq_len, repeats))
@@ -88,9 +113,8 @@ def _problem(case: Case, device: torch.device, dtype: torch.dtype = torch.float3
 
 
 def _rule(method: str):
-    if method == "bptt":
-        return make_rule("bptt")
-    return make_rule("bp_lambda", lmbda=1.0, gamma=0.9, scale=0.1, implementation=method)
+    name, options = RULE_CASES[method]
+    return make_rule(name, **options)
 
 
 def run_case(case: Case, device: torch.device) -> dict:
@@ -185,6 +209,117 @@ def stacking_speedup(
         rows.append({"T": T, "models": len(grid.seeds), "stacked_s_per_1000": stacked * scale,
                      "one_at_a_time_s_per_1000": one_by_one * scale,
                      "speedup": one_by_one / stacked})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _seconds_per_batch(
+    condition: Condition, cell: Cell, task: Task, config: TrainConfig, device: torch.device
+) -> tuple[float, Grads]:
+    """Wall seconds per training batch of one condition (its models stacked, as the
+    notebooks run it: data, rule, optimiser and logging), after a 3-batch warm-up; and the
+    trained parameters."""
+    from bplambda.train import train
+
+    run = functools.partial(train, cell, condition.rule, task, seeds=condition.seeds,
+                            device=device)  # fmt: skip
+    run(replace(config, num_batches=3))
+    start = time.perf_counter()
+    result = run(config)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / config.num_batches, result.params
+
+
+def _split_windows(pairs: list[tuple[Condition, str]], seeds) -> list[tuple[Condition, str]]:
+    """The same grid with every TBPTT(n) and SG(n) window as its own condition (as before
+    window grids were stacked)."""
+    from bplambda.experiments.runs import window_condition
+
+    split = []
+    for condition, cell_name in pairs:
+        family = condition.labels[0]["family"]
+        if family in ("tbptt", "sg"):
+            options = {k: getattr(condition.rule, k) for k in ("gamma", "scale")
+                       if hasattr(condition.rule, k)}  # fmt: skip
+            windows = dict.fromkeys(label["n"] for label in condition.labels)
+            split += [(window_condition(family, [int(n)], seeds, **options), cell_name)
+                      for n in windows]  # fmt: skip
+        else:
+            split.append((condition, cell_name))
+    return split
+
+
+def _names(condition: Condition) -> str:
+    return ", ".join(dict.fromkeys(label["condition"] for label in condition.labels))
+
+
+def seq_mnist_grid_epoch(
+    device: torch.device, batches: int = 40, eval_images: int = 5_000
+) -> pd.DataFrame:
+    """Seconds for one epoch of notebook 03's ``paper`` grid (every rule × 5 seeds, windows
+    1-5, λ ∈ {0, 0.5, 1} in both LSTM modes), per condition: ``batches`` training batches
+    scaled to the epoch's 960, plus one evaluation pass over ``eval_images`` random images
+    scaled to the epoch's 70,000 (train, validation and test sets). ``variant``:
+    ``stacked`` (the notebook: a window grid is one stacked model) or ``one window per
+    condition``. Random images: the time does not depend on the pixels."""
+    from bplambda.evaluate import classification_metrics
+    from bplambda.experiments.mnist import MNIST_DEFAULTS, MNISTConfig
+    from bplambda.experiments.runs import grid_conditions
+    from bplambda.tasks.mnist import SequentialMNIST
+
+    defaults = {f.name: f.default for f in fields(MNISTConfig) if f.default is not MISSING}
+    cfg = SimpleNamespace(**{**defaults, **MNIST_DEFAULTS["paper"]})
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(eval_images, 28, 28, generator=g)
+    labels = torch.randint(0, 10, (eval_images,), generator=g)
+    task = SequentialMNIST(images, labels, cfg.batch_size)
+    per_epoch_batches, per_epoch_images = 48_000 // cfg.batch_size, 70_000
+    config = TrainConfig(num_batches=batches,
+                         lr={"rnn": cfg.lr, "readout": cfg.lr, "synthesiser": cfg.lr},
+                         log_every=cfg.log_every, progress=False)  # fmt: skip
+    stacked = grid_conditions(cfg)
+    rows = []
+    variants = {"stacked": stacked, "one window per condition": _split_windows(stacked, cfg.seeds)}
+    for variant, pairs in variants.items():
+        for condition, cell_name in pairs:
+            if variant != "stacked" and condition.labels[0]["family"] not in ("tbptt", "sg"):
+                continue  # the same condition as stacked
+            print(f"  seq-MNIST grid ({variant}): {_names(condition)}", flush=True)
+            cell = make_cell(cell_name, task.input_size, cfg.hidden_size)
+            per_batch, params = _seconds_per_batch(condition, cell, task, config, device)
+            start = time.perf_counter()
+            classification_metrics(cell, params, images.to(device), labels.to(device))
+            evaluation = (time.perf_counter() - start) * per_epoch_images / eval_images
+            rows.append({"variant": variant, "conditions": _names(condition),
+                         "models": len(condition.seeds),
+                         "train_s_per_epoch": per_batch * per_epoch_batches,
+                         "eval_s_per_epoch": evaluation})  # fmt: skip
+    table = pd.DataFrame(rows)
+    table["s_per_epoch"] = table.train_s_per_epoch + table.eval_s_per_epoch
+    return table
+
+
+def copy_repeat_per_1000(
+    device: torch.device, updates: int = 20, level: tuple[int, int] = (5, 5)
+) -> pd.DataFrame:
+    """Seconds per 1,000 updates of notebook 04's conditions (BPTT, TBPTT(5), SG(5), BP(0.5)
+    and BP(1) stacked; 3 seeds) with every model held at one curriculum ``level`` (5, 5):
+    T = 33, the paper's copy-repeat size (LSTM 100, batch 100)."""
+    from bplambda.experiments.copy_repeat import copy_repeat_config
+    from bplambda.experiments.runs import grid_conditions
+
+    cfg = copy_repeat_config("quick", seeds=(0, 1, 2))
+    task = CopyRepeatTask(cfg.batch_size, threshold_bits=0.0, start=level)
+    config = TrainConfig(num_batches=updates,
+                         lr={"rnn": cfg.lr, "readout": cfg.lr, "synthesiser": cfg.lr_synthesiser},
+                         log_every=cfg.log_every, progress=False)  # fmt: skip
+    rows = []
+    for condition, cell_name in grid_conditions(cfg):
+        print(f"  copy-repeat T={task.seq_len}: {_names(condition)}", flush=True)
+        cell = MaskedCell(make_cell(cell_name, task.input_size - 1, cfg.hidden_size))
+        per_update, _ = _seconds_per_batch(condition, cell, task, config, device)
+        rows.append({"conditions": _names(condition), "models": len(condition.seeds),
+                     "T": task.seq_len, "s_per_1000_updates": 1000 * per_update})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -287,8 +422,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.output, index=False)
     liu = liu_bench(device)
-    stacking.to_csv(Path(args.output).with_name("stacking.csv"), index=False)
-    liu.to_csv(Path(args.output).with_name("liu.csv"), index=False)
+    grid = seq_mnist_grid_epoch(device)
+    copy = copy_repeat_per_1000(device)
+    for name, result in (("stacking", stacking), ("liu", liu), ("seq_mnist_grid", grid),
+                         ("copy_repeat", copy)):  # fmt: skip
+        result.to_csv(Path(args.output).with_name(f"{name}.csv"), index=False)
     shown = [
         "size",
         "method",
@@ -309,6 +447,15 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     )
     print("\nλ-sweep grid (toy task, BP(λ), 11 λ × 5 seeds): stacked vs one model at a time")
     print(stacking.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print("\nseq-MNIST paper grid (every rule × 5 seeds), seconds per epoch:")
+    print(grid.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    stacked = grid.variant == "stacked"
+    shared = grid[stacked & ~grid.conditions.str.match(r"^(TBPTT|SG)\(")].s_per_epoch.sum()
+    print(f"one epoch of the whole grid: {grid[stacked].s_per_epoch.sum() / 60:.2f} min with "
+          f"window grids stacked, {(shared + grid[~stacked].s_per_epoch.sum()) / 60:.2f} min "
+          "with one window per condition")  # fmt: skip
+    print("\ncopy-repeat at one level (3 seeds, LSTM 100, batch 100):")
+    print(copy.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     print(f"\nLiu et al. study, rate RNN {LIU_SIZE}, float32:")
     print(liu[["what", "seconds", "hvps", "value"]].to_string(index=False,
           float_format=lambda v: f"{v:.4g}"))  # fmt: skip

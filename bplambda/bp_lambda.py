@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from bplambda.cells import Cell, MaskedCell, Params, initial_state
+from bplambda.cells import Cell, MaskedCell, Params, initial_state, previous_states
 from bplambda.outputs import Grads, RuleOutput
 from bplambda.readout import SequenceTargets, immediate_gradients
 from bplambda.synthesiser import regression_gradient, synthesise
@@ -44,6 +44,7 @@ def backward_sweep(
     synthetic: Tensor | None = None,
     gamma: Coefficient = 1.0,
     lmbda: Coefficient = 1.0,
+    derivatives: Params | None = None,
 ) -> Tensor:
     """λ-returns ``G^λ_t`` for every state ``s_t``: ``(T, *M, B, S)`` (``G^λ_T = 0``).
 
@@ -53,26 +54,35 @@ def backward_sweep(
 
     inputs ``(T, *M, B, I)``; states, immediate, synthetic ``(T, *M, B, S)``; ``synthetic[-1]``
     must be the terminal zero. ``gamma`` and ``lmbda`` may be per-model tensors ``(*M,)``.
+    ``derivatives``: the cell's derivatives of all ``T`` steps (``cell.derivatives(rnn,
+    inputs, [s_0, …, s_{T-1}])``), where the caller has them; computed here otherwise.
     """
     gamma, lmbda = per_model(gamma, 2), per_model(lmbda, 2)
     observed = immediate
     if synthetic is not None and not (isinstance(lmbda, float) and lmbda == 1):
         observed = immediate + gamma * (1 - lmbda) * synthetic
     decay = torch.as_tensor(gamma * lmbda, dtype=states.dtype, device=states.device)
-    derivatives = cell.derivatives(rnn, inputs[1:], states[:-1])  # of J_2 … J_T, all at once
+    if derivatives is None:  # of all steps at once
+        prev = previous_states(states, initial_state(cell, inputs))
+        derivatives = cell.derivatives(rnn, inputs, prev)
     returns = [torch.zeros_like(states[-1])]
     for k in range(len(states) - 2, -1, -1):
         target = torch.addcmul(observed[k + 1], decay, returns[-1])
-        at_k = {name: value[k] for name, value in derivatives.items()}
+        at_k = {name: value[k + 1] for name, value in derivatives.items()}  # J_{k+2}
         returns.append(cell.state_vjp_at(rnn, at_k, target))
     return torch.stack(returns[::-1])
 
 
 def true_future_gradients(
-    cell: Cell, rnn: Params, inputs: Tensor, states: Tensor, immediate: Tensor
+    cell: Cell,
+    rnn: Params,
+    inputs: Tensor,
+    states: Tensor,
+    immediate: Tensor,
+    derivatives: Params | None = None,
 ) -> Tensor:
     """BPTT's ``∂L_{>t}/∂s_t`` for ``t = 1 … T``: ``(T, *M, B, S)``."""
-    return backward_sweep(cell, rnn, inputs, states, immediate)
+    return backward_sweep(cell, rnn, inputs, states, immediate, derivatives=derivatives)
 
 
 def synthetic_gradients(synth: Params, states: Tensor) -> Tensor:
@@ -92,6 +102,7 @@ def lambda_return_gradient(
     synthetic: Tensor,
     gamma: Coefficient,
     lmbda: Coefficient,
+    derivatives: Params | None = None,
 ) -> Params:
     """The forward view: gradient of ``Σ_{t<T} mean_b ½‖G^λ_t − g(s_t)‖²`` (targets fixed).
 
@@ -102,7 +113,9 @@ def lambda_return_gradient(
     (:class:`~bplambda.cells.MaskedCell`) only real states are regressed: a padding state is
     the zero reset state of a sequence that has not started (s_0 is never regressed either).
     """
-    returns = backward_sweep(cell, rnn, inputs, states, immediate, synthetic, gamma, lmbda)
+    returns = backward_sweep(
+        cell, rnn, inputs, states, immediate, synthetic, gamma, lmbda, derivatives
+    )
     real = cell.real_steps(inputs)
     weights = None if real is None else real[:-1]
     return regression_gradient(synth, states[:-1], returns[:-1], weights)
@@ -187,23 +200,25 @@ def online_bp_lambda(
         )
         a = a[0]
         terminal = k == T - 1
+        derivatives = cell.derivatives(rnn, x, s_prev)
         if learn_synthesiser:
             J = cell.state_jacobian(rnn, x, s_prev)
             if J_prev is not None:  # s_prev is s_k with k ≥ 1: a regression target exists
                 trace = decay * (J_prev @ trace.flatten(-2)).reshape(trace.shape)
                 _add_synthesiser_input_gradient(trace, s_prev)
                 g_next = torch.zeros_like(s) if terminal else synthesise(synth, s)
-                a_td = cell.td_immediate(rnn, x, s_prev, a)
+                a_td = cell.td_immediate(derivatives, a)
                 td_target = ((a_td + gamma_s * g_next).unsqueeze(-2) @ J).squeeze(-2)
                 emit({"synthesiser": _trace_update(trace, td_target - synthesise(synth, s_prev))})
             J_prev = J
         g = torch.zeros_like(s) if terminal else synthesise(synth, s)
         future = (
-            cell.synthetic_signal(rnn, x, s_prev, scale * g)
+            cell.synthetic_signal(derivatives, scale * g)
             if apply_synthetic_gradient
             else torch.zeros_like(g)
         )
-        emit({"rnn": cell.param_vjp(rnn, x, s_prev, a + future), "readout": readout_grads})
+        rnn_grads = cell.param_vjp_at(rnn, derivatives, x, s_prev, a + future)
+        emit({"rnn": rnn_grads, "readout": readout_grads})
         for store, value in ((states, s), (immediates, a), (synthetics, g), (futures, future)):
             store.append(value)
         losses.append(loss)

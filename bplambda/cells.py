@@ -80,14 +80,21 @@ class Cell(ABC):
         return self.state_vjp_at(params, self.derivatives(params, x, s_prev), v)
 
     @abstractmethod
+    def param_vjp_at(
+        self, params: Params, derivatives: Params, x: Tensor, s_prev: Tensor, v: Tensor
+    ) -> Params:
+        """``param_vjp`` from precomputed ``derivatives`` (of the same ``x``, ``s_prev``)."""
+
     def param_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Params:
         """``Σ_{extra dims, b} v · ∂step/∂params`` with ``s_prev`` held fixed (local gradient)."""
+        return self.param_vjp_at(params, self.derivatives(params, x, s_prev), x, s_prev, v)
 
-    def td_immediate(self, params: Params, x: Tensor, s_prev: Tensor, a: Tensor) -> Tensor:
-        """The immediate gradient ``a_t = ∂L_t/∂s_t`` as it enters BP(λ)'s TD target."""
+    def td_immediate(self, derivatives: Params, a: Tensor) -> Tensor:
+        """The immediate gradient ``a_t = ∂L_t/∂s_t`` as it enters BP(λ)'s TD target
+        (``derivatives`` of the step that made ``s_t``)."""
         return a
 
-    def synthetic_signal(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
+    def synthetic_signal(self, derivatives: Params, v: Tensor) -> Tensor:
         """The synthetic part ``s·g(s_t)`` of the RNN's learning signal."""
         return v
 
@@ -205,9 +212,10 @@ class VanillaRNN(Cell):
     def state_vjp_at(self, params: Params, derivatives: Params, v: Tensor) -> Tensor:
         return (v * derivatives["slope"]) @ params["weight_hh"]
 
-    def param_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Params:
-        _, slope = self._forward(params, x, s_prev)
-        return _affine_param_vjp(params, x, s_prev, v * slope)
+    def param_vjp_at(
+        self, params: Params, derivatives: Params, x: Tensor, s_prev: Tensor, v: Tensor
+    ) -> Params:
+        return _affine_param_vjp(params, x, s_prev, v * derivatives["slope"])
 
 
 @dataclass(frozen=True)
@@ -305,8 +313,10 @@ class LSTM(Cell):
         """``∂h_t/∂h_{t-1}`` through the output gate: ``(..., B, H, H)``."""
         return do.unsqueeze(-1) * W_o
 
-    def param_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Params:
-        d_pre, _ = self._pre_gradient(self.derivatives(params, x, s_prev), v)
+    def param_vjp_at(
+        self, params: Params, derivatives: Params, x: Tensor, s_prev: Tensor, v: Tensor
+    ) -> Params:
+        d_pre, _ = self._pre_gradient(derivatives, v)
         return _affine_param_vjp(params, x, self._split(s_prev)[0], d_pre)
 
 
@@ -325,17 +335,16 @@ class FaithfulLSTM(LSTM):
     def _output_gate_path(do: Tensor, W_o: Tensor) -> Tensor:
         return torch.zeros((), dtype=do.dtype, device=do.device)  # quirk (a)
 
-    def _cell_path(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
+    def _cell_path(self, derivatives: Params, v: Tensor) -> Tensor:
         """``[0, v_h ⊙ ∂h_t/∂c_t]``: ``v``'s h-part carried onto the cell state."""
-        dh_dc = self.derivatives(params, x, s_prev)["dh_dc"]
         v_h = self._split(v)[0]
-        return torch.cat([torch.zeros_like(v_h), v_h * dh_dc], dim=-1)
+        return torch.cat([torch.zeros_like(v_h), v_h * derivatives["dh_dc"]], dim=-1)
 
-    def td_immediate(self, params: Params, x: Tensor, s_prev: Tensor, a: Tensor) -> Tensor:
-        return a + self._cell_path(params, x, s_prev, a)  # quirk (b)
+    def td_immediate(self, derivatives: Params, a: Tensor) -> Tensor:
+        return a + self._cell_path(derivatives, a)  # quirk (b)
 
-    def synthetic_signal(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
-        return v - self._cell_path(params, x, s_prev, v)  # quirk (c)
+    def synthetic_signal(self, derivatives: Params, v: Tensor) -> Tensor:
+        return v - self._cell_path(derivatives, v)  # quirk (c)
 
     def exact(self) -> Cell:
         return LSTM(self.input_size, self.hidden_size)
@@ -411,7 +420,10 @@ class RateRNN(Cell):
         through = (v @ self.recurrent_weight(params)) * derivatives["psi"]
         return self.alpha * v + (1 - self.alpha) * through
 
-    def param_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Params:
+    def param_vjp_at(
+        self, params: Params, derivatives: Params, x: Tensor, s_prev: Tensor, v: Tensor
+    ) -> Params:
+        """The local gradient needs no derivative (``ψ`` is not on this path)."""
         model_ndim = params["weight_hh"].dim() - 2
         d_drive, x, z_prev = (
             fold_into_batch(t, model_ndim) for t in ((1 - self.alpha) * v, x, torch.relu(s_prev))
@@ -472,19 +484,27 @@ class MaskedCell(Cell):
         x, flag = self._split(x)
         return {**self.inner.derivatives(params, x, s_prev), "flag": flag}
 
+    @staticmethod
+    def _inner(derivatives: Params) -> Params:
+        """The inner cell's derivatives (without the flag)."""
+        return {k: d for k, d in derivatives.items() if k != "flag"}
+
     def state_vjp_at(self, params: Params, derivatives: Params, v: Tensor) -> Tensor:
-        inner = {k: d for k, d in derivatives.items() if k != "flag"}
-        return self.inner.state_vjp_at(params, inner, v * derivatives["flag"])
+        v = v * derivatives["flag"]
+        return self.inner.state_vjp_at(params, self._inner(derivatives), v)
 
-    def param_vjp(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Params:
-        x, flag = self._split(x)
-        return self.inner.param_vjp(params, x, s_prev, v * flag)
+    def param_vjp_at(
+        self, params: Params, derivatives: Params, x: Tensor, s_prev: Tensor, v: Tensor
+    ) -> Params:
+        v = v * derivatives["flag"]
+        x = self._split(x)[0]
+        return self.inner.param_vjp_at(params, self._inner(derivatives), x, s_prev, v)
 
-    def td_immediate(self, params: Params, x: Tensor, s_prev: Tensor, a: Tensor) -> Tensor:
-        return self.inner.td_immediate(params, self._split(x)[0], s_prev, a)
+    def td_immediate(self, derivatives: Params, a: Tensor) -> Tensor:
+        return self.inner.td_immediate(self._inner(derivatives), a)
 
-    def synthetic_signal(self, params: Params, x: Tensor, s_prev: Tensor, v: Tensor) -> Tensor:
-        return self.inner.synthetic_signal(params, self._split(x)[0], s_prev, v)
+    def synthetic_signal(self, derivatives: Params, v: Tensor) -> Tensor:
+        return self.inner.synthetic_signal(self._inner(derivatives), v)
 
     def exact(self) -> Cell:
         return MaskedCell(self.inner.exact())

@@ -273,6 +273,8 @@ def train(
             f"got rule {rule.name!r}"
         )
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]  # one data stream each
+    if hasattr(task, "to"):  # its data where the model is: no upload per batch
+        task = task.to(device)
     if hasattr(task, "reset"):  # the previous run's epoch order or curriculum level
         task.reset()
     if params is None:
@@ -324,9 +326,9 @@ def train(
                      for name, value in task.metrics().items()])  # fmt: skip
             if (status >= 0).all():
                 break
+            bar.set_postfix(loss=f"{out.loss.mean().item():.4g}")  # the host waits here anyway
         if hasattr(task, "observe"):  # e.g. a curriculum that reacts to the batch loss
             task.observe(torch.where(diverged_at < 0, out.loss, torch.inf))
-            bar.set_postfix(loss=f"{out.loss.mean().item():.4g}")
         if not config.update_every_step:
             apply(out.grads)
         done = batch + 1

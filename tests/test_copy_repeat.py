@@ -69,6 +69,19 @@ def test_observe_moves_only_the_models_below_threshold():
     assert task.metrics()["T"].tolist() == [7, 5, 7]
 
 
+def test_a_start_level_with_threshold_zero_holds_every_model_there():
+    task = CopyRepeatTask(batch_size=2, threshold_bits=0.0, start=(5, 5))
+    assert task.seq_len == 33
+    for _ in range(2):
+        inputs, _ = task.sample([torch.Generator().manual_seed(0)] * 2)
+        task.observe(torch.zeros(2))
+    assert inputs.shape[0] == 33 and task.metrics()["T"].tolist() == [33, 33]
+    task.reset()
+    assert task.sample([torch.Generator()])[0].shape[0] == 33
+    with pytest.raises(ValueError, match="start"):
+        CopyRepeatTask(start=(0, 1))
+
+
 @pytest.mark.parametrize(
     "name, options",
     [("sg", {"window": 2, "gamma": 0.9}), ("bp_lambda", {"lmbda": 0.5, "gamma": 0.9})],

@@ -71,6 +71,8 @@ COPY_DEFAULTS = {
               "lambdas": (1.0,), "windows": (2,), "log_every": 5, "progress": False},
     "quick": {"seeds": (0, 1), "updates": 5000, "lambdas": (0.5, 1.0), "windows": (5,),
               "rules": ("bptt", "tbptt", "sg", "bp_lambda")},
+    "medium": {"seeds": (0, 1, 2), "updates": 30_000, "lambdas": (0.5, 1.0), "windows": (5,),
+               "rules": ("bptt", "tbptt", "sg", "bp_lambda"), "log_every": 100},
     "paper": {"seeds": FIVE_SEEDS, "updates": 150_000, "log_every": 500},
 }  # fmt: skip
 

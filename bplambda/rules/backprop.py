@@ -105,11 +105,19 @@ def _local_pass(
 
 
 def local_rnn_gradient(
-    cell: Cell, rnn: Params, inputs: Tensor, prev: Tensor, signal: Tensor
+    cell: Cell,
+    rnn: Params,
+    inputs: Tensor,
+    prev: Tensor,
+    signal: Tensor,
+    derivatives: Params | None = None,
 ) -> Params:
-    """``Σ_t ℓ_t · ∂s_t/∂Ψ|_local`` for all steps at once (time folded into the batch)."""
+    """``Σ_t ℓ_t · ∂s_t/∂Ψ|_local`` for all steps at once (time folded into the batch);
+    ``derivatives``: the cell's of all steps, where the caller has them."""
     with torch.no_grad():
-        return cell.param_vjp(rnn, inputs, prev, signal)
+        if derivatives is None:
+            return cell.param_vjp(rnn, inputs, prev, signal)
+        return cell.param_vjp_at(rnn, derivatives, inputs, prev, signal)
 
 
 def chunk_starts(T: int, window: int | None) -> list[int]:
@@ -500,21 +508,23 @@ class BPLambda(_WithSynthesiser):
         states, prev, loss, immediate, readout_grads = _local_pass(cell, params, inputs, targets)
         synth, rnn = params["synthesiser"], params["rnn"]
         with torch.no_grad():
+            derivatives = cell.derivatives(rnn, inputs, prev)  # once, for every use below
             synthetic = synthetic_gradients(synth, states)
             future = (
-                cell.synthetic_signal(rnn, inputs, prev, self.scale * synthetic)
+                cell.synthetic_signal(derivatives, self.scale * synthetic)
                 if self.apply_synthetic_gradient
                 else 0 * synthetic
             )
+            signal = immediate + future
             grads: Grads = {
-                "rnn": local_rnn_gradient(cell, rnn, inputs, prev, immediate + future),
+                "rnn": local_rnn_gradient(cell, rnn, inputs, prev, signal, derivatives),
                 "readout": readout_grads,
             }
             if self.learn_synthesiser:
-                td_immediate = cell.td_immediate(rnn, inputs, prev, immediate)
                 grads["synthesiser"] = lambda_return_gradient(
-                    cell, rnn, synth, inputs, states, td_immediate, synthetic, self.gamma, lmbda
-                )
+                    cell, rnn, synth, inputs, states, cell.td_immediate(derivatives, immediate),
+                    synthetic, self.gamma, lmbda, derivatives,
+                )  # fmt: skip
         applied = torch.ones(len(inputs), dtype=torch.bool, device=inputs.device)
         applied[-1] = False  # g(s_T) := 0
         return RuleOutput(grads, loss, states, immediate, future, synthetic, applied)
@@ -548,9 +558,10 @@ class Oracle(_NetworkOnly):
         states, prev, loss, immediate, readout_grads = _local_pass(cell, params, inputs, targets)
         rnn = params["rnn"]
         with torch.no_grad():
-            future = true_future_gradients(cell, rnn, inputs, states, immediate)
+            derivatives = cell.derivatives(rnn, inputs, prev)
+            future = true_future_gradients(cell, rnn, inputs, states, immediate, derivatives)
             grads = {
-                "rnn": local_rnn_gradient(cell, rnn, inputs, prev, immediate + future),
+                "rnn": local_rnn_gradient(cell, rnn, inputs, prev, immediate + future, derivatives),
                 "readout": readout_grads,
             }
         return RuleOutput(grads, loss, states, immediate, future)

@@ -34,6 +34,9 @@ class Task(Protocol):
     #                                           the task's own state (a curriculum's level,
     #                                           an epoch's order), saved with a run's
     #                                           training state (bplambda.checkpoint)
+    #   to(device) -> Task                      the task (itself, or a copy) making its
+    #                                           batches on ``device``, so that a GPU run
+    #                                           uploads no data per batch
     #
     # Optional held-out protocol (generalisation gaps, LIU2022.md §4.2), for
     # bplambda.evaluate.evaluation_metrics:

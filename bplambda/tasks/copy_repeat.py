@@ -85,27 +85,41 @@ class CopyRepeatTask:
 
     State is real (each model's level), hence a class. ``observe(loss)`` applies the
     curriculum after a training batch; ``metrics()`` reports each model's N, R and T.
+    ``start``: the level (N, R) every run starts at; ``threshold_bits=0`` holds it there (a
+    fixed T, e.g. to time the rules).
+
+    The curriculum is the one host sync per batch a GPU run cannot avoid: the next batch's
+    length depends on this batch's loss.
     """
 
     input_size = INPUT_SIZE + 1  # with the padding flag, for MaskedCell
     output_size = OUTPUT_SIZE
 
-    def __init__(self, batch_size: int = 100, threshold_bits: float = THRESHOLD_BITS) -> None:
+    def __init__(
+        self,
+        batch_size: int = 100,
+        threshold_bits: float = THRESHOLD_BITS,
+        start: tuple[int, int] = (1, 1),
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be >= 1")
-        self.batch_size, self.threshold_bits = batch_size, threshold_bits
+        if len(start) != 2 or min(start) < 1:
+            raise ValueError(f"start={start!r} must be a level (N, R) with N, R >= 1")
+        self.batch_size, self.threshold_bits, self.start = batch_size, threshold_bits, start
         self.N: Tensor | None = None
         self.R: Tensor | None = None
 
     def _levels(self, models: int) -> tuple[Tensor, Tensor]:
         if self.N is None or len(self.N) != models:
-            self.N = torch.ones(models, dtype=torch.long)
-            self.R = torch.ones(models, dtype=torch.long)
+            self.N = torch.full((models,), self.start[0], dtype=torch.long)
+            self.R = torch.full((models,), self.start[1], dtype=torch.long)
         return self.N, self.R
 
     @property
     def seq_len(self) -> int:
-        return int(sequence_length(self.N, self.R).max()) if self.N is not None else 5
+        if self.N is None:
+            return int(sequence_length(*self.start))
+        return int(sequence_length(self.N, self.R).max())
 
     def sample(self, generators: Sequence[torch.Generator]) -> tuple[Tensor, SequenceTargets]:
         """Model k draws its ``(B, N_k, 8)`` bits from ``generators[k]`` at its own level
@@ -119,7 +133,7 @@ class CopyRepeatTask:
         return copy_repeat_batch(bits, N, R)
 
     def reset(self) -> None:
-        """Start a new run at the first level."""
+        """Start a new run at the ``start`` level."""
         self.N = self.R = None
 
     def observe(self, loss: Tensor) -> None:

@@ -259,6 +259,12 @@ class SequentialMNIST:
             images = noisy_images(images, self.noise_sigma, seed)
         return as_sequences(images, labels)
 
+    def to(self, device: torch.device | str) -> SequentialMNIST:
+        """Keep the training images on ``device`` (MNIST fits on any GPU): batches are then
+        gathered there, with no upload per batch. Returns the task itself."""
+        self.images, self.labels = self.images.to(device), self.labels.to(device)
+        return self
+
     def reset(self) -> None:
         """Start a new run's data stream: a fresh epoch order from the run's generators."""
         self._order, self._position = None, 0
@@ -282,7 +288,7 @@ class SequentialMNIST:
         ):
             self._order = torch.stack(
                 [torch.randperm(len(self.images), generator=g) for g in generators]
-            )
+            ).to(self.images.device)  # one upload per epoch
             self._position = 0
         index = self._order[:, self._position : self._position + self.batch_size]
         self._position += self.batch_size

@@ -8,7 +8,7 @@ step only. In the official code every example is identical: the input code is dr
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -24,20 +24,24 @@ def _code_bits(input_size: int, seed: int) -> tuple[float, ...]:
     return tuple(float(bit) for bit in format(code, f"0{input_size}b"))
 
 
-def toy_input_code(input_size: int = 10, seed: int = 123) -> Tensor:
+def toy_input_code(
+    input_size: int = 10, seed: int = 123, device: torch.device | str = "cpu"
+) -> Tensor:
     """The official code's binary input pattern: the first of its distinct codes,
     ``RandomState(seed).choice(2**I, npoints, replace=False)``, written in binary."""
-    return torch.tensor(_code_bits(input_size, seed))
+    return torch.tensor(_code_bits(input_size, seed), device=device)
 
 
 @dataclass(frozen=True)
 class ToyTask:
-    """Fixed input at t = 1, MSE target ``(0, 1)`` at t = T; batches of identical copies."""
+    """Fixed input at t = 1, MSE target ``(0, 1)`` at t = T; batches of identical copies,
+    made on ``device``."""
 
     seq_len: int = 10
     batch_size: int = 10
     input_size: int = 10
     output_size: int = 2
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.seq_len < 1 or self.batch_size < 1:
@@ -50,11 +54,15 @@ class ToyTask:
 
         The batch is deterministic (the generators are unused), as in the official code.
         """
-        T, B, K = self.seq_len, self.batch_size, len(generators)
-        inputs = torch.zeros(T, K, B, self.input_size)
-        inputs[0] = toy_input_code(self.input_size)
-        values = torch.zeros(T, K, B, self.output_size)
+        T, B, K, device = self.seq_len, self.batch_size, len(generators), self.device
+        inputs = torch.zeros(T, K, B, self.input_size, device=device)
+        inputs[0] = toy_input_code(self.input_size, device=device)
+        values = torch.zeros(T, K, B, self.output_size, device=device)
         values[-1, ..., 1] = 1.0
-        weights = torch.zeros(T)
+        weights = torch.zeros(T, device=device)
         weights[-1] = 1.0
         return inputs, SequenceTargets(values, weights, "mse")
+
+    def to(self, device: torch.device | str) -> ToyTask:
+        """The same task making its batches on ``device``."""
+        return replace(self, device=str(device))
