@@ -24,7 +24,7 @@ from pathlib import Path
 import papermill as pm
 
 from bplambda.profiles import PROFILES, results_folder
-from bplambda.results import build_summary
+from bplambda.results import OTHER_BUDGETS, build_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -121,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{args.profile}] {notebook.name} done in {time.perf_counter() - start:.0f} s")
     summary = build_summary(results_dir)
     print(f"summary written to {summary}")
+    quick = ROOT / results_folder("quick")
+    if args.profile in OTHER_BUDGETS and results_dir.parent == quick:
+        print(f"verdict ({args.profile}) column updated in {build_summary(quick)}")
     print(f"[{args.profile}] {len(selected)} notebook(s) in {time.perf_counter() - total:.0f} s")
     return 0
 

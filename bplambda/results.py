@@ -94,7 +94,7 @@ of ``results/README.md`` as one column each, so a reader sees how a verdict move
 
 def _claims(folders: list[Path]) -> pd.DataFrame | None:
     tables = [pd.read_csv(p / "claims.csv") for p in folders if (p / "claims.csv").exists()]
-    return pd.concat(tables, ignore_index=True).fillna("") if tables else None
+    return pd.concat(tables, ignore_index=True).astype(object).fillna("") if tables else None
 
 
 def _experiment_folders(root: Path) -> list[Path]:

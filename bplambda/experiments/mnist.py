@@ -102,7 +102,8 @@ def run_mnist(cfg: MNISTConfig, store: StateStore | None = None) -> pd.DataFrame
     Rows: ``loss`` (the training batch, every ``log_every`` batches) and, per epoch,
     ``{train,val,test}_{loss,error}`` with ``batch`` = batches trained; plus one
     ``seconds_per_epoch`` row per condition and seed: the wall time of one epoch of the whole
-    stacked run (all its seeds, and all λ for BP(λ)), evaluation included.
+    stacked run (all its seeds, all λ of a BP(λ) grid, all windows of a TBPTT or SG grid),
+    evaluation included.
     """
     from bplambda.evaluate import classification_metrics
     from bplambda.tasks.mnist import SequentialMNIST, load_mnist, split_mnist
