@@ -141,14 +141,15 @@ class ChunkLayout:
     """Where the chunks of every model start, as tensors on the run's device (``W``: ``()``
     for one window, ``(K,)`` for one per model).
 
-    ``cut_steps``: the steps ``c > 0`` where some model starts a chunk (a host tuple);
+    ``cut_steps``: the steps ``c > 0`` where some model starts a chunk (a host set, looked
+    up at every step);
     ``carry_mask (C, *W)``: which models start one there; ``discount (T, *W)``: γ to the
     steps since the chunk's start; ``bootstrap (C, *W)``: ``γ^n`` where the chunk ending at
     ``c`` itself started at a carry (its n-step target bootstraps from ``g(s_c)``), else 0;
     ``applied (T, *W)``: the chunk ends ``s_{c-1}``, where ``g`` enters the learning signal.
     """
 
-    cut_steps: tuple[int, ...]
+    cut_steps: frozenset[int]
     ends: Tensor
     carry_mask: Tensor
     discount: Tensor
@@ -181,7 +182,7 @@ def chunk_layout(
     tensors = {"carry_mask": cuts[list(cut_steps)], "discount": discount,
                "bootstrap": bootstrap[list(cut_steps)], "applied": applied}  # fmt: skip
     return ChunkLayout(
-        cut_steps=cut_steps,
+        cut_steps=frozenset(cut_steps),
         ends=torch.tensor([c - 1 for c in cut_steps], dtype=torch.long, device=device),
         per_model=per_model,
         **{
@@ -261,12 +262,13 @@ def _truncated_backprop(
         stacked = torch.stack(states)
         per_step = step_losses(readout(out, cell.hidden(stacked)), targets)  # (T, *M)
         objective = per_step.sum()
-        if carries:
+        ends = bootstraps = None
+        if synth is not None and carries:  # n-step SG: the chunk ends and g at the carries
             ends = stacked[layout.ends]  # the graph states s_{c-1} before every carry
-            carry_mask = _spread(layout.carry_mask, state_ndim + 1)
-        bootstraps = synthesise(synth, torch.stack(carries)).detach() if synth and carries else None
-        if bootstraps is not None and synthesiser.apply:
-            objective = objective + synthesiser.scale * (carry_mask * bootstraps * ends).sum()
+            bootstraps = synthesise(synth, torch.stack(carries)).detach()
+            if synthesiser.apply:
+                carry_mask = _spread(layout.carry_mask, state_ndim + 1)
+                objective = objective + synthesiser.scale * (carry_mask * bootstraps * ends).sum()
         wrt = [*rnn.values(), *out.values(), *states]
         learn = synthesiser is not None and synthesiser.learn and bool(carries)
         grads = torch.autograd.grad(objective, wrt, retain_graph=learn)

@@ -19,17 +19,13 @@ from bplambda.readout import SequenceTargets
 
 
 @lru_cache(maxsize=8)
-def _code_bits(input_size: int, seed: int) -> tuple[float, ...]:
-    code = int(np.random.RandomState(seed).choice(2**input_size, 1, replace=False)[0])
-    return tuple(float(bit) for bit in format(code, f"0{input_size}b"))
-
-
-def toy_input_code(
-    input_size: int = 10, seed: int = 123, device: torch.device | str = "cpu"
-) -> Tensor:
+def toy_input_code(input_size: int = 10, seed: int = 123, device: str = "cpu") -> Tensor:
     """The official code's binary input pattern: the first of its distinct codes,
-    ``RandomState(seed).choice(2**I, npoints, replace=False)``, written in binary."""
-    return torch.tensor(_code_bits(input_size, seed), device=device)
+    ``RandomState(seed).choice(2**I, npoints, replace=False)``, written in binary. Made once
+    per device (cached: a GPU run uploads it once, not every batch); never modify it."""
+    code = int(np.random.RandomState(seed).choice(2**input_size, 1, replace=False)[0])
+    bits = [float(bit) for bit in format(code, f"0{input_size}b")]
+    return torch.tensor(bits, device=device)
 
 
 @dataclass(frozen=True)
