@@ -30,6 +30,8 @@ import resource
 import subprocess
 import sys
 import time
+import warnings
+from collections import Counter
 from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -392,12 +394,99 @@ def liu_bench(device: torch.device, repeats: int = 5) -> pd.DataFrame:
     return pd.DataFrame(rows).assign(device=str(device), **n)
 
 
+def _sync_sites(run) -> Counter:
+    """``Counter`` of ``file:line`` of every host sync (CUDA stream synchronisation) that
+    ``run()`` makes, as ``torch.cuda.set_sync_debug_mode("warn")`` reports them."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            run()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return Counter(f"{Path(w.filename).name}:{w.lineno}" for w in caught
+                   if "synchroniz" in str(w.message))  # fmt: skip
+
+
+def sync_check(device: torch.device, batches: int = 10) -> pd.DataFrame:
+    """Host syncs per training batch of every rule as :func:`~bplambda.train.train` runs it
+    (data, rule, divergence check, optimiser; 2 seeds stacked) on a CUDA device, where each one
+    serialises the GPU. Batches the loop logs sync on purpose (the log is read on the host), so
+    a run of ``batches`` batches that logs only its first and last is compared with a run of
+    2: the difference over ``batches - 2`` is the count per unlogged batch, and ``sites``
+    where they happen. Problems: seq-MNIST and copy-repeat (curriculum) sizes of the BP(λ)
+    study with every rule of :data:`RULE_CASES` (copy-repeat without ``online``, which takes
+    no front-padded stacks), and the rate RNN with :data:`LIU_RULES` on seq-MNIST rows,
+    pattern generation and delayed match (notebook 05's tasks, shorter)."""
+    from bplambda.tasks.delayed_match import DelayedMatch
+    from bplambda.tasks.mnist import SequentialMNIST
+    from bplambda.tasks.pattern_generation import PatternGeneration
+    from bplambda.train import train
+
+    g = torch.Generator().manual_seed(0)
+    mnist = SequentialMNIST(torch.rand(500, 28, 28, generator=g),
+                            torch.randint(0, 10, (500,), generator=g), batch_size=50)  # fmt: skip
+    copy = CopyRepeatTask(100)
+    problems = {
+        "seq_mnist": (mnist, make_cell("lstm", 28, 30), RULE_CASES),
+        "copy_repeat": (
+            copy,
+            MaskedCell(make_cell("lstm", copy.input_size - 1, 100)),
+            {k: v for k, v in RULE_CASES.items() if k != "online"},
+        ),  # no masks
+        "rate_rnn": (mnist, make_cell("rate_rnn", 28, LIU_SIZE["hidden"]), LIU_RULES),
+        "pattern_generation": (
+            PatternGeneration(seq_len=200),
+            make_cell("rate_rnn", 100, LIU_SIZE["hidden"]),
+            LIU_RULES,
+        ),
+        "delayed_match": (
+            DelayedMatch(delay=100, cue_len=50, batch_size=32),
+            make_cell("rate_rnn", 2, LIU_SIZE["hidden"]),
+            LIU_RULES,
+        ),
+    }
+    rows = []
+    for problem, (task, cell, rules) in problems.items():
+        for label, (name, options) in rules.items():
+            rule = make_rule(name, **options)
+            config = TrainConfig(num_batches=batches, log_every=10 * batches, progress=False)
+
+            def run(n: int, rule=rule, task=task, cell=cell, config=config) -> None:
+                train(cell, rule, task, replace(config, num_batches=n), seeds=[0, 1],
+                      device=device)  # fmt: skip
+
+            run(2)  # warm-up: first-call allocations and kernel selection
+            logged_only, whole = _sync_sites(lambda: run(2)), _sync_sites(lambda: run(batches))
+            unlogged = whole - logged_only
+            rows.append({"problem": problem, "rule": label,
+                         "syncs_per_batch": sum(unlogged.values()) / (batches - 2),
+                         "sites": "; ".join(f"{site} x{count}" for site, count in
+                                            unlogged.most_common())})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="results/bench/bench.csv")
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--sync-check",
+        action="store_true",
+        help="only count the host syncs per training batch (CUDA only)",
+    )
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
+    if args.sync_check:
+        if device.type != "cuda":
+            parser.error(f"--sync-check counts host syncs on a CUDA device, not {device}; "
+                         "run it with --device cuda where a GPU is")  # fmt: skip
+        table = sync_check(device)
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(Path(args.output).with_name("sync_check.csv"), index=False)
+        with pd.option_context("display.width", 200, "display.max_colwidth", 120):
+            print(table.to_string(index=False))
+        return table
     rows = []
     for case in cases():
         need = 3 * trace_bytes(case) if case.method == "online" else 0
@@ -417,16 +506,19 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         online = group.loc[group.method == "online", "per_step_ms"].iloc[0]
         fast = group.loc[group.method == "lambda_return", "per_step_ms"].iloc[0]
         table.loc[group.index, "online_over_lambda_return"] = online / fast
-    diff = update_difference(device)
-    stacking = stacking_speedup(device)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.output, index=False)
-    liu = liu_bench(device)
-    grid = seq_mnist_grid_epoch(device)
-    copy = copy_repeat_per_1000(device)
-    for name, result in (("stacking", stacking), ("liu", liu), ("seq_mnist_grid", grid),
-                         ("copy_repeat", copy)):  # fmt: skip
+    diff = update_difference(device)
+
+    def written(name: str, result: pd.DataFrame) -> pd.DataFrame:
+        """``result``, saved as it comes (a run cut short keeps what it measured)."""
         result.to_csv(Path(args.output).with_name(f"{name}.csv"), index=False)
+        return result
+
+    stacking = written("stacking", stacking_speedup(device))
+    liu = written("liu", liu_bench(device))
+    grid = written("seq_mnist_grid", seq_mnist_grid_epoch(device))
+    copy = written("copy_repeat", copy_repeat_per_1000(device))
     shown = [
         "size",
         "method",

@@ -61,7 +61,9 @@ def backward_sweep(
     observed = immediate
     if synthetic is not None and not (isinstance(lmbda, float) and lmbda == 1):
         observed = immediate + gamma * (1 - lmbda) * synthetic
-    decay = torch.as_tensor(gamma * lmbda, dtype=states.dtype, device=states.device)
+    decay = gamma * lmbda
+    if not isinstance(decay, Tensor):  # a fill on the device, not an upload (a host sync)
+        decay = states.new_full((), decay)
     if derivatives is None:  # of all steps at once
         prev = previous_states(states, initial_state(cell, inputs))
         derivatives = cell.derivatives(rnn, inputs, prev)
@@ -88,7 +90,7 @@ def true_future_gradients(
 def synthetic_gradients(synth: Params, states: Tensor) -> Tensor:
     """``g(s_t)`` for every step with the terminal ``g(s_T) := 0``: ``(T, *M, B, S)``."""
     g = synthesise(synth, states)
-    g[-1] = 0
+    g[-1].zero_()  # a kernel; assigning a Python scalar syncs a GPU with the host
     return g
 
 

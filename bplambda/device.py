@@ -33,3 +33,19 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r} is unknown; choose one of {sorted(DTYPES)}")
     return DTYPES[dtype]
+
+
+def upload(
+    tensor: torch.Tensor, device: torch.device | str, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """``tensor`` on ``device``, floats in ``dtype`` (if given). A host tensor goes to a GPU
+    through pinned memory without blocking, so the host does not wait for the GPU's queue
+    (a plain ``.to`` from pageable memory synchronises the stream); the pinned buffer is
+    PyTorch's caching host allocator's, not reused before the copy is done."""
+    device = torch.device(device)
+    if tensor.device.type == "cpu" and device.type == "cuda":
+        # an expanded view cannot be pinned; its copy on the device is dense anyway
+        tensor = tensor.contiguous().pin_memory().to(device, non_blocking=True)
+    if dtype is not None and tensor.is_floating_point():
+        return tensor.to(device, dtype)
+    return tensor.to(device)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bplambda.cells import Cell, Params
+from bplambda.device import upload
 
 LOSS_KINDS = ("mse", "cross_entropy", "bce")
 
@@ -40,6 +41,12 @@ def readout(params: Params, h: Tensor) -> Tensor:
     return h @ params["weight"].mT + params["bias"].unsqueeze(-2)
 
 
+def last_step(seq_len: int, device: torch.device | str = "cpu") -> Tensor:
+    """``(T,)`` bool, true at ``t = T`` only: made on ``device`` (setting one element of a
+    GPU tensor from Python would sync it with the host)."""
+    return torch.arange(seq_len, device=device) == seq_len - 1
+
+
 @dataclass(frozen=True)
 class SequenceTargets:
     """Targets of a batch of sequences.
@@ -62,10 +69,9 @@ class SequenceTargets:
             )
 
     def to(self, device: torch.device, dtype: torch.dtype) -> SequenceTargets:
-        values = self.values.to(device)
-        if self.values.is_floating_point():
-            values = values.to(dtype)
-        return SequenceTargets(values, self.weights.to(device, dtype), self.kind)
+        """On ``device``, float values and weights in ``dtype`` (see :func:`upload`)."""
+        return SequenceTargets(upload(self.values, device, dtype),
+                               upload(self.weights, device, dtype), self.kind)  # fmt: skip
 
 
 def step_losses(outputs: Tensor, targets: SequenceTargets) -> Tensor:

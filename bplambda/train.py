@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from bplambda.bp_lambda import true_future_gradients
 from bplambda.cells import Cell
 from bplambda.checkpoint import Checkpoint
-from bplambda.device import resolve_device, resolve_dtype
+from bplambda.device import resolve_device, resolve_dtype, upload
 from bplambda.metrics import signal_alignments, update_alignment
 from bplambda.outputs import Grads, RuleOutput
 from bplambda.regularisation import with_l2_gradient
@@ -314,7 +314,7 @@ def train(
     )  # fmt: skip
     for batch in bar:
         inputs, targets = task.sample(generators)
-        inputs, targets = inputs.to(device, dtype), targets.to(device, dtype)
+        inputs, targets = upload(inputs, device, dtype), targets.to(device, dtype)
         out = rule.gradients(cell, params, inputs, targets, on_step=on_step)
         newly = ~_healthy(out, config.divergence_threshold) & (diverged_at < 0)
         diverged_at = torch.where(newly, batch, diverged_at)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bplambda import ToyTask, TrainConfig, make_cell, make_rule, train
-from bplambda.device import resolve_device, resolve_dtype
+from bplambda.device import resolve_device, resolve_dtype, upload
 from bplambda.stacking import init_network, init_stacked_network
 from bplambda.tasks.toy import toy_input_code
 from bplambda.train import COLUMNS
@@ -172,6 +172,19 @@ def test_bad_settings_raise_clear_errors():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+@pytest.mark.parametrize(
+    "device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="no GPU here"))],
+)  # fmt: skip
+def test_upload_casts_floats_only_and_takes_expanded_views(device):
+    floats = torch.arange(3, dtype=torch.float64)[None].expand(2, 3)  # stride 0: not pinnable
+    labels = torch.tensor([1, 2])
+    moved, kept = upload(floats, device, torch.float32), upload(labels, device, torch.float32)
+    assert moved.dtype == torch.float32 and moved.device.type == device
+    assert torch.equal(moved.cpu(), floats.float()) and kept.dtype == torch.int64
+    assert torch.equal(kept.cpu(), labels)
 
 
 def test_cosine_is_zero_for_a_silent_estimate_and_undefined_without_a_reference():

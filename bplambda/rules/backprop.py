@@ -27,7 +27,13 @@ from bplambda.bp_lambda import (
 )
 from bplambda.cells import Cell, Params, initial_state, previous_states, unroll
 from bplambda.outputs import Grads, RuleOutput
-from bplambda.readout import SequenceTargets, immediate_gradients, readout, step_losses
+from bplambda.readout import (
+    SequenceTargets,
+    immediate_gradients,
+    last_step,
+    readout,
+    step_losses,
+)
 from bplambda.synthesiser import init_synthesiser, regression_gradient, synthesise
 
 OnStep = Callable[[Grads], None]
@@ -527,8 +533,7 @@ class BPLambda(_WithSynthesiser):
                     cell, rnn, synth, inputs, states, cell.td_immediate(derivatives, immediate),
                     synthetic, self.gamma, lmbda, derivatives,
                 )  # fmt: skip
-        applied = torch.ones(len(inputs), dtype=torch.bool, device=inputs.device)
-        applied[-1] = False  # g(s_T) := 0
+        applied = ~last_step(len(inputs), inputs.device)  # g(s_T) := 0
         return RuleOutput(grads, loss, states, immediate, future, synthetic, applied)
 
     def _lambda_per_model(self, inputs: Tensor) -> float | Tensor:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bplambda.readout import SequenceTargets
+from bplambda.readout import SequenceTargets, last_step
 
 
 class Task(Protocol):
@@ -74,6 +74,4 @@ def last_step_targets(labels: Tensor, seq_len: int) -> SequenceTargets:
     """Class indices ``labels (*L,)`` scored at the last step only: values ``(T, *L)``
     (the labels repeated at every step), weights one-hot at ``t = T``, cross-entropy."""
     values = labels.unsqueeze(0).expand(seq_len, *labels.shape)
-    weights = torch.zeros(seq_len)
-    weights[-1] = 1.0
-    return SequenceTargets(values, weights, "cross_entropy")
+    return SequenceTargets(values, last_step(seq_len, labels.device).float(), "cross_entropy")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import torch
@@ -76,6 +76,7 @@ class PatternGeneration:
     seed: int = 0
     test_noise: float = 0.1
     eval_size: int = 32
+    device: str = "cpu"  # where ``sample`` makes its batches (see ``to``)
 
     def __post_init__(self) -> None:
         if min(self.seq_len, self.input_size, self.batch_size, self.eval_size) < 1:
@@ -120,17 +121,32 @@ class PatternGeneration:
         """``y*``: ``(T,)``."""
         return sum_of_sines(self.seq_len, self.amplitudes, self.periods, self.phases)
 
-    def _batch(self, inputs: Tensor) -> tuple[Tensor, SequenceTargets]:
-        """``inputs (T, *L, I)`` → with the target ``(T, *L, 1)`` and weights ``1/T``."""
+    def to(self, device: torch.device | str) -> PatternGeneration:
+        """The same task (the same draws) making its training batches on ``device``."""
+        return replace(self, device=str(device))
+
+    @cached_property
+    def _on_device(self) -> tuple[Tensor, Tensor]:
+        """The frozen input ``(T, I)`` and the target ``(T,)`` on ``device``, uploaded once."""
+        return self.frozen_input.to(self.device), self.target.to(self.device)
+
+    def _batch(
+        self, inputs: Tensor, target: Tensor | None = None
+    ) -> tuple[Tensor, SequenceTargets]:
+        """``inputs (T, *L, I)`` → with the target ``(T, *L, 1)`` and weights ``1/T``, made
+        where ``target`` (default: :attr:`target`) is."""
+        target = self.target if target is None else target
         lead = inputs.shape[1:-1]
-        values = self.target.reshape(-1, *[1] * len(lead), 1).expand(-1, *lead, 1)
-        weights = torch.full((self.seq_len,), 1.0 / self.seq_len)
+        values = target.reshape(-1, *[1] * len(lead), 1).expand(-1, *lead, 1)
+        weights = target.new_full((self.seq_len,), 1.0 / self.seq_len, dtype=torch.float32)
         return inputs, SequenceTargets(values, weights, "mse")
 
     def sample(self, generators: Sequence[torch.Generator]) -> tuple[Tensor, SequenceTargets]:
-        """inputs ``(T, K, B, I)`` (the frozen input), targets ``(T, K, B, 1)``, weights 1/T."""
+        """inputs ``(T, K, B, I)`` (the frozen input), targets ``(T, K, B, 1)``, weights 1/T,
+        on ``device``."""
         K, B = len(generators), self.batch_size
-        return self._batch(self.frozen_input[:, None, None].expand(-1, K, B, -1))
+        frozen, target = self._on_device
+        return self._batch(frozen[:, None, None].expand(-1, K, B, -1), target)
 
     def evaluation_set(
         self, split: str, size: int | None = None, seed: int = 0

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bplambda.readout import SequenceTargets
+from bplambda.readout import SequenceTargets, last_step
 
 
 @lru_cache(maxsize=8)
@@ -55,9 +55,7 @@ class ToyTask:
         inputs[0] = toy_input_code(self.input_size, device=device)
         values = torch.zeros(T, K, B, self.output_size, device=device)
         values[-1, ..., 1] = 1.0
-        weights = torch.zeros(T, device=device)
-        weights[-1] = 1.0
-        return inputs, SequenceTargets(values, weights, "mse")
+        return inputs, SequenceTargets(values, last_step(T, device).float(), "mse")
 
     def to(self, device: torch.device | str) -> ToyTask:
         """The same task making its batches on ``device``."""
