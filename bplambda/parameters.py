@@ -214,6 +214,7 @@ VALIDATORS: dict[str, Validator] = {
     "implementation": choice(*IMPLEMENTATIONS),
     "rules": choices(*RULES),
     "limit": optional_positive_int,
+    "slow_iterations": optional_positive_int,
     "lambdas": lambdas,
     "windows": positive_ints,
     "seq_lens": positive_ints,

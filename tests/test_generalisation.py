@@ -42,6 +42,22 @@ def test_grids_refuse_rules_they_do_not_run_and_empty_lists_they_need():
         _config(tasks=["copy_repeat"])
 
 
+def test_slow_rules_train_longer_and_equal_steps_compare_at_iterations():
+    cfg = _config(rules=["bptt", "eprop"], seeds=[0], iterations=2, slow_iterations=4,
+                  checkpoint_every=2, final_checkpoints=1)  # fmt: skip
+    table = gen.run_generalisation(cfg)
+    ends = table[table.metric == "seconds"].set_index("condition").batch
+    assert ends.to_dict() == {"BPTT": 2, "e-prop": 4}
+    checkpoints = table[table.metric == "lambda_max"]
+    assert sorted(checkpoints[checkpoints.condition == "e-prop"].batch) == [2, 4]
+    final = gen.generalisation_tables(table, cfg)["final_by_seed"]
+    at_two = checkpoints[(checkpoints.condition == "e-prop") & (checkpoints.batch == 2)]
+    equal_steps = final[(final.condition == "e-prop") & (final.metric == "lambda_max")]
+    assert equal_steps.value.item() == at_two.value.item()  # not batch 4's
+    with pytest.raises(ParameterError, match="slow_iterations=3 is below iterations=4"):
+        _config(iterations=4, slow_iterations=3)
+
+
 def test_bptts_own_curvature_along_the_sharp_direction_is_one():
     cfg = _config(hidden_size=6, pattern_seq_len=12, curvature_batch=2, lr=0.05)
     task, cell = gen.make_task("pattern_generation", cfg)

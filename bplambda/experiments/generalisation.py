@@ -17,7 +17,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
@@ -61,7 +61,7 @@ from bplambda.experiments.runs import (
     window_condition,
 )
 from bplambda.outputs import Grads
-from bplambda.parameters import LIU_TASKS, refuse
+from bplambda.parameters import LIU_TASKS, ParameterError, refuse
 from bplambda.profiles import configure
 from bplambda.readout import SequenceTargets
 from bplambda.rules import Rule
@@ -87,8 +87,11 @@ class GeneralisationConfig(ResumableOptions):
     (γ ``gamma``, scale ``scale``). With SGD on the RNN the synthetic gradient's size enters
     the update directly: measured on quick-size seq-MNIST, an SGD synthesiser at 1e-3 and an
     Adam one at 1e-5 diverge BP(λ) within 40 batches; SGD at 3e-4 (the default) stays stable
-    for 300 batches. ``iterations`` batches, a checkpoint
-    every ``checkpoint_every``.
+    for 300 batches. ``iterations`` batches, a checkpoint every ``checkpoint_every``;
+    the slow three-factor rules (e-prop, RFLO, MDGL) train ``slow_iterations`` (None: as
+    many), as Liu et al.'s code trains them 16k iterations against BPTT's 10k. Equal-step
+    comparisons use every rule's checkpoints up to ``iterations``; the extra ones serve the
+    matched-loss comparison, and the end-of-run curvature is taken where each run ends.
 
     Tasks: ``seq_mnist`` (rows as steps, CE at the last step, batch ``batch_size``, α = 0 as
     Liu et al.'s τ = 0.01; the 55,000 / 5,000 split; ``limit`` keeps the first images of
@@ -109,6 +112,7 @@ class GeneralisationConfig(ResumableOptions):
     seeds: tuple[int, ...]
     iterations: int
     checkpoint_every: int
+    slow_iterations: int | None = None
     tasks: tuple[str, ...] = LIU_TASKS
     rules: tuple[str, ...] = LIU_RULES
     mdgl_variants: tuple[str, ...] = ("cell_specific", "cell_type")
@@ -144,6 +148,11 @@ class GeneralisationConfig(ResumableOptions):
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if self.slow_iterations is not None and self.slow_iterations < self.iterations:
+            raise ParameterError(
+                f"slow_iterations={self.slow_iterations} is below iterations={self.iterations}: "
+                "the three-factor rules train at least as long as the others (None: as long)"
+            )
         needs = {"windows": {"tbptt", "sg"}, "lambdas": {"bp_lambda"}, "mdgl_variants": {"mdgl"}}
         check_grid(self, LIU_RULES, needs, "the LSTM grids run in notebooks 03 and 04")
         if "seq_mnist" in self.tasks:
@@ -167,7 +176,8 @@ GENERALISATION_DEFAULTS = {
                "final_checkpoints": 2,
                "hidden_size": 64, "pattern_seq_len": 200, "delay": 60, "cue_len": 20,
                "cue_sigma": 5.0, "tau_dms": 20.0, "eval_size": 512, "curvature_batch": 128},
-    "paper": {"seeds": FIVE_SEEDS, "iterations": 10_000, "checkpoint_every": 250},
+    "paper": {"seeds": FIVE_SEEDS, "iterations": 10_000, "slow_iterations": 16_000,
+              "checkpoint_every": 250},
 }  # fmt: skip
 
 
@@ -194,6 +204,14 @@ def liu_conditions(cfg: GeneralisationConfig) -> list[Condition]:
         else:
             conditions.append(single_condition(name, cfg.seeds))
     return conditions
+
+
+def iterations_of(condition: Condition, cfg: GeneralisationConfig) -> int:
+    """``slow_iterations`` for the three-factor rules (:data:`LIU_FAMILIES`), else
+    ``iterations``."""
+    if condition.labels[0]["family"] in LIU_FAMILIES and cfg.slow_iterations is not None:
+        return cfg.slow_iterations
+    return cfg.iterations
 
 
 def make_task(name: str, cfg: GeneralisationConfig) -> tuple[object, Cell]:
@@ -318,9 +336,11 @@ def run_generalisation(cfg: GeneralisationConfig, store: StateStore | None = Non
         task, cell = make_task(task_name, cfg)
         for condition in liu_conditions(cfg):
             evaluate = checkpoint_metrics(cell, task, cfg, len(condition.seeds))
+            iterations = iterations_of(condition, cfg)
             table, params, seconds = run_condition(
-                condition, task, cell, train_config, cfg.device, cfg.dtype, store, (task_name,),
-                evaluate=evaluate, evaluate_every=cfg.checkpoint_every,
+                condition, task, cell, replace(train_config, num_batches=iterations), cfg.device,
+                cfg.dtype, store, (task_name,), evaluate=evaluate,
+                evaluate_every=cfg.checkpoint_every,
             )  # fmt: skip
             start = time.perf_counter()
             final = final_curvature(cell, condition.rule, params, task, cfg)
@@ -331,8 +351,8 @@ def run_generalisation(cfg: GeneralisationConfig, store: StateStore | None = Non
                                                                    condition.seeds)])  # fmt: skip
             for metric, values in final.items():
                 by_model = pd.Series(values.cpu().numpy(), index=models)
-                rows.append(per_seed_rows(table, metric, by_model, cfg.iterations))
-            rows.append(per_seed_rows(table, "seconds", seconds, cfg.iterations))
+                rows.append(per_seed_rows(table, metric, by_model, iterations))
+            rows.append(per_seed_rows(table, "seconds", seconds, iterations))
             tables.append(pd.concat(rows, ignore_index=True).assign(task=task_name))
     return pd.concat(tables, ignore_index=True)[["task", *TABLE_COLUMNS]]
 
@@ -408,16 +428,18 @@ def generalisation_tables(
 ) -> dict[str, pd.DataFrame]:
     """``checkpoints`` (λ_max, losses, errors and gaps per checkpoint), ``logged`` (per
     logged batch: loss, update alignment, the rule's signal alignment), ``final_by_seed`` (per
-    model: the mean over the last ``final_checkpoints`` checkpoints and the last one, the
-    end-of-run curvature), ``matched`` (the checkpointed metrics at a common training loss,
-    :func:`matched_loss`), ``summary`` (mean and 95% interval over seeds, diverged models
-    apart), ``correlations`` (:func:`correlations`), ``timing``."""
+    model: the mean over the last ``final_checkpoints`` checkpoints up to ``iterations`` and
+    the last of them, the equal-steps comparison; the end-of-run curvature), ``matched`` (the
+    checkpointed metrics at a common training loss, :func:`matched_loss`), ``summary`` (mean
+    and 95% interval over seeds, diverged models apart), ``correlations``
+    (:func:`correlations`), ``timing``."""
     checkpoints = table[table.metric.isin(CHECKPOINTED)]
     logged = table[table.metric.isin(PER_BATCH)]
     at_end = table[table.metric.isin(AT_THE_END)]
-    final = pd.concat([
-        _final_means(checkpoints, cfg.final_checkpoints),
-        _final_means(logged[logged.metric == "update_alignment"], cfg.final_checkpoints),
+    alignment = logged[logged.metric == "update_alignment"]
+    final = pd.concat([  # equal steps: the slow rules' extra batches left out
+        _final_means(checkpoints[checkpoints.batch <= cfg.iterations], cfg.final_checkpoints),
+        _final_means(alignment[alignment.batch <= cfg.iterations], cfg.final_checkpoints),
         _final_means(at_end, 1),
     ], ignore_index=True)  # fmt: skip
     final.loc[final.diverged.astype(bool), ["value", "last_batch"]] = np.nan
@@ -480,7 +502,12 @@ def generalisation_claims(tables: dict[str, pd.DataFrame], cfg: GeneralisationCo
     at equal training steps (the final checkpoints) and at matched training loss, kept where
     both agree."""
     final, matched = tables["final_by_seed"], tables["matched"]
-    budget = f"{cfg.iterations:,} iterations, lr {cfg.lr:g}, {len(cfg.seeds)} seeds"
+    slow = (
+        ""
+        if cfg.slow_iterations in (None, cfg.iterations)
+        else f" ({cfg.slow_iterations:,} for the three-factor rules, compared at matched loss)"
+    )
+    budget = f"{cfg.iterations:,} iterations{slow}, lr {cfg.lr:g}, {len(cfg.seeds)} seeds"
     claims = []
     for task in cfg.tasks:
 
