@@ -97,6 +97,21 @@ def _claims(folders: list[Path]) -> pd.DataFrame | None:
     return pd.concat(tables, ignore_index=True).astype(object).fillna("") if tables else None
 
 
+def _with_budget(claims: pd.DataFrame, other: pd.DataFrame, budget: str) -> pd.DataFrame:
+    """``claims`` with the column ``verdict (<budget>)`` from ``other`` (``not run`` where
+    that budget lacks the claim); a claim only ``other`` has gets its own row (``not run`` at
+    this budget), after its experiment's rows."""
+    key, column = ["experiment", "claim"], f"verdict ({budget})"
+    verdicts = other[[*key, "verdict"]].rename(columns={"verdict": column})
+    merged = claims.merge(verdicts, on=key, how="left").fillna({column: "not run"})
+    only = other[~other.set_index(key).index.isin(claims.set_index(key).index)]
+    only = only.assign(**{column: only.verdict, "verdict": "not run",
+                          "bplambda": f"see {budget}/README.md"})  # fmt: skip
+    merged = pd.concat([merged, only[merged.columns]], ignore_index=True)
+    order = {e: i for i, e in enumerate(dict.fromkeys(merged.experiment))}
+    return merged.sort_values("experiment", key=lambda e: e.map(order), kind="stable")
+
+
 def _experiment_folders(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and (p / "summary.md").exists())
 
@@ -118,12 +133,8 @@ def build_summary(results_dir: str | Path = "results") -> Path:
     budgets = [b for b in OTHER_BUDGETS if (root / b).is_dir() and _claims(
         _experiment_folders(root / b)) is not None]  # fmt: skip
     if claims is not None:
-        key = ["experiment", "claim"]
         for budget in budgets:
-            column = f"verdict ({budget})"
-            other = _claims(_experiment_folders(root / budget))[[*key, "verdict"]]
-            claims = claims.merge(other.rename(columns={"verdict": column}), on=key, how="left")
-            claims[column] = claims[column].fillna("not run")
+            claims = _with_budget(claims, _claims(_experiment_folders(root / budget)), budget)
         parts += [
             "## Paper vs official code vs bplambda",
             "",

@@ -64,8 +64,10 @@ def test_the_summary_puts_each_budgets_verdict_beside_the_quick_one(tmp_path):
                                                                       index=False)  # fmt: skip
 
     experiment(tmp_path / "05_x", {"a": "inconclusive (3 seeds)", "b": "reproduced"})
-    experiment(tmp_path / "medium" / "05_x", {"a": "reproduced"})
+    experiment(tmp_path / "medium" / "05_x", {"a": "reproduced", "c": "NOT reproduced"})
     readme = build_summary(tmp_path).read_text()
     assert "| verdict | verdict (medium) |" in readme
     assert "| inconclusive (3 seeds) | reproduced |" in readme
     assert "| reproduced | not run |" in readme and "medium/README.md" in readme
+    only_medium = "| x | c | yes |  | see medium/README.md | not run | NOT reproduced |"
+    assert only_medium in readme  # a claim only the medium budget tests keeps its row
