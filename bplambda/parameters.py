@@ -206,6 +206,7 @@ VALIDATORS: dict[str, Validator] = {
     "dtype": choice(*DTYPES),
     "progress": flag,
     "force": flag,
+    "compile_step": flag,
     "save_raw": flag,
     "merge_from": folders,
     "output_dir": folder,

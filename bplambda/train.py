@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bplambda.bp_lambda import true_future_gradients
-from bplambda.cells import Cell
+from bplambda.cells import Cell, with_compiled_step
 from bplambda.checkpoint import Checkpoint
 from bplambda.device import resolve_device, resolve_dtype, upload
 from bplambda.metrics import signal_alignments, update_alignment
@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from bplambda.tasks.base import Task
 
 DEFAULT_LR = {"rnn": 1e-3, "readout": 1e-3, "synthesiser": 1e-4}
+COMPILED_RULES = ("bptt", "tbptt", "sg")
+"""The rules whose step ``TrainConfig(compile_step=True)`` compiles: autograd differentiates
+their unrolled steps, all in one grad mode."""
 OPTIMISERS = ("adam", "sgd")
 COLUMNS = ["model", "seed", "diverged", "diverged_at", "batch", "t", "metric", "value"]
 UNDEFINED_WHERE_NAN = ("alignment_synthetic", "alignment_signal", "alignment_applied")
@@ -58,8 +61,11 @@ class TrainConfig:
     ``track_update_alignment`` logs the cosine between the RNN update and BPTT's (an extra
     BPTT pass per logged batch).
     ``update_every_step`` applies an optimiser step at every time step (Algorithm 1; only
-    ``bp_lambda`` with ``implementation="online"``). ``divergence_threshold``: a model whose
-    batch loss exceeds it (or whose loss or gradients are not finite) is frozen as diverged.
+    ``bp_lambda`` with ``implementation="online"``). ``compile_step``: fuse the cell's step
+    with ``torch.compile`` for the rules of :data:`COMPILED_RULES` (where it pays; the others
+    run as they are, see :func:`~bplambda.cells.with_compiled_step`). ``divergence_threshold``:
+    a model whose batch loss exceeds it (or whose loss or gradients are not finite) is frozen as
+    diverged.
     """
 
     num_batches: int
@@ -72,6 +78,7 @@ class TrainConfig:
     track_alignment: bool = False
     track_update_alignment: bool = False
     update_every_step: bool = False
+    compile_step: bool = False
     divergence_threshold: float = math.inf
     progress: bool = True
 
@@ -275,6 +282,8 @@ def train(
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]  # one data stream each
     if hasattr(task, "to"):  # its data where the model is: no upload per batch
         task = task.to(device)
+    if config.compile_step and rule.name in COMPILED_RULES:
+        cell = with_compiled_step(cell)
     if hasattr(task, "reset"):  # the previous run's epoch order or curriculum level
         task.reset()
     if params is None:

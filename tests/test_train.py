@@ -1,5 +1,8 @@
 """The training loop, stacking and the toy task."""
 
+import importlib
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 import torch
@@ -243,3 +246,21 @@ def test_a_rule_trains_only_its_groups_and_each_needs_a_learning_rate():
         TrainConfig(num_batches=1, optimiser={"rnn": "rmsprop"})
     with pytest.raises(ValueError, match="l2"):
         TrainConfig(num_batches=1, l2=-1)
+
+
+def test_a_compiled_step_trains_as_the_eager_one_and_only_for_autograd_rules(monkeypatch):
+    training = importlib.import_module("bplambda.train")  # the package's `train` is the function
+    compiled = []
+    real = training.with_compiled_step
+    monkeypatch.setattr(training, "with_compiled_step", lambda c: compiled.append(c) or real(c))
+    cell, task = make_cell("lstm", 10, 6), ToyTask(seq_len=5, batch_size=4)
+    config = TrainConfig(num_batches=3, progress=False)
+    for rule in (make_rule("bptt"), make_rule("sg", window=2)):
+        eager = train(cell, rule, task, config, seeds=[0, 1]).params
+        fused = train(cell, rule, task, replace(config, compile_step=True), seeds=[0, 1]).params
+        for group, tensors in eager.items():
+            for key, value in tensors.items():
+                torch.testing.assert_close(fused[group][key], value, rtol=1e-5, atol=1e-6)
+    assert len(compiled) == 2
+    train(cell, make_rule("bp_lambda"), task, replace(config, compile_step=True), seeds=[0])
+    assert len(compiled) == 2  # BP(λ) switches grad mode within a batch: it runs eager

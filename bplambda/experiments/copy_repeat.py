@@ -57,6 +57,7 @@ class CopyRepeatConfig(ResumableOptions):
     implementation: str = "lambda_return"
     log_every: int = 50
     divergence_threshold: float = DIVERGENCE_THRESHOLD
+    compile_step: bool = False  # torch.compile the LSTM step of BPTT, TBPTT, SG (TrainConfig)
     output_dir: str | None = None  # results_folder(profile) / NOTEBOOK
     device: str = "auto"
     dtype: str = "float32"
@@ -97,6 +98,7 @@ def run_copy_repeat(cfg: CopyRepeatConfig, store: StateStore | None = None) -> p
         lr={"rnn": cfg.lr, "readout": cfg.lr, "synthesiser": cfg.lr_synthesiser},
         log_every=cfg.log_every,
         divergence_threshold=cfg.divergence_threshold, progress=cfg.progress,
+        compile_step=cfg.compile_step,
     )  # fmt: skip
     tables = []
     for condition, cell_name in grid_conditions(cfg):

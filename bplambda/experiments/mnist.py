@@ -67,6 +67,7 @@ class MNISTConfig(ResumableOptions):
     split_seed: int = 0
     log_every: int = 96
     divergence_threshold: float = DIVERGENCE_THRESHOLD
+    compile_step: bool = False  # torch.compile the LSTM step of BPTT, TBPTT, SG (TrainConfig)
     data_dir: str = "data"
     output_dir: str | None = None  # results_folder(profile) / NOTEBOOK
     device: str = "auto"
@@ -114,6 +115,7 @@ def run_mnist(cfg: MNISTConfig, store: StateStore | None = None) -> pd.DataFrame
         num_batches=cfg.epochs * task.batches_per_epoch,
         lr={"rnn": cfg.lr, "readout": cfg.lr, "synthesiser": cfg.lr}, log_every=cfg.log_every,
         divergence_threshold=cfg.divergence_threshold, progress=cfg.progress,
+        compile_step=cfg.compile_step,
     )  # fmt: skip
     tables = []
     for condition, cell_name in grid_conditions(cfg):
