@@ -50,6 +50,8 @@ def test_slow_rules_train_longer_and_equal_steps_compare_at_iterations():
     assert ends.to_dict() == {"BPTT": 2, "e-prop": 4}
     checkpoints = table[table.metric == "lambda_max"]
     assert sorted(checkpoints[checkpoints.condition == "e-prop"].batch) == [2, 4]
+    hvps = table[table.metric == "lambda_max_hvps"].value
+    assert len(hvps) == len(checkpoints) and hvps.between(1, cfg.curvature_iterations).all()
     final = gen.generalisation_tables(table, cfg)["final_by_seed"]
     at_two = checkpoints[(checkpoints.condition == "e-prop") & (checkpoints.batch == 2)]
     equal_steps = final[(final.condition == "e-prop") & (final.metric == "lambda_max")]

@@ -253,7 +253,8 @@ def checkpoint_metrics(
 ) -> Callable[[Grads], dict[str, Tensor]]:
     """``params -> {metric: (K,)}``: the generalisation metrics and gaps, and λ_max of the
     full training loss on the fixed curvature batch (``lambda_max_converged``: 1 where the
-    power iteration met its tolerance)."""
+    power iteration met its tolerance; ``lambda_max_hvps``: the HVPs it took. The stacked
+    models iterate in lockstep, so a stack costs its slowest model's count)."""
     device, dtype = resolve_device(cfg.device), resolve_dtype(cfg.dtype)
     batch = _on(task.evaluation_set("train", cfg.curvature_batch, cfg.eval_seed), device, dtype,
                 K)  # fmt: skip
@@ -264,6 +265,7 @@ def checkpoint_metrics(
         top = power_iteration(op, cfg.curvature_iterations, cfg.curvature_rtol, seed=cfg.eval_seed)
         metrics["lambda_max"] = top.eigenvalue
         metrics["lambda_max_converged"] = top.converged.to(top.eigenvalue.dtype)
+        metrics["lambda_max_hvps"] = top.iterations.to(top.eigenvalue.dtype)
         return metrics
 
     return evaluate
@@ -358,9 +360,10 @@ def run_generalisation(cfg: GeneralisationConfig, store: StateStore | None = Non
 
 
 # ----------------------------------------------------------------------------- tables
-CHECKPOINTED = ("lambda_max", "lambda_max_converged", "train_loss", "train_error", "test_loss",
-                "test_error", "test_noisy_loss", "test_noisy_error", "gap_test_loss",
-                "gap_test_error", "gap_test_noisy_loss", "gap_test_noisy_error")  # fmt: skip
+CHECKPOINTED = ("lambda_max", "lambda_max_converged", "lambda_max_hvps", "train_loss",
+                "train_error", "test_loss", "test_error", "test_noisy_loss", "test_noisy_error",
+                "gap_test_loss", "gap_test_error", "gap_test_noisy_loss",
+                "gap_test_noisy_error")  # fmt: skip
 PER_BATCH = ("loss", "update_alignment", "alignment_signal", "alignment_synthetic",
              "alignment_applied")  # fmt: skip
 AT_THE_END = ("lambda_max_final", "lambda_max_final_converged", "lambda_max_power", "c1",
