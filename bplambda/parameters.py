@@ -207,6 +207,7 @@ VALIDATORS: dict[str, Validator] = {
     "progress": flag,
     "force": flag,
     "compile_step": flag,
+    "checkpoint_solver": choice("power", "lanczos"),
     "save_raw": flag,
     "merge_from": folders,
     "output_dir": folder,

@@ -60,6 +60,22 @@ def test_slow_rules_train_longer_and_equal_steps_compare_at_iterations():
         _config(iterations=4, slow_iterations=3)
 
 
+def test_both_checkpoint_solvers_find_the_same_largest_magnitude_eigenvalue():
+    found = {}
+    for solver in ("power", "lanczos"):
+        cfg = _config(rules=["bptt"], seeds=[0, 1], iterations=2, checkpoint_every=2,
+                      curvature_iterations=100, curvature_rtol=1e-6,
+                      checkpoint_solver=solver)  # fmt: skip
+        table = gen.run_generalisation(cfg)
+        rows = table[table.metric.isin(["lambda_max", "lambda_max_converged"])]
+        found[solver] = rows.pivot_table(index="seed", columns="metric", values="value")
+    assert (found["power"].lambda_max_converged == 1).all()
+    assert (found["lanczos"].lambda_max_converged == 1).all()
+    np.testing.assert_allclose(found["lanczos"].lambda_max, found["power"].lambda_max, rtol=1e-3)
+    with pytest.raises(ParameterError, match="checkpoint_solver"):
+        _config(checkpoint_solver="arnoldi")
+
+
 def test_bptts_own_curvature_along_the_sharp_direction_is_one():
     cfg = _config(hidden_size=6, pattern_seq_len=12, curvature_batch=2, lr=0.05)
     task, cell = gen.make_task("pattern_generation", cfg)
