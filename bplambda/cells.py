@@ -530,7 +530,11 @@ def with_compiled_step(cell: Cell) -> Cell:
     """
     # The rules call backward with retain_graph (SG's chunks, the loss and the immediate
     # gradients from one graph), which buffers donated to a compiled backward cannot serve.
-    torch._functorch.config.donated_buffer = False
+    # A fresh process has not imported this submodule yet: ``torch._functorch.config`` alone
+    # raises AttributeError there.
+    import torch._functorch.config as functorch_config
+
+    functorch_config.donated_buffer = False
     compiled = copy.copy(cell)
     object.__setattr__(compiled, "step", torch.compile(cell.step, dynamic=False))
     return compiled

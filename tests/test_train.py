@@ -1,6 +1,8 @@
 """The training loop, stacking and the toy task."""
 
 import importlib
+import subprocess
+import sys
 from dataclasses import replace
 
 import pandas as pd
@@ -264,3 +266,13 @@ def test_a_compiled_step_trains_as_the_eager_one_and_only_for_autograd_rules(mon
     assert len(compiled) == 2
     train(cell, make_rule("bp_lambda"), task, replace(config, compile_step=True), seeds=[0])
     assert len(compiled) == 2  # BP(λ) switches grad mode within a batch: it runs eager
+
+
+def test_a_compiled_step_can_be_made_in_a_fresh_process():
+    # torch._functorch.config is a submodule that only an earlier torch.compile imports; the
+    # notebook kernel of `-p compile_step True` has none (it raised AttributeError there)
+    code = (
+        "from bplambda.cells import make_cell, with_compiled_step; "
+        "with_compiled_step(make_cell('lstm', 2, 3))"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
