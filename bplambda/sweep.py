@@ -1,9 +1,9 @@
 """Spread one notebook's grid over a cluster: one papermill job per shard, through submitit.
 
     python -m bplambda.sweep NOTEBOOK [-p NAME VALUE ...] [--profile quick]
-        --shard-by seeds|conditions [--executor slurm|local] [--output-dir DIR]
-        [--partition P] [--gpus N] [--time MINUTES] [--mem-gb G] [--cpus N]
-        [--slurm KEY=VALUE ...] [--wait]
+        --shard-by seeds|conditions [--executor slurm|local|serial] [--output-dir DIR]
+        [--shards NAME ...] [--partition P] [--gpus N] [--time MINUTES] [--mem-gb G]
+        [--cpus N] [--slurm KEY=VALUE ...] [--wait]
     python -m bplambda.sweep merge OUTPUT_DIR
 
 A shard is the notebook with the same parameters except one seed (``--shard-by seeds``: the
@@ -12,20 +12,26 @@ turn) or one rule (``--shard-by conditions``: one entry of ``rules``, with all i
 λ values and variants). Shard ``i`` runs into ``OUTPUT_DIR/shards/<i>-<name>/`` with
 ``save_raw=True``: besides its usual outputs it keeps its whole run tables in ``raw/``. Each
 shard resumes where it stopped and reuses finished conditions (notebooks 03-05, see
-:mod:`bplambda.checkpoint`), so a failed or pre-empted job can simply be submitted again.
+:mod:`bplambda.checkpoint`), so a failed or pre-empted job can simply be submitted again
+(``--shards NAME``: only that one).
 
 ``merge`` runs the notebook once more into ``OUTPUT_DIR`` with the sweep's own parameters and
 ``merge_from`` = the shard folders: the run functions return the shards' joined tables
 instead of training (:func:`bplambda.experiments.runs.shardable`), and the notebook builds its
 tables, figures, summary and claims from them as a single run would (the same rows, shard
 by shard; float32 rounding differs between one seed alone and seeds stacked, float64 agrees).
-``OUTPUT_DIR/sweep.json`` records the notebook, profile, parameters and shards.
+``OUTPUT_DIR/sweep.json`` records the notebook, profile, parameters and shards, the shard
+folders relative to ``OUTPUT_DIR`` (a sweep folder can be moved or committed and merged
+elsewhere); a second sweep with other parameters into the same folder is refused.
 
 SLURM options pass through: ``--partition``, ``--gpus`` (per node), ``--time`` (minutes),
 ``--mem-gb``, ``--cpus`` (per task), and any other ``--slurm KEY=VALUE`` (submitit's
 ``slurm_<KEY>``, e.g. ``--slurm account=myproj --slurm qos=high``). ``--executor local`` runs
-the shards as processes of this machine (submitit's local executor): for trying a sweep out.
-On SLURM the output folder must be on a file system the compute nodes share.
+the shards as parallel processes of this machine (submitit's local executor): for trying a
+sweep out. ``--executor serial`` runs them one after another in this process, without
+submitit: a grid too long for one sitting on a small machine, done a few shards at a time
+(each finished shard folder can be kept, say committed, and the rest run later). On SLURM the
+output folder must be on a file system the compute nodes share.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -42,7 +49,7 @@ from bplambda.parameters import ParameterError, project_path
 from bplambda.reproduce import notebooks, run_notebook
 
 SHARD_BY = ("seeds", "conditions")
-EXECUTORS = ("slurm", "local")
+EXECUTORS = ("slurm", "local", "serial")
 SEED_LISTS = ("seeds", "plastic_seeds")
 """Config fields that list seeds: ``--shard-by seeds`` deals each of them out over the shards."""
 RECORD = "sweep.json"
@@ -95,20 +102,91 @@ def run_shard(notebook: Path, folder: Path, profile: str, parameters: dict[str, 
     return str(run_notebook(notebook, folder, profile, {**parameters, "save_raw": True}))
 
 
-def submit(args: argparse.Namespace) -> int:
-    import submitit
+def selected(shards: list[tuple[str, dict[str, Any]]], names: list[str] | None) -> list[int]:
+    """The indices of the shards named in ``names`` (every shard for None), in sweep order.
+    Raises :class:`ParameterError` for a name that is not a shard of this sweep."""
+    all_names = [name for name, _ in shards]
+    unknown = sorted(set(names or ()) - set(all_names))
+    if unknown:
+        raise ParameterError(f"--shards {unknown[0]!r} is not a shard of this sweep; its "
+                             f"shards are {all_names}")  # fmt: skip
+    return [i for i, name in enumerate(all_names) if names is None or name in names]
 
+
+def write_record(output_dir: Path, record: dict[str, Any]) -> None:
+    """``output_dir/sweep.json``; refuses a folder that holds a sweep of other settings (its
+    shards would be merged with these)."""
+    path = output_dir / RECORD
+    if path.exists():
+        settings = ("notebook", "profile", "parameters", "shard_by")
+        held = {key: json.loads(path.read_text()).get(key) for key in settings}
+        if held != {key: record[key] for key in settings}:
+            raise ParameterError(
+                f"{output_dir} holds a sweep of other settings ({held}); pass another "
+                "--output-dir or remove that folder"
+            )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1))
+
+
+def submit(args: argparse.Namespace) -> int:
     (notebook,) = notebooks([args.notebook])
     parameters = dict(args.parameter or [])
     output_dir = project_path(args.output_dir or f"results/sweeps/{notebook.stem}")
     shards = shard_parameters(notebook.stem, args.profile, parameters, args.shard_by)
     folders = shard_folders(output_dir, shards)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    chosen = selected(shards, args.shards)
     record = {"notebook": notebook.stem, "profile": args.profile, "parameters": parameters,
               "shard_by": args.shard_by,
-              "shards": [{"name": name, "folder": str(folder), "parameters": shard}
+              "shards": [{"name": name, "folder": str(folder.relative_to(output_dir)),
+                          "parameters": shard}
                          for (name, shard), folder in zip(shards, folders)]}  # fmt: skip
-    (output_dir / RECORD).write_text(json.dumps(record, indent=1))
+    write_record(output_dir, record)
+    names = [shards[i][0] for i in chosen]
+    if args.executor == "serial":
+        failed = run_serially(notebook, args.profile, [(shards[i], folders[i]) for i in chosen])
+    else:
+        jobs = submit_jobs(args, notebook, output_dir, [(shards[i], folders[i]) for i in chosen])
+        if not args.wait:
+            print(f"when they are done: python -m bplambda.sweep merge {output_dir}")
+            return 0
+        failed = wait_for(jobs, names)
+    if failed:
+        print(f"sweep: {failed} failed; submit again to resume them, then merge", file=sys.stderr)
+        return 1
+    if len(chosen) < len(shards):
+        rest = [name for name, _ in shards if name not in names]
+        print(f"ran {names}; the sweep's other shards {rest} run with --shards, then "
+              f"python -m bplambda.sweep merge {output_dir}")  # fmt: skip
+        return 0
+    return merge(output_dir)
+
+
+Shard = tuple[tuple[str, dict[str, Any]], Path]
+"""``((name, parameters), folder)``: one shard to run."""
+
+
+def run_serially(notebook: Path, profile: str, shards: list[Shard]) -> list[str]:
+    """Each shard in its own kernel, one after another; returns the names of those that
+    failed (their error printed, the next one still runs)."""
+    failed = []
+    for (name, shard), folder in shards:
+        start = time.perf_counter()
+        print(f"shard {name}: running into {folder}", flush=True)
+        try:
+            run_shard(notebook, folder, profile, shard)
+        except Exception as error:  # papermill's error names the cell and the traceback
+            failed.append(name)
+            print(f"shard {name} failed:\n{error}", file=sys.stderr)
+            continue
+        print(f"shard {name}: done in {time.perf_counter() - start:.0f} s", flush=True)
+    return failed
+
+
+def submit_jobs(args: argparse.Namespace, notebook: Path, output_dir: Path,
+                shards: list[Shard]) -> list[Any]:  # fmt: skip
+    """One submitit job per shard (a job array on SLURM), with the sweep's SLURM options."""
+    import submitit
 
     executor = submitit.AutoExecutor(folder=output_dir / "submitit" / "%j", cluster=args.executor)
     options: dict[str, Any] = {"name": f"bplambda-{notebook.stem[:2]}", "timeout_min": args.time}
@@ -120,23 +198,22 @@ def submit(args: argparse.Namespace) -> int:
     executor.update_parameters(**options)
     with executor.batch():  # one job array on SLURM
         jobs = [executor.submit(run_shard, notebook, folder, args.profile, shard, args.cpus)
-                for (_, shard), folder in zip(shards, folders)]  # fmt: skip
-    for job, (name, _) in zip(jobs, shards):
+                for (_, shard), folder in shards]  # fmt: skip
+    for job, ((name, _), _) in zip(jobs, shards):
         print(f"submitted {name}: job {job.job_id}")
-    if not args.wait:
-        print(f"when they are done: python -m bplambda.sweep merge {output_dir}")
-        return 0
+    return jobs
+
+
+def wait_for(jobs: list[Any], names: list[str]) -> list[str]:
+    """Waits for every job; returns the names of those that failed (their error printed)."""
     failed = []
-    for job, (name, _) in zip(jobs, shards):
+    for job, name in zip(jobs, names):
         try:
             job.result()
         except Exception as error:  # the job's own traceback or the end of its logs
             failed.append(name)
             print(f"shard {name} failed:\n{error}", file=sys.stderr)
-    if failed:
-        print(f"sweep: {failed} failed; submit again to resume them, then merge", file=sys.stderr)
-        return 1
-    return merge(output_dir)
+    return failed
 
 
 def merge(output_dir: Path) -> int:
@@ -148,7 +225,8 @@ def merge(output_dir: Path) -> int:
         return 2
     record = json.loads(record_path.read_text())
     (notebook,) = notebooks([record["notebook"]])
-    folders = [shard["folder"] for shard in record["shards"]]
+    # relative to the sweep folder (absolute in records written before that)
+    folders = [str(output_dir / shard["folder"]) for shard in record["shards"]]
     parameters = {**record["parameters"], "merge_from": folders}
     print(run_notebook(notebook, output_dir, record["profile"], parameters))
     return 0
@@ -178,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard-by", required=True, choices=SHARD_BY)
     parser.add_argument("--executor", default="slurm", choices=EXECUTORS)
     parser.add_argument("--output-dir", help="default: results/sweeps/<notebook>")
+    parser.add_argument("--shards", nargs="+", metavar="NAME",
+                        help="run or submit only these shards (default: all)")  # fmt: skip
     parser.add_argument("--partition")
     parser.add_argument("--gpus", type=int, help="GPUs per node")
     parser.add_argument("--time", type=int, default=24 * 60, help="minutes per job")

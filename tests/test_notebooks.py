@@ -146,22 +146,44 @@ def _rows_sorted(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_a_sweep_of_notebook_01_in_two_shards_gives_the_tables_of_one_run(tmp_path):
-    # float64: one seed alone and two stacked differ in float32 rounding (~1e-5 after training)
-    out, single = tmp_path / "sweep", tmp_path / "single"
-    code = sweep.main(["01", "--profile", "smoke", "--shard-by", "seeds", "--executor", "local",
-                       "--output-dir", str(out), "--time", "10", "--cpus", "1",
-                       "-p", "dtype", "float64", "--wait"])  # fmt: skip
-    assert code == 0
+    # float64: one seed alone and two stacked differ in float32 rounding (~1e-5 after training).
+    # Shard seed0 runs serially here, seed1 through submitit's local executor, and the sweep
+    # folder is moved before the merge (the record keeps the shard folders relative to it).
+    out, moved, single = tmp_path / "sweep", tmp_path / "moved", tmp_path / "single"
+    options = ["01", "--profile", "smoke", "--shard-by", "seeds", "--output-dir", str(out),
+               "-p", "dtype", "float64"]  # fmt: skip
+    assert sweep.main([*options, "--executor", "serial", "--shards", "seed0"]) == 0
+    assert not (out / "shards" / "1-seed1").exists() and not list(out.glob("*.csv"))
+    assert sweep.main([*options, "--executor", "local", "--time", "10", "--cpus", "1",
+                       "--shards", "seed1", "--wait"]) == 0  # fmt: skip
+    assert not list(out.glob("*.csv"))  # a part of the sweep is never merged by itself
     record = json.loads((out / "sweep.json").read_text())
-    assert [(s["parameters"]["seeds"], s["parameters"]["plastic_seeds"])
-            for s in record["shards"]] == [([0], [0]), ([1], [1])]  # fmt: skip
+    assert [(s["folder"], s["parameters"]["seeds"], s["parameters"]["plastic_seeds"])
+            for s in record["shards"]] == [("shards/0-seed0", [0], [0]),
+                                           ("shards/1-seed1", [1], [1])]  # fmt: skip
+    out.rename(moved)
+    assert sweep.main(["merge", str(moved)]) == 0
     reproduce.run_notebook(NOTEBOOKS[0], single, "smoke", {"dtype": "float64"})
     names = sorted(p.name for p in single.glob("*.csv"))
-    assert names == sorted(p.name for p in out.glob("*.csv"))
+    assert names == sorted(p.name for p in moved.glob("*.csv"))
     for name in names:  # the same rows; a merge lists them shard by shard
-        merged, whole = (pd.read_csv(folder / name) for folder in (out, single))
+        merged, whole = (pd.read_csv(folder / name) for folder in (moved, single))
         pd.testing.assert_frame_equal(_rows_sorted(merged), _rows_sorted(whole))
-    assert {p.stem for p in out.glob("*.png")} == {p.stem for p in single.glob("*.png")}
+    assert {p.stem for p in moved.glob("*.png")} == {p.stem for p in single.glob("*.png")}
+
+
+def test_a_sweep_refuses_an_unknown_shard_and_a_folder_of_another_sweep(tmp_path, capsys):
+    options = ["01", "--profile", "smoke", "--shard-by", "seeds", "--output-dir", str(tmp_path),
+               "--executor", "serial"]  # fmt: skip
+    assert sweep.main([*options, "--shards", "seed7"]) == 2
+    assert "'seed7' is not a shard of this sweep; its shards are" in capsys.readouterr().err
+    assert not (tmp_path / "sweep.json").exists()
+    (tmp_path / "sweep.json").write_text(json.dumps(
+        {"notebook": "01_toy_alignment", "profile": "smoke", "parameters": {"seeds": "[5]"},
+         "shard_by": "seeds", "shards": []}))  # fmt: skip
+    assert sweep.main([*options, "--shards", "seed0"]) == 2
+    assert "holds a sweep of other settings" in capsys.readouterr().err
+    assert not (tmp_path / "shards").exists()
 
 
 def test_shards_split_the_rules_or_deal_out_the_seeds_and_refuse_what_cannot_be_split():
