@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -53,6 +54,21 @@ EXECUTORS = ("slurm", "local", "serial")
 SEED_LISTS = ("seeds", "plastic_seeds")
 """Config fields that list seeds: ``--shard-by seeds`` deals each of them out over the shards."""
 RECORD = "sweep.json"
+SHARD_PARAMETERS = ("save_raw", "merge_from")
+"""What a sweep sets in a notebook (:class:`bplambda.experiments.runs.ShardOptions`)."""
+
+
+class _SweepParametersAreKnown(logging.Filter):
+    """Drops papermill's "Passed unknown parameter" warning for :data:`SHARD_PARAMETERS`: the
+    notebooks' parameters cells leave them out on purpose (they are not the user's), and the
+    warning read like a fault in every shard's log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(message == f"Passed unknown parameter: {n}" for n in SHARD_PARAMETERS)
+
+
+logging.getLogger("papermill").addFilter(_SweepParametersAreKnown())
 
 
 def shard_parameters(notebook: str, profile: str, parameters: dict[str, Any],

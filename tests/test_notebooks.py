@@ -1,9 +1,11 @@
 """Every notebook runs through papermill in the smoke profile and writes its outputs."""
 
 import json
+import logging
 import shlex
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import nbformat
@@ -11,6 +13,7 @@ import pandas as pd
 import pytest
 
 from bplambda import reproduce, sweep
+from bplambda.experiments.runs import ShardOptions
 from bplambda.results import build_summary
 
 NOTEBOOKS = reproduce.notebooks()
@@ -184,6 +187,14 @@ def test_a_sweep_refuses_an_unknown_shard_and_a_folder_of_another_sweep(tmp_path
     assert sweep.main([*options, "--shards", "seed0"]) == 2
     assert "holds a sweep of other settings" in capsys.readouterr().err
     assert not (tmp_path / "shards").exists()
+
+
+def test_papermill_does_not_warn_of_the_parameters_a_sweep_sets(caplog):
+    assert set(sweep.SHARD_PARAMETERS) == {f.name for f in fields(ShardOptions)}
+    with caplog.at_level(logging.WARNING, logger="papermill"):
+        for name in ("save_raw", "merge_from", "lamdas"):
+            logging.getLogger("papermill").warning(f"Passed unknown parameter: {name}")
+    assert [r.getMessage() for r in caplog.records] == ["Passed unknown parameter: lamdas"]
 
 
 def test_shards_split_the_rules_or_deal_out_the_seeds_and_refuse_what_cannot_be_split():
