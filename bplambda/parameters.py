@@ -12,6 +12,7 @@ stops the run before anything is written.
 from __future__ import annotations
 
 import ast
+import difflib
 import math
 import numbers
 import re
@@ -42,6 +43,18 @@ class ParameterError(ValueError):
 def refuse(name: str, value: object, allowed: str) -> ParameterError:
     """The error for parameter ``name``: ``name=<value> is invalid: <allowed>``."""
     return ParameterError(f"parameter {name}={value!r} is invalid: {allowed}")
+
+
+def refuse_unknown(name: str, value: object, known: Iterable[str], owner: str) -> ParameterError:
+    """The error for a parameter ``owner`` does not have, with the nearest known name where
+    one is close (``lamdas`` → ``lambdas``, ``task`` → ``tasks``) and all of them."""
+    known = sorted(known)
+    near = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    return ParameterError(
+        f"parameter {name}={value!r} is not a parameter of {owner}{hint}; its parameters are "
+        f"{known}"
+    )
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -295,11 +308,7 @@ def notebook_parameters(
     known = sorted(set(names))
     unknown = sorted(injected_names(namespace.get("In", [])) - set(known))
     if unknown:
-        name = unknown[0]
-        raise ParameterError(
-            f"parameter {name}={namespace.get(name)!r} is not a parameter of this notebook; "
-            f"its parameters are {known}"
-        )
+        raise refuse_unknown(unknown[0], namespace.get(unknown[0]), known, "this notebook")
     return {name: namespace[name] for name in known if name in namespace}
 
 

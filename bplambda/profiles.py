@@ -10,7 +10,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bplambda.parameters import ParameterError, refuse, validate
+from bplambda.parameters import refuse, refuse_unknown, validate
 
 PROFILES = ("smoke", "quick", "medium", "paper")
 
@@ -42,10 +42,7 @@ def configure(
     names = {f.name for f in fields(config_type)} - {"profile"}
     unknown = sorted(set(overrides) - names)
     if unknown:
-        raise ParameterError(
-            f"parameter {unknown[0]}={overrides[unknown[0]]!r} is not a parameter of "
-            f"{config_type.__name__}; its parameters are {sorted(names)}"
-        )
+        raise refuse_unknown(unknown[0], overrides[unknown[0]], names, config_type.__name__)
     own = {f.name: f.default for f in fields(config_type) if f.default is not MISSING}
     given = {k: v for k, v in overrides.items() if v is not None}
     values = {**own, **defaults[profile], **given}

@@ -126,8 +126,15 @@ def test_papermill_injected_names_are_read_from_the_history():
     assert injected_names(history) == {"profile", "lamdas"}
     assert injected_names(history[:1]) == set()
     namespace = {"In": history, "profile": "smoke", "lamdas": 1, "seeds": None}
-    with pytest.raises(ParameterError, match="lamdas=1 is not a parameter of this notebook"):
+    with pytest.raises(ParameterError, match=r"lamdas=1 is not a parameter of this notebook "
+                       r"\(did you mean 'lambdas'\?\); its parameters are \["):  # fmt: skip
         notebook_parameters(namespace, ex.ToyConfig)
+    singular = {"In": ["# Parameters\ntask = 'delayed_match'\n"], "task": "delayed_match"}
+    with pytest.raises(ParameterError, match=r"\(did you mean 'tasks'\?\)"):
+        notebook_parameters(singular, ex.GeneralisationConfig)
+    far = {"In": ["# Parameters\nxyzzy = 1\n"], "xyzzy": 1}
+    with pytest.raises(ParameterError, match=r"xyzzy=1 is not a parameter of this notebook; "):
+        notebook_parameters(far, ex.ToyConfig)  # nothing near: no guess
     namespace["In"] = history[:1]  # JupyterLab: no injected cell, nothing to refuse
     assert notebook_parameters(namespace, ex.ToyConfig) == {"profile": "smoke", "seeds": None}
 
