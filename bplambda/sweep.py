@@ -71,6 +71,21 @@ class _SweepParametersAreKnown(logging.Filter):
 logging.getLogger("papermill").addFilter(_SweepParametersAreKnown())
 
 
+def cli_value(text: str) -> Any:
+    """A ``-p NAME VALUE`` value typed as papermill's own ``-p`` types it: ``True``,
+    ``False``, ``None``, an int, a float, else the string (a list stays a string such as
+    ``"[0, 1]"``, which the notebooks parse)."""
+    named = {"True": True, "False": False, "None": None}
+    if text in named:
+        return named[text]
+    for number in (int, float):
+        try:
+            return number(text)
+        except ValueError:
+            pass
+    return text
+
+
 def shard_parameters(notebook: str, profile: str, parameters: dict[str, Any],
                      shard_by: str) -> list[tuple[str, dict[str, Any]]]:  # fmt: skip
     """``[(shard name, its parameters)]``: ``parameters`` with one seed or one rule each.
@@ -147,7 +162,7 @@ def write_record(output_dir: Path, record: dict[str, Any]) -> None:
 
 def submit(args: argparse.Namespace) -> int:
     (notebook,) = notebooks([args.notebook])
-    parameters = dict(args.parameter or [])
+    parameters = {name: cli_value(value) for name, value in args.parameter or []}
     output_dir = project_path(args.output_dir or f"results/sweeps/{notebook.stem}")
     shards = shard_parameters(notebook.stem, args.profile, parameters, args.shard_by)
     folders = shard_folders(output_dir, shards)

@@ -180,6 +180,14 @@ def test_a_sweep_refuses_an_unknown_shard_and_a_folder_of_another_sweep(tmp_path
                "--executor", "serial"]  # fmt: skip
     assert sweep.main([*options, "--shards", "seed7"]) == 2
     assert "'seed7' is not a shard of this sweep; its shards are" in capsys.readouterr().err
+    # -p values are typed as papermill's -p types them (a bool parameter was refused as 'True')
+    assert [sweep.cli_value(v) for v in ("True", "None", "50", "1e-3", "[0, 1]")] == [
+        True, None, 50, 1e-3, "[0, 1]"]  # fmt: skip
+    typed = ["04", "--profile", "smoke", "--shard-by", "conditions", "--shards", "x",
+             "-p", "compile_step", "True", "-p", "updates", "5",
+             "--output-dir", str(tmp_path / "typed")]  # fmt: skip
+    assert sweep.main(typed) == 2
+    assert "'x' is not a shard of this sweep" in capsys.readouterr().err
     assert not (tmp_path / "sweep.json").exists()
     (tmp_path / "sweep.json").write_text(json.dumps(
         {"notebook": "01_toy_alignment", "profile": "smoke", "parameters": {"seeds": "[5]"},
