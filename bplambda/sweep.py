@@ -41,8 +41,9 @@ import json
 import logging
 import os
 import sys
-import time
+from collections.abc import Callable
 from dataclasses import fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -174,14 +175,16 @@ def submit(args: argparse.Namespace) -> int:
                          for (name, shard), folder in zip(shards, folders)]}  # fmt: skip
     write_record(output_dir, record)
     names = [shards[i][0] for i in chosen]
-    if args.executor == "serial":
-        failed = run_serially(notebook, args.profile, [(shards[i], folders[i]) for i in chosen])
+    to_run = [(shards[i], folders[i]) for i in chosen]
+    if args.executor == "serial":  # each shard runs when its turn comes in failures()
+        calls = [partial(run_shard, notebook, folder, args.profile, shard)
+                 for (_, shard), folder in to_run]  # fmt: skip
     else:
-        jobs = submit_jobs(args, notebook, output_dir, [(shards[i], folders[i]) for i in chosen])
+        calls = [job.result for job in submit_jobs(args, notebook, output_dir, to_run)]
         if not args.wait:
             print(f"when they are done: python -m bplambda.sweep merge {output_dir}")
             return 0
-        failed = wait_for(jobs, names)
+    failed = failures(list(zip(names, calls)))
     if failed:
         print(f"sweep: {failed} failed; submit again to resume them, then merge", file=sys.stderr)
         return 1
@@ -195,23 +198,6 @@ def submit(args: argparse.Namespace) -> int:
 
 Shard = tuple[tuple[str, dict[str, Any]], Path]
 """``((name, parameters), folder)``: one shard to run."""
-
-
-def run_serially(notebook: Path, profile: str, shards: list[Shard]) -> list[str]:
-    """Each shard in its own kernel, one after another; returns the names of those that
-    failed (their error printed, the next one still runs)."""
-    failed = []
-    for (name, shard), folder in shards:
-        start = time.perf_counter()
-        print(f"shard {name}: running into {folder}", flush=True)
-        try:
-            run_shard(notebook, folder, profile, shard)
-        except Exception as error:  # papermill's error names the cell and the traceback
-            failed.append(name)
-            print(f"shard {name} failed:\n{error}", file=sys.stderr)
-            continue
-        print(f"shard {name}: done in {time.perf_counter() - start:.0f} s", flush=True)
-    return failed
 
 
 def submit_jobs(args: argparse.Namespace, notebook: Path, output_dir: Path,
@@ -235,15 +221,18 @@ def submit_jobs(args: argparse.Namespace, notebook: Path, output_dir: Path,
     return jobs
 
 
-def wait_for(jobs: list[Any], names: list[str]) -> list[str]:
-    """Waits for every job; returns the names of those that failed (their error printed)."""
+def failures(calls: list[tuple[str, Callable[[], object]]]) -> list[str]:
+    """Each shard's call in turn (a serial shard's run, a submitted job's result); returns the
+    names of those that raised, their errors printed (the next one still goes on)."""
     failed = []
-    for job, name in zip(jobs, names):
+    for name, call in calls:
         try:
-            job.result()
-        except Exception as error:  # the job's own traceback or the end of its logs
+            call()
+        except Exception as error:  # papermill's error, the job's traceback or its logs' end
             failed.append(name)
             print(f"shard {name} failed:\n{error}", file=sys.stderr)
+        else:
+            print(f"shard {name}: done", flush=True)
     return failed
 
 
