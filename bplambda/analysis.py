@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from bplambda.checkpoint import NOT_IN_KEY
 from bplambda.device import resolve_device
 from bplambda.results import markdown_table
 from bplambda.verdicts import both_ways, interval, mean_ci
@@ -168,12 +169,12 @@ def both_finals(check: Callable[[str], str]) -> str:
 
 
 def summary_markdown(title: str, cfg: object, table: pd.DataFrame, notes: str = "") -> str:
-    """The notebook's ``summary.md``: profile, settings, key table and notes."""
-    settings = ", ".join(
-        f"{k}={v}"
-        for k, v in vars(cfg).items()
-        if k not in ("device", "progress", "profile", "output_dir", "data_dir")
-    )
+    """The notebook's ``summary.md``: profile, settings, key table and notes.
+
+    The settings are those that decide the result: not where it runs or is written, nor the
+    shard plumbing (a merge's shard folders are machine paths)."""
+    hidden = (*NOT_IN_KEY, "device", "profile", "data_dir")
+    settings = ", ".join(f"{k}={v}" for k, v in vars(cfg).items() if k not in hidden)
     device = resolve_device(cfg.device)
     return "\n\n".join(
         part for part in [

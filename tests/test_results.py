@@ -6,6 +6,8 @@ import stat
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from bplambda.analysis import summary_markdown
+from bplambda.experiments.copy_repeat import copy_repeat_config
 from bplambda.results import markdown_table, save_figure, write_table
 
 
@@ -71,3 +73,12 @@ def test_the_summary_puts_each_budgets_verdict_beside_the_quick_one(tmp_path):
     assert "| reproduced | not run |" in readme and "medium/README.md" in readme
     only_medium = "| x | c | yes |  | see medium/README.md | not run | NOT reproduced |"
     assert only_medium in readme  # a claim only the medium budget tests keeps its row
+
+
+def test_the_summary_settings_leave_out_where_a_run_was_written_and_merged_from():
+    cfg = copy_repeat_config("smoke", merge_from=("/somewhere/shards/0-bptt",), save_raw=True)
+    table = pd.DataFrame({"condition": ["BPTT"], "mean": [3.0]})
+    text = summary_markdown("Copy-repeat", cfg, table)
+    assert "seeds=" in text and "updates=" in text
+    for plumbing in ("merge_from", "save_raw", "output_dir", "/somewhere"):
+        assert plumbing not in text
