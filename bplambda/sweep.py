@@ -47,6 +47,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from papermill.cli import _resolve_type as _papermill_cli_type
+
 from bplambda.parameters import ParameterError, project_path
 from bplambda.reproduce import notebooks, run_notebook
 
@@ -73,18 +75,11 @@ logging.getLogger("papermill").addFilter(_SweepParametersAreKnown())
 
 
 def cli_value(text: str) -> Any:
-    """A ``-p NAME VALUE`` value typed as papermill's own ``-p`` types it: ``True``,
-    ``False``, ``None``, an int, a float, else the string (a list stays a string such as
-    ``"[0, 1]"``, which the notebooks parse)."""
-    named = {"True": True, "False": False, "None": None}
-    if text in named:
-        return named[text]
-    for number in (int, float):
-        try:
-            return number(text)
-        except ValueError:
-            pass
-    return text
+    """A ``-p NAME VALUE`` value typed by papermill's own ``-p`` typing: ``True``, ``False``,
+    ``None``, an int, a float, else the string (a list stays a string such as ``"[0, 1]"``,
+    which the notebooks parse). Papermill's function, so a sweep and ``papermill -p`` can
+    never disagree."""
+    return _papermill_cli_type(text)
 
 
 def shard_parameters(notebook: str, profile: str, parameters: dict[str, Any],
