@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= quick
+# Worker processes: one per usable core, each single-threaded (torch's intra-op threads buy
+# little at these sizes, a second process doubles the throughput).
+JOBS ?= $(shell nproc)
 SHARED_MNIST := ../shared/data/MNIST
 
 .PHONY: setup test reproduce lab bench lint format data clean browser test-browser
@@ -23,14 +26,17 @@ data: setup
 	@if [ -d $(SHARED_MNIST)/raw ]; then \
 		$(BIN)/python -m bplambda.tasks.mnist data $(SHARED_MNIST); fi
 
+# One pytest-xdist worker per core, each single-threaded (the notebook kernels papermill
+# starts inherit OMP_NUM_THREADS=1).
 test: setup data
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS)
 
-# NOTEBOOKS="01 03" runs a subset (names or numbers). Notebooks 03-05 keep every condition's
+# NOTEBOOKS="01 03" runs a subset (names or numbers), JOBS=n the workers per notebook (default:
+# one per core). Notebooks 03-05 keep every condition's
 # state in results/.../state/: an interrupted run resumes, a finished one is reused unless the
 # code or a parameter changed; FORCE=1 recomputes.
 reproduce: setup data
-	$(BIN)/python -m bplambda.reproduce --profile $(PROFILE) $(if $(NOTEBOOKS),--only $(NOTEBOOKS)) $(if $(FORCE),--force)
+	$(BIN)/python -m bplambda.reproduce --profile $(PROFILE) --jobs $(JOBS) $(if $(NOTEBOOKS),--only $(NOTEBOOKS)) $(if $(FORCE),--force)
 
 # As root (containers, CI) jupyter refuses to start without --allow-root.
 lab: setup data

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-NOT_IN_KEY = ("output_dir", "progress", "force", "save_raw", "merge_from")
+NOT_IN_KEY = ("output_dir", "progress", "force", "save_raw", "merge_from", "jobs")
 """Config fields that do not change a run's result."""
 SAVE_SECONDS = 60.0
 """Default spacing of the training-state saves: a minute of work is the most an interruption

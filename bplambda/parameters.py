@@ -253,7 +253,7 @@ VALIDATORS: dict[str, Validator] = {
             "epochs", "updates", "iterations", "plastic_epochs", "seq_len", "log_every",
             "batches_per_epoch", "batch_size", "hidden_size", "checkpoint_every",
             "pattern_seq_len", "delay", "cue_len", "dms_batch_size", "eval_size",
-            "curvature_batch", "curvature_iterations", "final_checkpoints",
+            "curvature_batch", "curvature_iterations", "final_checkpoints", "jobs",
         )
     },
     **{

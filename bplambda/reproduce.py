@@ -1,6 +1,7 @@
 """`make reproduce`: run every notebook through papermill and write the results summary.
 
-    python -m bplambda.reproduce [--profile quick] [--only 01 03] [--results-dir DIR] [--force]
+    python -m bplambda.reproduce [--profile quick] [--only 01 03] [--jobs N] [--results-dir DIR]
+                                 [--force]
 
 Each notebook ``notebooks/<name>.ipynb`` runs with the parameters ``profile`` and
 ``output_dir = <results-dir>/<name>``. Results go to ``results/`` for the ``quick`` profile and
@@ -10,6 +11,9 @@ through; a failing notebook stops the run with one line (notebook, cell, error) 
 executed copy goes to ``build/failed/``, leaving the results folder as it was. Notebooks
 03-05 keep their runs' states in ``<results-dir>/<name>/state/`` (:mod:`bplambda.checkpoint`):
 an interrupted run resumes, a finished one is reused; ``--force`` recomputes them.
+``--jobs`` (default: one per usable core) spreads each notebook's conditions over that many
+single-threaded worker processes (:mod:`bplambda.workers`); their progress lines are printed
+here, their logs go to ``<results-dir>/<name>/state/logs/``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import papermill as pm
 
 from bplambda.profiles import PROFILES, results_folder
 from bplambda.results import OTHER_BUDGETS, build_summary
+from bplambda.workers import usable_cores
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -63,6 +68,7 @@ def run_notebook(
                 cwd=str(ROOT),
                 kernel_name="python3",
                 progress_bar=False,
+                stdout_file=sys.stdout,  # the workers' progress lines, as they come
             )
         except pm.PapermillExecutionError:
             FAILED.mkdir(parents=True, exist_ok=True)
@@ -78,10 +84,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="notebook names or numbers (default: all)")
     parser.add_argument("--results-dir", default=None)
     parser.add_argument(
+        "--jobs", type=int, default=usable_cores(),
+        help="worker processes per notebook, one thread each (default: the usable cores)",
+    )  # fmt: skip
+    parser.add_argument(
         "--force", action="store_true",
         help="recompute the runs saved in each notebook's state/ folder (default: reuse them)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        print(f"reproduce: --jobs {args.jobs} is invalid; pass a number >= 1", file=sys.stderr)
+        return 2
     results_dir = (
         Path(args.results_dir) if args.results_dir else ROOT / results_folder(args.profile)
     )
@@ -109,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{args.profile}] {notebook.name} ...", flush=True)
         try:
             force = {"force": True} if args.force and notebook.stem in resumable else {}
-            run_notebook(notebook, results_dir / notebook.stem, args.profile, force)
+            run_notebook(
+                notebook, results_dir / notebook.stem, args.profile, {"jobs": args.jobs, **force}
+            )
         except pm.PapermillExecutionError as error:
             print(
                 f"\nFAILED: {notebook.name}, cell {error.cell_index} (execution count "

@@ -3,6 +3,7 @@ claims."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -14,11 +15,15 @@ from bplambda.experiments.runs import (
     DIVERGENCE_THRESHOLD,
     FIVE_SEEDS,
     GRID_RULES,
+    Condition,
     ResumableOptions,
     StateStore,
     check_grid,
     grid_conditions,
+    grid_cost,
+    grid_title,
     per_seed_rows,
+    run_all,
     run_condition,
     shardable,
 )
@@ -91,8 +96,18 @@ def run_copy_repeat(cfg: CopyRepeatConfig, store: StateStore | None = None) -> p
     updates so far), and per condition and seed ``seconds_per_1000_updates`` (the whole
     stacked run; it grows with the level reached, reported as ``mean_T``).
     """
+    work = functools.partial(_copy_repeat_condition, cfg, store)
+    tables = run_all(work, grid_conditions(cfg), cfg, grid_title, grid_cost)
+    return pd.concat(tables, ignore_index=True)
+
+
+def _copy_repeat_condition(
+    cfg: CopyRepeatConfig, store: StateStore | None, pair: tuple[Condition, str]
+) -> pd.DataFrame:
+    """One condition of :func:`run_copy_repeat` (its rows, ``mean_T`` and timing rows)."""
     from bplambda.tasks.copy_repeat import CopyRepeatTask
 
+    condition, cell_name = pair
     train_config = TrainConfig(
         num_batches=cfg.updates,
         lr={"rnn": cfg.lr, "readout": cfg.lr, "synthesiser": cfg.lr_synthesiser},
@@ -100,19 +115,19 @@ def run_copy_repeat(cfg: CopyRepeatConfig, store: StateStore | None = None) -> p
         divergence_threshold=cfg.divergence_threshold, progress=cfg.progress,
         compile_step=cfg.compile_step,
     )  # fmt: skip
-    tables = []
-    for condition, cell_name in grid_conditions(cfg):
-        task = CopyRepeatTask(cfg.batch_size)
-        cell = MaskedCell(make_cell(cell_name, task.input_size - 1, cfg.hidden_size))
-        run = run_condition(condition, task, cell, train_config, cfg.device, cfg.dtype, store)
-        table, per_1000 = run.table, 1000 * run.seconds / cfg.updates
-        mean_T = table[table.metric == "T"].groupby(["condition", "seed"])["value"].mean()
-        tables += [
+    task = CopyRepeatTask(cfg.batch_size)
+    cell = MaskedCell(make_cell(cell_name, task.input_size - 1, cfg.hidden_size))
+    run = run_condition(condition, task, cell, train_config, cfg.device, cfg.dtype, store)
+    table, per_1000 = run.table, 1000 * run.seconds / cfg.updates
+    mean_T = table[table.metric == "T"].groupby(["condition", "seed"])["value"].mean()
+    return pd.concat(
+        [
             table,
             per_seed_rows(table, "mean_T", mean_T, cfg.updates),
             per_seed_rows(table, "seconds_per_1000_updates", per_1000, cfg.updates),
-        ]
-    return pd.concat(tables, ignore_index=True)
+        ],
+        ignore_index=True,
+    )
 
 
 # ----------------------------------------------------------------------------- tables, claims

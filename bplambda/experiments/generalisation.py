@@ -55,7 +55,9 @@ from bplambda.experiments.runs import (
     StateStore,
     bp_lambda_condition,
     check_grid,
+    condition_title,
     per_seed_rows,
+    run_all,
     run_condition,
     shardable,
     single_condition,
@@ -345,30 +347,42 @@ def run_generalisation(cfg: GeneralisationConfig, store: StateStore | None = Non
         track_alignment=True, track_update_alignment=True,
         divergence_threshold=cfg.divergence_threshold, progress=cfg.progress,
     )  # fmt: skip
-    tables = []
-    for task_name in cfg.tasks:
-        task, cell = make_task(task_name, cfg)
-        for condition in liu_conditions(cfg):
-            evaluate = checkpoint_metrics(cell, task, cfg, len(condition.seeds))
-            iterations = iterations_of(condition, cfg)
-            table, params, seconds = run_condition(
-                condition, task, cell, replace(train_config, num_batches=iterations), cfg.device,
-                cfg.dtype, store, (task_name,), evaluate=evaluate,
-                evaluate_every=cfg.checkpoint_every,
-            )  # fmt: skip
-            start = time.perf_counter()
-            final = final_curvature(cell, condition.rule, params, task, cfg)
-            seconds += time.perf_counter() - start
-            rows = [mean_over_steps(table)]
-            models = pd.MultiIndex.from_tuples(
-                [(label["condition"], seed) for label, seed in zip(condition.labels,
-                                                                   condition.seeds)])  # fmt: skip
-            for metric, values in final.items():
-                by_model = pd.Series(values.cpu().numpy(), index=models)
-                rows.append(per_seed_rows(table, metric, by_model, iterations))
-            rows.append(per_seed_rows(table, "seconds", seconds, iterations))
-            tables.append(pd.concat(rows, ignore_index=True).assign(task=task_name))
+    units = [(task_name, condition) for task_name in cfg.tasks for condition in liu_conditions(cfg)]
+    work = functools.partial(_generalisation_condition, cfg, train_config, store)
+    tables = run_all(
+        work, units, cfg, lambda unit: f"{condition_title(unit[1])} {unit[0]}",
+        lambda unit: len(unit[1].seeds) * iterations_of(unit[1], cfg),
+    )  # fmt: skip
     return pd.concat(tables, ignore_index=True)[["task", *TABLE_COLUMNS]]
+
+
+def _generalisation_condition(
+    cfg: GeneralisationConfig,
+    train_config: TrainConfig,
+    store: StateStore | None,
+    unit: tuple[str, Condition],
+) -> pd.DataFrame:
+    """One condition on one task of :func:`run_generalisation`, with its end-of-run rows."""
+    task_name, condition = unit
+    task, cell = make_task(task_name, cfg)
+    evaluate = checkpoint_metrics(cell, task, cfg, len(condition.seeds))
+    iterations = iterations_of(condition, cfg)
+    table, params, seconds = run_condition(
+        condition, task, cell, replace(train_config, num_batches=iterations), cfg.device,
+        cfg.dtype, store, (task_name,), evaluate=evaluate, evaluate_every=cfg.checkpoint_every,
+    )  # fmt: skip
+    start = time.perf_counter()
+    final = final_curvature(cell, condition.rule, params, task, cfg)
+    seconds += time.perf_counter() - start
+    rows = [mean_over_steps(table)]
+    models = pd.MultiIndex.from_tuples(
+        [(label["condition"], seed) for label, seed in zip(condition.labels, condition.seeds)]
+    )
+    for metric, values in final.items():
+        by_model = pd.Series(values.cpu().numpy(), index=models)
+        rows.append(per_seed_rows(table, metric, by_model, iterations))
+    rows.append(per_seed_rows(table, "seconds", seconds, iterations))
+    return pd.concat(rows, ignore_index=True).assign(task=task_name)
 
 
 # ----------------------------------------------------------------------------- tables

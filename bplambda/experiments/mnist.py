@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -19,11 +20,15 @@ from bplambda.experiments.runs import (
     DIVERGENCE_THRESHOLD,
     FIVE_SEEDS,
     GRID_RULES,
+    Condition,
     ResumableOptions,
     StateStore,
     check_grid,
     grid_conditions,
+    grid_cost,
+    grid_title,
     per_seed_rows,
+    run_all,
     run_condition,
     shardable,
 )
@@ -106,10 +111,28 @@ def run_mnist(cfg: MNISTConfig, store: StateStore | None = None) -> pd.DataFrame
     stacked run (all its seeds, all λ of a BP(λ) grid, all windows of a TBPTT or SG grid),
     evaluation included.
     """
-    from bplambda.evaluate import classification_metrics
-    from bplambda.tasks.mnist import SequentialMNIST, load_mnist, split_mnist
+    work = functools.partial(_mnist_condition, cfg, store)
+    tables = run_all(work, grid_conditions(cfg), cfg, grid_title, grid_cost)
+    return pd.concat(tables, ignore_index=True)
 
-    splits = split_mnist(load_mnist(cfg.data_dir), split_seed=cfg.split_seed, limit=cfg.limit)
+
+@functools.lru_cache(maxsize=1)
+def _splits(data_dir: str, split_seed: int, limit: int | None):
+    """The train/validation/test split, loaded once per process."""
+    from bplambda.tasks.mnist import load_mnist, split_mnist
+
+    return split_mnist(load_mnist(data_dir), split_seed=split_seed, limit=limit)
+
+
+def _mnist_condition(
+    cfg: MNISTConfig, store: StateStore | None, pair: tuple[Condition, str]
+) -> pd.DataFrame:
+    """One condition of :func:`run_mnist` (its rows and its timing rows)."""
+    from bplambda.evaluate import classification_metrics
+    from bplambda.tasks.mnist import SequentialMNIST
+
+    condition, cell_name = pair
+    splits = _splits(cfg.data_dir, cfg.split_seed, cfg.limit)
     task = SequentialMNIST(splits.train_images, splits.train_labels, cfg.batch_size)
     train_config = TrainConfig(
         num_batches=cfg.epochs * task.batches_per_epoch,
@@ -117,29 +140,24 @@ def run_mnist(cfg: MNISTConfig, store: StateStore | None = None) -> pd.DataFrame
         divergence_threshold=cfg.divergence_threshold, progress=cfg.progress,
         compile_step=cfg.compile_step,
     )  # fmt: skip
-    tables = []
-    for condition, cell_name in grid_conditions(cfg):
-        cell = make_cell(cell_name, task.input_size, cfg.hidden_size)
+    cell = make_cell(cell_name, task.input_size, cfg.hidden_size)
 
-        def evaluate(params, cell=cell):
-            metrics = {}
-            for split in ("train", "val", "test"):
-                images, labels = (
-                    getattr(splits, f"{split}_images"),
-                    getattr(splits, f"{split}_labels"),
-                )
-                for name, value in classification_metrics(cell, params, images, labels).items():
-                    metrics[f"{split}_{name}"] = value
-            return metrics
+    def evaluate(params):
+        metrics = {}
+        for split in ("train", "val", "test"):
+            images, labels = getattr(splits, f"{split}_images"), getattr(splits, f"{split}_labels")
+            for name, value in classification_metrics(cell, params, images, labels).items():
+                metrics[f"{split}_{name}"] = value
+        return metrics
 
-        run = run_condition(
-            condition, task, cell, train_config, cfg.device, cfg.dtype, store,
-            evaluate=evaluate, evaluate_every=task.batches_per_epoch,
-        )  # fmt: skip
-        table, per_epoch = run.table, run.seconds / cfg.epochs
-        timing = per_seed_rows(table, "seconds_per_epoch", per_epoch, train_config.num_batches)
-        tables += [table, timing]
-    return pd.concat(tables, ignore_index=True)
+    run = run_condition(
+        condition, task, cell, train_config, cfg.device, cfg.dtype, store,
+        evaluate=evaluate, evaluate_every=task.batches_per_epoch,
+    )  # fmt: skip
+    timing = per_seed_rows(
+        run.table, "seconds_per_epoch", run.seconds / cfg.epochs, train_config.num_batches
+    )
+    return pd.concat([run.table, timing], ignore_index=True)
 
 
 # ----------------------------------------------------------------------------- tables, claims

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,9 @@ from bplambda.parameters import ParameterError, project_path, refuse
 from bplambda.rules import Rule, make_rule
 from bplambda.tasks.base import Task
 from bplambda.train import TrainConfig, train
+from bplambda.workers import run_units
+
+R = TypeVar("R")
 
 TABLE_COLUMNS = [
     "condition", "family", "lmbda", "n", "T", "seed", "diverged", "diverged_at", "batch", "t",
@@ -138,7 +141,16 @@ class ShardOptions:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ResumableOptions(ShardOptions):
+class RunOptions(ShardOptions):
+    """A notebook config whose conditions run on ``jobs`` worker processes
+    (:mod:`bplambda.workers`; 1: one after another in the notebook's own process). Never part
+    of a run's key: the tables do not depend on it."""
+
+    jobs: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResumableOptions(RunOptions):
     """A notebook config whose runs keep their states (:func:`state_store`); ``force``:
     recompute what ``<output_dir>/state`` holds (never part of a run's key)."""
 
@@ -200,6 +212,37 @@ class ConditionRun(NamedTuple):
     seconds: float
 
 
+def condition_title(condition: Condition) -> str:
+    """A condition's name in progress lines: its first label, ``…`` where it has several."""
+    names = sorted({label["condition"] for label in condition.labels})
+    return names[0] if len(names) == 1 else names[0] + "…"
+
+
+def run_all(
+    work: Callable[[Any], R],
+    units: Sequence[Any],
+    cfg: RunOptions,
+    label: Callable[[Any], str],
+    cost: Callable[[Any], float] | None = None,
+) -> list[R]:
+    """``[work(unit) for unit in units]`` on ``cfg.jobs`` workers (:func:`run_units`; ``cost``:
+    the costliest units start first), their logs in ``<output_dir>/state/logs/``."""
+    logs = project_path(cfg.output_dir) / "state" / "logs"
+    return run_units(work, units, cfg.jobs, label, logs, cost)
+
+
+def grid_title(pair: tuple[Condition, str]) -> str:
+    """A (condition, cell name) unit of a grid, by its condition's name."""
+    return condition_title(pair[0])
+
+
+def grid_cost(pair: tuple[Condition, str]) -> float:
+    """A grid unit's rough cost: its stacked models, twice for BP(λ), whose synthesiser
+    products cost about as much as the rest of its update."""
+    condition = pair[0]
+    return len(condition.seeds) * (2 if condition.labels[0]["family"] == "bp_lambda" else 1)
+
+
 def _file_name(*parts: object) -> str:
     """A file name from labels such as ``("seq_mnist", "BP(0.5)")``: ``seq_mnist-BP0.5``."""
     return "-".join(re.sub(r"[^A-Za-z0-9._]+", "", str(p)) for p in parts)
@@ -225,9 +268,7 @@ def run_condition(
     ``train_options`` go to :func:`train` (e.g. ``evaluate``, ``evaluate_every``).
     """
     names = sorted({label["condition"] for label in condition.labels})
-    description = (
-        f"{names[0] if len(names) == 1 else names[0] + '…'} T={getattr(task, 'seq_len', '?')}"
-    )
+    description = f"{condition_title(condition)} T={getattr(task, 'seq_len', '?')}"
     checkpoint = None
     if store is not None:
         key = fingerprint(store.config, context, condition, train_config, device, dtype)

@@ -26,18 +26,18 @@ from bplambda.analysis import (
 from bplambda.experiments.runs import (
     DIVERGENCE_THRESHOLD,
     FIVE_SEEDS,
-    ShardOptions,
+    RunOptions,
     bp_lambda_condition,
     shardable,
     window_condition,
 )
-from bplambda.experiments.toy import alignment_train_config, run_on_toy
+from bplambda.experiments.toy import ToyRun, alignment_train_config, run_on_toy
 from bplambda.profiles import configure
 from bplambda.verdicts import increasing, interval
 
 
 @dataclass(frozen=True)
-class SweepConfig(ShardOptions):
+class SweepConfig(RunOptions):
     """λ × sequence length on the toy task (fixed RNN), with n-step SG on the same axes.
 
     Per T, all λ values and seeds train as one stacked model. ``gamma`` is a parameter
@@ -94,13 +94,14 @@ def run_lambda_sweep(cfg: SweepConfig) -> pd.DataFrame:
     sg = window_condition("sg", cfg.windows, cfg.seeds, gamma=cfg.gamma)
     paper = [bp_lambda_condition(cfg.lambdas, cfg.seeds, cfg.gamma), sg]
     rescaled = [bp_lambda_condition(cfg.radius_lambdas, cfg.seeds, cfg.gamma), sg]
-    tables = [run_on_toy(paper, cfg, T, train_config) for T in cfg.seq_lens]
-    tables += [
-        run_on_toy(rescaled, cfg, T, train_config, radius)
+    runs = [ToyRun(c, T) for T in cfg.seq_lens for c in paper]
+    runs += [
+        ToyRun(c, T, radius)
         for radius in cfg.spectral_radii
         for T in cfg.seq_lens
+        for c in rescaled
     ]
-    return pd.concat(tables, ignore_index=True)
+    return run_on_toy(runs, cfg, train_config)
 
 
 # ----------------------------------------------------------------------------- tables, claims

@@ -3,6 +3,7 @@ part (§6.2): config, conditions, runs, tables and claims."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
@@ -31,8 +32,10 @@ from bplambda.experiments.runs import (
     DIVERGENCE_THRESHOLD,
     FIVE_SEEDS,
     Condition,
-    ShardOptions,
+    RunOptions,
     bp_lambda_condition,
+    condition_title,
+    run_all,
     run_condition,
     shardable,
     single_condition,
@@ -50,7 +53,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class ToyConfig(ShardOptions):
+class ToyConfig(RunOptions):
     """The toy alignment experiment (fixed RNN) and its plastic-RNN part.
 
     Fixed RNN (PAPER.md §6.1): linear RNN H = 30, batch 10, 100 batches per epoch, 10 epochs,
@@ -140,23 +143,36 @@ def toy_network(
     return params
 
 
+@dataclass(frozen=True)
+class ToyRun:
+    """One condition on the toy task of length ``seq_len``; with ``radius``, the fixed RNN's
+    spectral radius is set to it (``None``: the paper's initialisation)."""
+
+    condition: Condition
+    seq_len: int
+    radius: float | None = None
+
+    def title(self) -> str:
+        rho = "" if self.radius is None else f" ρ={self.radius:g}"
+        return f"{condition_title(self.condition)} T={self.seq_len}{rho}"
+
+
 def run_on_toy(
-    conditions: list[Condition],
-    cfg: ToyConfig | SweepConfig,
-    seq_len: int,
-    train_config: TrainConfig,
-    radius: float | None = None,
+    runs: Sequence[ToyRun], cfg: ToyConfig | SweepConfig, train_config: TrainConfig
 ) -> pd.DataFrame:
-    """Every condition on the toy task; with ``radius``, the fixed RNN's spectral radius is
-    set to it (a ``rho`` column says which; NaN: the paper's initialisation)."""
-    task = ToyTask(seq_len=seq_len, batch_size=cfg.batch_size)
+    """Every run (on ``cfg.jobs`` workers), its rows in the order of ``runs``; a ``rho``
+    column gives the spectral radius it set (NaN: the paper's initialisation)."""
+    work = functools.partial(_toy_run, cfg, train_config)
+    return pd.concat(run_all(work, runs, cfg, ToyRun.title), ignore_index=True)
+
+
+def _toy_run(cfg: ToyConfig | SweepConfig, train_config: TrainConfig, run: ToyRun) -> pd.DataFrame:
+    task = ToyTask(seq_len=run.seq_len, batch_size=cfg.batch_size)
     cell = make_cell("linear_rnn", task.input_size, cfg.hidden_size)
-    tables = []
-    for c in conditions:
-        params = toy_network(cell, task, c.seeds, radius, cfg.dtype, cfg.device, c.rule)
-        run = run_condition(c, task, cell, train_config, cfg.device, cfg.dtype, params=params)
-        tables.append(run.table)
-    return pd.concat(tables, ignore_index=True).assign(rho=np.nan if radius is None else radius)
+    c = run.condition
+    params = toy_network(cell, task, c.seeds, run.radius, cfg.dtype, cfg.device, c.rule)
+    table = run_condition(c, task, cell, train_config, cfg.device, cfg.dtype, params=params).table
+    return table.assign(rho=np.nan if run.radius is None else run.radius)
 
 
 @shardable
@@ -174,7 +190,7 @@ def run_toy_alignment(cfg: ToyConfig) -> pd.DataFrame:
     ]
     batches = cfg.epochs * cfg.batches_per_epoch
     train_config = alignment_train_config(cfg, batches, cfg.lr_synthesiser)
-    return run_on_toy(conditions, cfg, cfg.seq_len, train_config)
+    return run_on_toy([ToyRun(c, cfg.seq_len) for c in conditions], cfg, train_config)
 
 
 @shardable
@@ -195,7 +211,7 @@ def run_toy_plastic(cfg: ToyConfig) -> pd.DataFrame:
         cfg, cfg.plastic_epochs * cfg.batches_per_epoch, cfg.plastic_lr_synthesiser,
         lr_rnn=cfg.plastic_lr_rnn,
     )  # fmt: skip
-    return run_on_toy(conditions, cfg, cfg.seq_len, train_config)
+    return run_on_toy([ToyRun(c, cfg.seq_len) for c in conditions], cfg, train_config)
 
 
 # ----------------------------------------------------------------------------- tables, claims
