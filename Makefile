@@ -27,9 +27,10 @@ data: setup
 		$(BIN)/python -m bplambda.tasks.mnist data $(SHARED_MNIST); fi
 
 # One pytest-xdist worker per core, each single-threaded (the notebook kernels papermill
-# starts inherit OMP_NUM_THREADS=1).
+# starts inherit OMP_NUM_THREADS=1); a test file stays on one worker, so that a module's
+# fixture (the smoke run of every notebook) runs once.
 test: setup data
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadfile
 
 # NOTEBOOKS="01 03" runs a subset (names or numbers), JOBS=n the workers per notebook (default:
 # one per core). Notebooks 03-05 keep every condition's
