@@ -60,6 +60,7 @@ test-browser: browser
 
 bench: setup
 	$(BIN)/python -m bplambda.bench
+	$(BIN)/python -m bplambda.bench_workers
 
 lint: setup
 	$(BIN)/ruff check bplambda tests

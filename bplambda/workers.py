@@ -126,6 +126,7 @@ def run_units(
     pool = context.Pool(workers, initializer=limit_threads, initargs=(threads_per_worker(jobs),))
     logs = [None if log_dir is None else Path(log_dir) / log_name(label(u)) for u in units]
     started = time.perf_counter()
+    finished = False
     try:
         order = sorted(range(len(units)), key=lambda i: -cost(units[i]) if cost else 0)
         tasks = [(work, index, units[index], logs[index]) for index in order]
@@ -141,7 +142,11 @@ def run_units(
                 f"({time.perf_counter() - started:.0f} s so far)",
                 flush=True,
             )
+        finished = True
     finally:
-        pool.terminate()
+        if finished:
+            pool.close()  # lets the workers exit on their own
+        else:
+            pool.terminate()  # a failure or an interrupt: the running units are ended
         pool.join()
     return results

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from bplambda import experiments as ex
+from bplambda.bench_workers import schedule
 from bplambda.experiments.copy_repeat import _copy_repeat_condition
 from bplambda.experiments.runs import condition_title, grid_conditions, run_all
 from bplambda.workers import WorkerError, check_jobs, log_name, run_units, threads_per_worker
@@ -87,3 +88,9 @@ def test_the_conditions_finished_before_a_failure_are_reused(tmp_path):
         table[~table.metric.isin(timing)].reset_index(drop=True),
         alone[~alone.metric.isin(timing)].reset_index(drop=True),
     )
+
+
+def test_the_bench_schedules_units_as_the_pool_deals_them():
+    assert schedule([3.0, 1.0, 1.0, 1.0], 2) == 3.0  # the long one first: the rest beside it
+    assert schedule([1.0, 1.0, 3.0], 2) == 4.0  # the long one last: it starts after the first
+    assert schedule([1.0, 2.0, 3.0], 1) == 6.0
