@@ -1,7 +1,8 @@
 """Spread one notebook's grid over a cluster: one papermill job per shard, through submitit.
 
     python -m bplambda.sweep NOTEBOOK [-p NAME VALUE ...] [--profile quick]
-        --shard-by seeds|conditions [--executor slurm|local|serial] [--output-dir DIR]
+        --shard-by seeds|conditions|conditions-seeds [--seed-groups K]
+        [--executor slurm|local|serial] [--output-dir DIR]
         [--shards NAME ...] [--partition P] [--gpus N] [--time MINUTES] [--mem-gb G]
         [--cpus N] [--slurm KEY=VALUE ...] [--wait]
     python -m bplambda.sweep merge OUTPUT_DIR
@@ -9,11 +10,13 @@
 A shard is the notebook with the same parameters except one seed (``--shard-by seeds``: the
 ``seeds`` list, and any other seed list such as notebook 01's ``plastic_seeds`` dealt out in
 turn) or one rule (``--shard-by conditions``: one entry of ``rules``, with all its windows,
-λ values and variants). Shard ``i`` runs into ``OUTPUT_DIR/shards/<i>-<name>/`` with
-``save_raw=True``: besides its usual outputs it keeps its whole run tables in ``raw/``. Each
-shard resumes where it stopped and reuses finished conditions (notebooks 03-05, see
-:mod:`bplambda.checkpoint`), so a failed or pre-empted job can simply be submitted again
-(``--shards NAME``: only that one).
+λ values and variants), or both (``--shard-by conditions-seeds``: every rule × every seed).
+``--seed-groups K`` deals the seeds out into K shards instead of one per seed (seeds stacked
+within a shard train faster per model than one seed alone). Shard ``i`` runs into
+``OUTPUT_DIR/shards/<i>-<name>/`` with ``save_raw=True``: besides its usual outputs it keeps
+its whole run tables in ``raw/``. Each shard resumes where it stopped and reuses finished
+conditions (notebooks 03-05, see :mod:`bplambda.checkpoint`), so a failed or pre-empted job
+can simply be submitted again (``--shards NAME``: only that one).
 
 ``merge`` runs the notebook once more into ``OUTPUT_DIR`` with the sweep's own parameters and
 ``merge_from`` = the shard folders: the run functions return the shards' joined tables
@@ -52,7 +55,7 @@ from papermill.cli import _resolve_type as _papermill_cli_type
 from bplambda.parameters import ParameterError, project_path
 from bplambda.reproduce import notebooks, run_notebook
 
-SHARD_BY = ("seeds", "conditions")
+SHARD_BY = ("seeds", "conditions", "conditions-seeds")
 EXECUTORS = ("slurm", "local", "serial")
 SEED_LISTS = ("seeds", "plastic_seeds")
 """Config fields that list seeds: ``--shard-by seeds`` deals each of them out over the shards."""
@@ -82,9 +85,15 @@ def cli_value(text: str) -> Any:
     return _papermill_cli_type(text)
 
 
-def shard_parameters(notebook: str, profile: str, parameters: dict[str, Any],
-                     shard_by: str) -> list[tuple[str, dict[str, Any]]]:  # fmt: skip
-    """``[(shard name, its parameters)]``: ``parameters`` with one seed or one rule each.
+def shard_parameters(
+    notebook: str,
+    profile: str,
+    parameters: dict[str, Any],
+    shard_by: str,
+    seed_groups: int | None = None,
+) -> list[tuple[str, dict[str, Any]]]:
+    """``[(shard name, its parameters)]``: ``parameters`` with one rule, one group of seeds
+    (``seed_groups`` groups; None: one seed each), or both.
 
     The notebook's config is built first (profile defaults and ``parameters``), so that a bad
     parameter is refused here, before anything is submitted.
@@ -94,16 +103,32 @@ def shard_parameters(notebook: str, profile: str, parameters: dict[str, Any],
     if shard_by not in SHARD_BY:
         raise ParameterError(f"--shard-by {shard_by!r} is unknown; choose one of {list(SHARD_BY)}")
     cfg = BUILDERS[notebook](profile, **parameters)
-    if shard_by == "conditions":
+    by_rule = [("", parameters)]
+    if shard_by.startswith("conditions"):
         if not hasattr(cfg, "rules"):
             raise ParameterError(
                 f"{notebook} has no 'rules' parameter to shard by; use --shard-by seeds"
             )
-        return [(rule, {**parameters, "rules": [rule]}) for rule in cfg.rules]
-    count = len(cfg.seeds)
+        by_rule = [(rule, {**parameters, "rules": [rule]}) for rule in cfg.rules]
+    if shard_by == "conditions":
+        return by_rule
+    return [
+        (f"{rule}-{group}" if rule else group, {**rule_parameters, **dealt})
+        for rule, rule_parameters in by_rule
+        for group, dealt in _seed_groups(cfg, seed_groups)
+    ]
+
+
+def _seed_groups(cfg: Any, groups: int | None) -> list[tuple[str, dict[str, list[int]]]]:
+    """The config's seeds dealt out into ``groups`` groups (None: one seed each), every seed
+    list of :data:`SEED_LISTS` alike: ``[(name, {list name: its seeds})]``."""
+    count = len(cfg.seeds) if groups is None else groups
+    if not 1 <= count <= len(cfg.seeds):
+        raise ParameterError(f"--seed-groups {groups} is invalid; pass 1 to {len(cfg.seeds)} "
+                             f"(the number of seeds)")  # fmt: skip
     names = {f.name for f in fields(cfg)}
     shards = []
-    for i, seed in enumerate(cfg.seeds):
+    for i in range(count):
         dealt = {name: list(getattr(cfg, name)[i::count]) for name in SEED_LISTS if name in names}
         empty = [name for name, seeds in dealt.items() if not seeds]
         if empty:
@@ -111,7 +136,9 @@ def shard_parameters(notebook: str, profile: str, parameters: dict[str, Any],
                 f"{empty[0]}={list(getattr(cfg, empty[0]))} has fewer seeds than seeds="
                 f"{list(cfg.seeds)}: one shard would have none; pass at least {count}"
             )
-        shards.append((f"seed{seed}", {**parameters, **dealt}))
+        seeds = dealt["seeds"]
+        shards.append((f"seed{seeds[0]}" if len(seeds) == 1 else
+                       "seeds" + "-".join(map(str, seeds)), dealt))  # fmt: skip
     return shards
 
 
@@ -145,9 +172,9 @@ def write_record(output_dir: Path, record: dict[str, Any]) -> None:
     shards would be merged with these)."""
     path = output_dir / RECORD
     if path.exists():
-        settings = ("notebook", "profile", "parameters", "shard_by")
+        settings = ("notebook", "profile", "parameters", "shard_by", "seed_groups")
         held = {key: json.loads(path.read_text()).get(key) for key in settings}
-        if held != {key: record[key] for key in settings}:
+        if held != {key: record.get(key) for key in settings}:
             raise ParameterError(
                 f"{output_dir} holds a sweep of other settings ({held}); pass another "
                 "--output-dir or remove that folder"
@@ -160,11 +187,14 @@ def submit(args: argparse.Namespace) -> int:
     (notebook,) = notebooks([args.notebook])
     parameters = {name: cli_value(value) for name, value in args.parameter or []}
     output_dir = project_path(args.output_dir or f"results/sweeps/{notebook.stem}")
-    shards = shard_parameters(notebook.stem, args.profile, parameters, args.shard_by)
+    shards = shard_parameters(
+        notebook.stem, args.profile, parameters, args.shard_by, args.seed_groups
+    )
     folders = shard_folders(output_dir, shards)
     chosen = selected(shards, args.shards)
     record = {"notebook": notebook.stem, "profile": args.profile, "parameters": parameters,
               "shard_by": args.shard_by,
+              **({"seed_groups": args.seed_groups} if args.seed_groups else {}),
               "shards": [{"name": name, "folder": str(folder.relative_to(output_dir)),
                           "parameters": shard}
                          for (name, shard), folder in zip(shards, folders)]}  # fmt: skip
@@ -172,7 +202,7 @@ def submit(args: argparse.Namespace) -> int:
     names = [shards[i][0] for i in chosen]
     to_run = [(shards[i], folders[i]) for i in chosen]
     if args.executor == "serial":  # each shard runs when its turn comes in failures()
-        calls = [partial(run_shard, notebook, folder, args.profile, shard)
+        calls = [partial(run_shard, notebook, folder, args.profile, shard, args.cpus)
                  for (_, shard), folder in to_run]  # fmt: skip
     else:
         calls = [job.result for job in submit_jobs(args, notebook, output_dir, to_run)]
@@ -269,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="a notebook parameter, as papermill's -p")  # fmt: skip
     parser.add_argument("--profile", default="quick", choices=PROFILES)
     parser.add_argument("--shard-by", required=True, choices=SHARD_BY)
+    parser.add_argument("--seed-groups", type=int, metavar="K",
+                        help="deal the seeds out into K shards (default: 1 per seed)")  # fmt: skip
     parser.add_argument("--executor", default="slurm", choices=EXECUTORS)
     parser.add_argument("--output-dir", help="default: results/sweeps/<notebook>")
     parser.add_argument("--shards", nargs="+", metavar="NAME",
@@ -277,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpus", type=int, help="GPUs per node")
     parser.add_argument("--time", type=int, default=24 * 60, help="minutes per job")
     parser.add_argument("--mem-gb", type=float)
-    parser.add_argument("--cpus", type=int, help="CPUs per task (and the kernel's threads)")
+    parser.add_argument("--cpus", type=int,
+                        help="CPUs per task (and the kernel's threads; serial too)")  # fmt: skip
     parser.add_argument("--slurm", type=_key_value, action="append", metavar="KEY=VALUE",
                         help="any other sbatch option (slurm_additional_parameters)")  # fmt: skip
     parser.add_argument("--wait", action="store_true", help="wait for the jobs, then merge")

@@ -217,6 +217,13 @@ def test_shards_split_the_rules_or_deal_out_the_seeds_and_refuse_what_cannot_be_
     by_seed = sweep.shard_parameters("01_toy_alignment", "smoke", seeds, "seeds")
     assert [(n, p["seeds"], p["plastic_seeds"]) for n, p in by_seed] == [
         ("seed3", [3], [0, 2]), ("seed4", [4], [1])]  # fmt: skip
+    both = sweep.shard_parameters("03_sequential_mnist", "smoke", {"seeds": "[0, 1, 2]",
+                                  "rules": "[bptt, sg]"}, "conditions-seeds", 2)  # fmt: skip
+    assert [(n, p["rules"], p["seeds"]) for n, p in both] == [
+        ("bptt-seeds0-2", ["bptt"], [0, 2]), ("bptt-seed1", ["bptt"], [1]),
+        ("sg-seeds0-2", ["sg"], [0, 2]), ("sg-seed1", ["sg"], [1])]  # fmt: skip
+    with pytest.raises(ValueError, match="--seed-groups 4 is invalid"):
+        sweep.shard_parameters("03_sequential_mnist", "smoke", {}, "conditions-seeds", 4)
     with pytest.raises(ValueError, match="has no 'rules'"):
         sweep.shard_parameters("01_toy_alignment", "smoke", {}, "conditions")
     with pytest.raises(ValueError, match="plastic_seeds"):
