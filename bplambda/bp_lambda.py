@@ -19,8 +19,15 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from bplambda.cells import Cell, MaskedCell, Params, initial_state, previous_states
-from bplambda.outputs import Grads, RuleOutput
+from bplambda.cells import (
+    Cell,
+    MaskedCell,
+    Params,
+    derivatives_of_all_steps,
+    initial_state,
+    previous_states,
+)
+from bplambda.outputs import Diagnostics, Grads, RuleOutput
 from bplambda.readout import SequenceTargets, immediate_gradients
 from bplambda.synthesiser import regression_gradient, synthesise
 
@@ -66,7 +73,7 @@ def backward_sweep(
         decay = states.new_full((), decay)
     if derivatives is None:  # of all steps at once
         prev = previous_states(states, initial_state(cell, inputs))
-        derivatives = cell.derivatives(rnn, inputs, prev)
+        derivatives = derivatives_of_all_steps(cell, rnn, inputs, prev)
     returns = [torch.zeros_like(states[-1])]
     for k in range(len(states) - 2, -1, -1):
         target = torch.addcmul(observed[k + 1], decay, returns[-1])
@@ -225,12 +232,11 @@ def online_bp_lambda(
             store.append(value)
         losses.append(loss)
         s_prev = s
-    return RuleOutput(
-        grads=totals,
-        loss=torch.stack(losses).sum(0),
+    diagnostics = Diagnostics(
         states=torch.stack(states),
         immediate=torch.stack(immediates),
         future_signal=torch.stack(futures),
         synthetic=torch.stack(synthetics),
         applied=torch.arange(T, device=inputs.device) < T - 1,  # g(s_T) := 0
     )
+    return RuleOutput(totals, torch.stack(losses).sum(0), diagnostics)

@@ -149,6 +149,36 @@ def fold_into_batch(t: Tensor, model_ndim: int) -> Tensor:
     return t.reshape(*t.shape[:model_ndim], -1, t.shape[-1])
 
 
+def unfold_from_batch(t: Tensor, extra: tuple[int, ...], batch: int) -> Tensor:
+    """The inverse of :func:`fold_into_batch`: ``(*M, prod(E)·B, F)`` → ``(*E, *M, B, F)``."""
+    if not extra:
+        return t
+    model_ndim = t.dim() - 2
+    t = t.reshape(*t.shape[:model_ndim], *extra, batch, t.shape[-1])
+    return t.movedim(tuple(range(model_ndim, model_ndim + len(extra))), tuple(range(len(extra))))
+
+
+def folded_matmul(x: Tensor, weight: Tensor) -> Tensor:
+    """``x Wᵀ`` for ``x: (*E, *M, B, F)`` and ``weight: (*M, R, F)``: ``(*E, *M, B, R)``, one
+    product per model with the extra dims (e.g. time) folded into the batch; a broadcast
+    ``x @ weight.mT`` would copy the weights once per extra index and multiply them one by
+    one."""
+    model_ndim = weight.dim() - 2
+    extra = tuple(x.shape[: x.dim() - model_ndim - 2])
+    return unfold_from_batch(fold_into_batch(x, model_ndim) @ weight.mT, extra, x.shape[-2])
+
+
+def derivatives_of_all_steps(cell: Cell, params: Params, inputs: Tensor, prev: Tensor) -> Params:
+    """``cell.derivatives`` of all steps at once, ``(T, *M, B, ·)`` from ``inputs (T, *M, B,
+    I)`` and ``prev (T, *M, B, S)``, with time folded into the batch (every derivative is
+    row by row, so this is the same computation as one broadcast call, with one product per
+    model instead of one per step)."""
+    model_ndim = inputs.dim() - 3
+    x, s = (fold_into_batch(t, model_ndim) for t in (inputs, prev))
+    folded = cell.derivatives(params, x, s)
+    return {k: unfold_from_batch(v, (len(inputs),), inputs.shape[-2]) for k, v in folded.items()}
+
+
 def _affine_param_vjp(params: Params, x: Tensor, h_prev: Tensor, d_pre: Tensor) -> Params:
     """Gradients of ``Σ d_pre · pre`` (the affine pre-activation), summed over batch and extras."""
     model_ndim = params["bias"].dim() - 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from bplambda.cells import Params, fold_into_batch
+from bplambda.cells import Params, fold_into_batch, folded_matmul
 
 
 def init_synthesiser(
@@ -24,7 +24,7 @@ def init_synthesiser(
 
 def synthesise(params: Params, s: Tensor) -> Tensor:
     """``g(s) = s Wᵀ + b``: ``(..., B, S)`` for ``s: (..., B, S)``."""
-    return s @ params["weight"].mT + params["bias"].unsqueeze(-2)
+    return folded_matmul(s, params["weight"]) + params["bias"].unsqueeze(-2)
 
 
 def regression_gradient(

@@ -15,6 +15,10 @@ and the rule's own (``"synthesiser"``, ``"feedback"``). A rule never calls an op
 ``mdgl``       MDGL: e-prop plus the one-hop modulatory signal (rate RNN only)
 =============  ==============================================================================
 
+BPTT, TBPTT, SG and the oracle run an LSTM through torch's fused kernel where the cell and
+device allow it (:mod:`bplambda.rules.fused`), with the same gradients to rounding; the option
+``kernel="reference"`` forces the hand-written step.
+
 A rule declares the parameter groups it trains (``rule.trains``) and makes the groups it owns
 beyond the network (``rule.init_groups``: a synthesiser, a fixed feedback matrix).
 """

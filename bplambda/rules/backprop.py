@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -25,14 +25,27 @@ from bplambda.bp_lambda import (
     synthetic_gradients,
     true_future_gradients,
 )
-from bplambda.cells import Cell, Params, initial_state, previous_states, unroll
-from bplambda.outputs import Grads, RuleOutput
+from bplambda.cells import (
+    Cell,
+    Params,
+    derivatives_of_all_steps,
+    initial_state,
+    previous_states,
+    unroll,
+)
+from bplambda.outputs import Diagnostics, Grads, RuleOutput
 from bplambda.readout import (
     SequenceTargets,
     immediate_gradients,
     last_step,
     readout,
     step_losses,
+)
+from bplambda.rules.fused import (
+    Unrolled,
+    check_kernel,
+    fused_starts,
+    fused_unroll,
 )
 from bplambda.synthesiser import init_synthesiser, regression_gradient, synthesise
 
@@ -221,6 +234,47 @@ def _model_values(values: tuple[float, ...], dtype: torch.dtype, device: torch.d
     return torch.tensor(values, dtype=dtype, device=device)
 
 
+def _reference_unroll(
+    cell: Cell, rnn: Params, inputs: Tensor, layout: ChunkLayout
+) -> tuple[Unrolled, list[Tensor]]:
+    """The hand-written step in a Python loop (a carry leaf for every model at every chunk
+    start of any model; with one window per model, ``where`` keeps the others' graph); also
+    every state ``s_1 … s_T`` in the graph, for the diagnostics."""
+    state_ndim = inputs.dim() - 1  # (*M, B, S)
+    s = initial_state(cell, inputs)
+    states: list[Tensor] = []
+    carries: list[Tensor] = []
+    for k, x in enumerate(inputs):
+        if k in layout.cut_steps:
+            carry = s.detach().requires_grad_()
+            if layout.per_model:
+                cut = _spread(layout.carry_mask[len(carries)], state_ndim)
+                s = torch.where(cut, carry, s)
+            else:
+                s = carry
+            carries.append(carry)
+        s = cell.step(rnn, x, s)
+        states.append(s)
+    stacked = torch.stack(states)
+    unrolled = Unrolled(
+        hidden=cell.hidden(stacked),
+        carries=carries,
+        carry_values=torch.stack(carries).detach() if carries else stacked[:0].detach(),
+        ends=stacked[layout.ends],
+        assemble=torch.stack,
+    )
+    return unrolled, states
+
+
+def _fused_unroll(
+    cell: Cell, rnn: Params, inputs: Tensor, window: Windows, starts: list[int]
+) -> Unrolled:
+    """:func:`~bplambda.rules.fused.fused_unroll` with every model's chunk starts."""
+    windows = window if isinstance(window, tuple) else (window,) * len(starts)
+    cuts = [chunk_starts(len(inputs), n)[1:] for n in windows]
+    return fused_unroll(cell, rnn, inputs, cuts, starts)
+
+
 def _truncated_backprop(
     cell: Cell,
     params: Grads,
@@ -228,6 +282,8 @@ def _truncated_backprop(
     targets: SequenceTargets,
     window: Windows,
     synthesiser: _SynthesiserUse | None = None,
+    kernel: str = "auto",
+    reference: Callable[[Grads], RuleOutput] | None = None,
 ) -> RuleOutput:
     """BPTT within chunks (state detached between them), optionally with n-step SG.
 
@@ -238,8 +294,13 @@ def _truncated_backprop(
     in a front-padded stack only at real states (a padding state is a zero reset state).
 
     ``window`` may be a tuple, one window per stacked model (inputs ``(T, K, B, I)``): at a
-    step where only some models start a chunk, the others keep their graph (``where``), so a
-    whole window grid trains as one stacked model.
+    step where only some models start a chunk, the others keep their graph, so a whole window
+    grid trains as one stacked model.
+
+    The LSTM runs through torch's fused kernel where :func:`fused_starts` allows (``kernel``);
+    its diagnostics are then computed on first access by ``reference(params)`` (default:
+    this function on the hand-written step), from a copy of ``params`` taken now. Where the
+    kernel does not run, a given ``reference`` computes the whole output.
     """
     T = len(inputs)
     if isinstance(window, tuple):
@@ -247,76 +308,73 @@ def _truncated_backprop(
     gamma = synthesiser.gamma if synthesiser is not None else 1.0
     layout = chunk_layout(T, window, gamma, inputs.dtype, inputs.device)
     synth = params.get("synthesiser") if synthesiser is not None else None
-    state_ndim = inputs.dim() - 1  # (*M, B, S)
+    starts = fused_starts(cell, inputs, kernel)
+    if starts is None and reference is not None:
+        return reference(params)
     with torch.enable_grad():
         rnn = {k: v.detach().requires_grad_() for k, v in params["rnn"].items()}
         out = {k: v.detach().requires_grad_() for k, v in params["readout"].items()}
-        s = initial_state(cell, inputs)
-        states: list[Tensor] = []
-        carries: list[Tensor] = []
-        for k, x in enumerate(inputs):
-            if k in layout.cut_steps:
-                carry = s.detach().requires_grad_()
-                if layout.per_model:
-                    cut = _spread(layout.carry_mask[len(carries)], state_ndim)
-                    s = torch.where(cut, carry, s)
-                else:
-                    s = carry
-                carries.append(carry)
-            s = cell.step(rnn, x, s)
-            states.append(s)
-        stacked = torch.stack(states)
-        per_step = step_losses(readout(out, cell.hidden(stacked)), targets)  # (T, *M)
+        if starts is None:
+            unrolled, states = _reference_unroll(cell, rnn, inputs, layout)
+        else:
+            unrolled, states = _fused_unroll(cell, rnn, inputs, window, starts), []
+        per_step = step_losses(readout(out, unrolled.hidden), targets)  # (T, *M)
         objective = per_step.sum()
-        ends = bootstraps = None
-        if synth is not None and carries:  # n-step SG: the chunk ends and g at the carries
-            ends = stacked[layout.ends]  # the graph states s_{c-1} before every carry
-            bootstraps = synthesise(synth, torch.stack(carries)).detach()
+        bootstraps = None
+        if synth is not None and layout.cut_steps:  # n-step SG: the chunk ends, g at carries
+            bootstraps = synthesise(synth, unrolled.carry_values).detach()
             if synthesiser.apply:
-                carry_mask = _spread(layout.carry_mask, state_ndim + 1)
-                objective = objective + synthesiser.scale * (carry_mask * bootstraps * ends).sum()
+                carry_mask = _spread(layout.carry_mask, unrolled.ends.dim())
+                objective = (
+                    objective + synthesiser.scale * (carry_mask * bootstraps * unrolled.ends).sum()
+                )
         wrt = [*rnn.values(), *out.values(), *states]
-        learn = synthesiser is not None and synthesiser.learn and bool(carries)
+        learn = synthesiser is not None and synthesiser.learn and bool(layout.cut_steps)
         grads = torch.autograd.grad(objective, wrt, retain_graph=learn)
         synth_grads = (
             _n_step_regression(
-                synth, per_step, carries, bootstraps, ends, layout, cell.real_steps(inputs)
+                synth, per_step, unrolled, bootstraps, layout, cell.real_steps(inputs)
             )  # fmt: skip
             if learn
             else None
         )
     n_rnn, n_out = len(rnn), len(out)
-    loss, immediate, _ = immediate_gradients(cell, stacked.detach(), params["readout"], targets)
     result: Grads = {
         "rnn": dict(zip(rnn, grads[:n_rnn])),
         "readout": dict(zip(out, grads[n_rnn : n_rnn + n_out])),
     }
+    if synthesiser is not None and synthesiser.learn:
+        result["synthesiser"] = synth_grads or {k: torch.zeros_like(v) for k, v in synth.items()}
+    if starts is not None:
+        if reference is None:
+            reference = functools.partial(
+                _truncated_backprop, cell, inputs=inputs, targets=targets, window=window,
+                synthesiser=synthesiser, kernel="reference",
+            )  # fmt: skip
+        return RuleOutput(result, per_step.detach().sum(0), later(reference, params))
+    stacked = torch.stack(states).detach()
+    loss, immediate, _ = immediate_gradients(cell, stacked, params["readout"], targets)
     synthetic = applied = None
     if synthesiser is not None:
         applied = layout.applied
         with torch.no_grad():
-            synthetic = synthetic_gradients(synth, stacked.detach())
-        if synthesiser.learn:
-            result["synthesiser"] = synth_grads or {
-                k: torch.zeros_like(v) for k, v in synth.items()
-            }
-    return RuleOutput(
-        grads=result,
-        loss=loss,
-        states=stacked.detach(),
-        immediate=immediate,
-        future_signal=torch.stack(grads[n_rnn + n_out :]) - immediate,
-        synthetic=synthetic,
-        applied=applied,
-    )
+            synthetic = synthetic_gradients(synth, stacked)
+    future = torch.stack(grads[n_rnn + n_out :]) - immediate
+    return RuleOutput(result, loss, Diagnostics(stacked, immediate, future, synthetic, applied))
+
+
+def later(reference: Callable[[Grads], RuleOutput], params: Grads) -> Callable[[], Diagnostics]:
+    """The diagnostics of ``reference(params)``, computed when first called, from a copy of
+    ``params`` taken now (an optimiser step may change them in place before they are read)."""
+    copy = {group: {k: v.detach().clone() for k, v in p.items()} for group, p in params.items()}
+    return lambda: reference(copy).diagnostics
 
 
 def _n_step_regression(
     synth: Params,
     per_step: Tensor,
-    carries: list[Tensor],
+    unrolled: Unrolled,
     bootstraps: Tensor,
-    ends: Tensor,
     layout: ChunkLayout,
     real: Tensor | None,
 ) -> Params:
@@ -326,13 +384,15 @@ def _n_step_regression(
     discount = _spread(layout.discount, per_step.dim())
     objective = (per_step * discount).sum()
     bootstrap = _spread(layout.bootstrap, bootstraps.dim())
-    objective = objective + (bootstrap * bootstraps * ends).sum()
-    targets = torch.autograd.grad(objective, carries)
+    objective = objective + (bootstrap * bootstraps * unrolled.ends).sum()
+    targets = torch.zeros_like(unrolled.carry_values)
+    if unrolled.carries:  # none where every chunk start is in the padding
+        targets = unrolled.assemble(torch.autograd.grad(objective, unrolled.carries))
     with torch.no_grad():
-        weights = _spread(layout.carry_mask, ends.dim() - 1).to(ends.dtype)
+        weights = _spread(layout.carry_mask, unrolled.ends.dim() - 1).to(unrolled.ends.dtype)
         if real is not None:
             weights = weights * real[layout.ends]
-        return regression_gradient(synth, torch.stack(carries), torch.stack(targets), weights)
+        return regression_gradient(synth, unrolled.carry_values, targets, weights)
 
 
 class _NetworkOnly:
@@ -362,6 +422,18 @@ class _WithSynthesiser:
 
 
 @dataclass(frozen=True)
+class _KernelChoice:
+    """``kernel``: ``"auto"`` runs the LSTM through torch's fused kernel where the cell and
+    device allow it (:mod:`bplambda.rules.fused`; the same gradients to rounding),
+    ``"reference"`` always runs the hand-written step (for tests and comparisons)."""
+
+    kernel: str = field(default="auto", kw_only=True)
+
+    def __post_init__(self) -> None:
+        check_kernel(self.kernel)
+
+
+@dataclass(frozen=True)
 class _SynthesiserUse:
     scale: float
     gamma: float
@@ -371,7 +443,7 @@ class _SynthesiserUse:
 
 # ----------------------------------------------------------------------------- the rules
 @dataclass(frozen=True)
-class BPTT(_NetworkOnly):
+class BPTT(_NetworkOnly, _KernelChoice):
     """Exact backpropagation through time (autograd through the whole sequence)."""
 
     name = "bptt"
@@ -385,11 +457,11 @@ class BPTT(_NetworkOnly):
         on_step: OnStep | None = None,
     ) -> RuleOutput:
         refuse_online_updates(self.name, on_step)
-        return _truncated_backprop(cell, params, inputs, targets, window=None)
+        return _truncated_backprop(cell, params, inputs, targets, None, kernel=self.kernel)
 
 
 @dataclass(frozen=True)
-class TruncatedBPTT(_NetworkOnly):
+class TruncatedBPTT(_NetworkOnly, _KernelChoice):
     """BPTT within chunks of ``window`` steps aligned to the sequence end; state detached
     between chunks, so a step receives only the future gradient from its own chunk.
 
@@ -401,6 +473,7 @@ class TruncatedBPTT(_NetworkOnly):
     name = "tbptt"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check_window(self.window)
 
     def gradients(
@@ -412,11 +485,11 @@ class TruncatedBPTT(_NetworkOnly):
         on_step: OnStep | None = None,
     ) -> RuleOutput:
         refuse_online_updates(self.name, on_step)
-        return _truncated_backprop(cell, params, inputs, targets, self.window)
+        return _truncated_backprop(cell, params, inputs, targets, self.window, kernel=self.kernel)
 
 
 @dataclass(frozen=True)
-class NStepSyntheticGradient(_WithSynthesiser):
+class NStepSyntheticGradient(_WithSynthesiser, _KernelChoice):
     """Jaderberg et al. (2017): truncated BPTT(n) with ``scale·g(s_end)`` injected at each
     chunk end, and ``g`` regressed at the chunk start toward the n-step bootstrapped target.
 
@@ -435,6 +508,7 @@ class NStepSyntheticGradient(_WithSynthesiser):
     name = "sg"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check_window(self.window)
         _check_range("gamma", self.gamma, 0.0, 1.0, low_open=True)
         _check_scale(self.scale)
@@ -451,7 +525,9 @@ class NStepSyntheticGradient(_WithSynthesiser):
         use = _SynthesiserUse(
             self.scale, self.gamma, self.learn_synthesiser, self.apply_synthetic_gradient
         )
-        return _truncated_backprop(cell, params, inputs, targets, self.window, use)
+        return _truncated_backprop(
+            cell, params, inputs, targets, self.window, use, kernel=self.kernel
+        )
 
 
 IMPLEMENTATIONS = ("lambda_return", "online")
@@ -516,7 +592,8 @@ class BPLambda(_WithSynthesiser):
         states, prev, loss, immediate, readout_grads = _local_pass(cell, params, inputs, targets)
         synth, rnn = params["synthesiser"], params["rnn"]
         with torch.no_grad():
-            derivatives = cell.derivatives(rnn, inputs, prev)  # once, for every use below
+            # once, for every use below
+            derivatives = derivatives_of_all_steps(cell, rnn, inputs, prev)
             synthetic = synthetic_gradients(synth, states)
             future = (
                 cell.synthetic_signal(derivatives, self.scale * synthetic)
@@ -534,7 +611,7 @@ class BPLambda(_WithSynthesiser):
                     synthetic, self.gamma, lmbda, derivatives,
                 )  # fmt: skip
         applied = ~last_step(len(inputs), inputs.device)  # g(s_T) := 0
-        return RuleOutput(grads, loss, states, immediate, future, synthetic, applied)
+        return RuleOutput(grads, loss, Diagnostics(states, immediate, future, synthetic, applied))
 
     def _lambda_per_model(self, inputs: Tensor) -> float | Tensor:
         if not isinstance(self.lmbda, tuple):
@@ -544,11 +621,14 @@ class BPLambda(_WithSynthesiser):
 
 
 @dataclass(frozen=True)
-class Oracle(_NetworkOnly):
+class Oracle(_NetworkOnly, _KernelChoice):
     """Local gradients plus the *true* future gradient ``∂L_{>t}/∂s_t`` (the ceiling arm).
 
     Its update equals BPTT exactly: the check that the learning-signal factorisation used by
-    BP(λ) is right.
+    BP(λ) is right. On the fused LSTM kernel (an exact Jacobian only: the faithful LSTM's
+    oracle sweeps its quirky one) the update *is* BPTT's through the kernel, and the
+    factorised signals (its diagnostics) come from the reference path on first access; the
+    factorisation itself is checked on the reference path (``kernel="reference"``).
     """
 
     name = "oracle"
@@ -562,13 +642,26 @@ class Oracle(_NetworkOnly):
         on_step: OnStep | None = None,
     ) -> RuleOutput:
         refuse_online_updates(self.name, on_step)
+        reference = functools.partial(self._factorised, cell, inputs=inputs, targets=targets)
+        exact = cell.exact() == cell  # the faithful LSTM's oracle sweeps its own Jacobian
+        kernel = self.kernel if exact else "reference"
+        return _truncated_backprop(
+            cell, params, inputs, targets, None, kernel=kernel, reference=reference
+        )
+
+    @staticmethod
+    def _factorised(
+        cell: Cell, params: Grads, inputs: Tensor, targets: SequenceTargets
+    ) -> RuleOutput:
+        """Local gradients of ``∂L_t/∂s_t + ∂L_{>t}/∂s_t``, the true future from the backward
+        sweep on the cell's own Jacobian."""
         states, prev, loss, immediate, readout_grads = _local_pass(cell, params, inputs, targets)
         rnn = params["rnn"]
         with torch.no_grad():
-            derivatives = cell.derivatives(rnn, inputs, prev)
+            derivatives = derivatives_of_all_steps(cell, rnn, inputs, prev)
             future = true_future_gradients(cell, rnn, inputs, states, immediate, derivatives)
             grads = {
                 "rnn": local_rnn_gradient(cell, rnn, inputs, prev, immediate + future, derivatives),
                 "readout": readout_grads,
             }
-        return RuleOutput(grads, loss, states, immediate, future)
+        return RuleOutput(grads, loss, Diagnostics(states, immediate, future))

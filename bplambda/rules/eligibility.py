@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from bplambda.cells import Cell, RateRNN, initial_state, previous_states, unroll
-from bplambda.outputs import Grads, RuleOutput
+from bplambda.outputs import Diagnostics, Grads, RuleOutput
 from bplambda.readout import SequenceTargets, output_errors
 from bplambda.rules.backprop import OnStep, local_rnn_gradient, refuse_online_updates
 
@@ -132,7 +132,7 @@ class _TraceRule:
                 "rnn": local_rnn_gradient(cell, rnn, inputs, prev, signal),
                 "readout": readout_grads,
             }
-        return RuleOutput(grads, loss, states, immediate, signal - immediate)
+        return RuleOutput(grads, loss, Diagnostics(states, immediate, signal - immediate))
 
     def _signal(self, cell: RateRNN, rnn: dict, psi: Tensor, L: Tensor) -> Tensor:
         """The learning signal ``ℓ_t`` on the state ``(T, *M, B, H)`` from ``ψ`` and
