@@ -8,6 +8,11 @@ Each case runs in a fresh subprocess so that its peak resident memory (above the
 state before the measured call) is its own. A case whose predicted memory does not fit is not
 run; its predicted need is reported instead.
 
+Against a peer (``--peer`` alone): BPTT, TBPTT(5), SG(5), the oracle and BP(1) per batch
+over the plain ``nn.LSTM`` forward and backward loop a user would write, at both sizes, one
+model and a stack (5 at seq-MNIST, 3 at copy-repeat), 1 and 2 threads, with the fused LSTM
+kernel and with the hand-written step.
+
 Whole grids as the notebooks run them (data, rule, optimiser, logging): one epoch of the
 seq-MNIST ``paper`` grid with the TBPTT(n) and SG(n) window grids stacked and with one window
 per condition; and seconds per 1,000 copy-repeat updates at T = 33 (every model held at level
@@ -17,7 +22,7 @@ The second study's size (rate RNN N = 128, B = 256, T = 28, seq-MNIST rows): the
 training step (one batch) of every rule, one Hessian-vector product (both methods) and one
 λ_max (both solvers, relative tolerance 1e-4).
 
-    python -m bplambda.bench [--output results/bench/bench.csv] [--device auto]
+    python -m bplambda.bench [--output results/bench/bench.csv] [--device auto] [--peer]
 """
 
 from __future__ import annotations
@@ -394,6 +399,111 @@ def liu_bench(device: torch.device, repeats: int = 5) -> pd.DataFrame:
     return pd.DataFrame(rows).assign(device=str(device), **n)
 
 
+PEER_SIZES = {
+    # name: (hidden, batch, input, output, T, models stacked, loss)
+    "seq_mnist": (30, 50, 28, 10, 28, 5, "cross_entropy"),
+    "copy_repeat": (100, 100, 10, 9, 33, 3, "bce"),
+}
+PEER_RULES = ("bptt", "tbptt", "sg", "oracle", "lambda_return")
+"""The rules of :data:`RULE_CASES` set against the plain ``nn.LSTM`` loop (BP(1) as its
+λ-return implementation)."""
+
+
+def _peer_problem(size: tuple, models: int, device: torch.device):
+    """A stacked problem of ``models`` models and the same one as ``nn.LSTM`` modules: the
+    loss on the last step (cross-entropy, seq-MNIST) or on the last two thirds (BCE, as
+    copy-repeat scores its recall)."""
+    hidden, batch, n_in, n_out, T, _, loss = size
+    g = torch.Generator().manual_seed(0)
+    cell = make_cell("lstm", n_in, hidden)
+    nets = [init_network(cell, n_out, seed, torch.float32, device, _rule("lambda_return"))
+            for seed in range(models)]  # fmt: skip
+    params = {group: {k: torch.stack([n[group][k] for n in nets]) for k in nets[0][group]}
+              for group in nets[0]}  # fmt: skip
+    params["synthesiser"] = {k: 0.01 * torch.randn(v.shape, generator=g).to(device)
+                             for k, v in params["synthesiser"].items()}  # fmt: skip
+    inputs = torch.rand(T, models, batch, n_in, generator=g).to(device)
+    first = T - 1 if loss == "cross_entropy" else T // 3
+    weights = torch.zeros(T)
+    weights[first:] = 1 / (T - first)
+    if loss == "cross_entropy":
+        values = torch.randint(0, n_out, (T, models, batch), generator=g).to(device)
+    else:
+        values = torch.randint(0, 2, (T, models, batch, n_out), generator=g).float().to(device)
+    targets = SequenceTargets(values, weights.to(device), loss)
+    lstms = [torch.nn.LSTM(n_in, hidden).to(device) for _ in range(models)]
+    linears = [torch.nn.Linear(hidden, n_out).to(device) for _ in range(models)]
+    own = [inputs[:, k].contiguous() for k in range(models)]
+
+    def peer() -> None:
+        """What a user writes: nn.LSTM, a Linear readout on the scored steps, the loss,
+        ``.backward()``, model after model."""
+        for k in range(models):
+            out = linears[k](lstms[k](own[k])[0][first:])
+            if loss == "cross_entropy":
+                value = torch.nn.functional.cross_entropy(out[-1], values[-1, k])
+            else:
+                value = torch.nn.functional.binary_cross_entropy_with_logits(out, values[first:, k])
+            value.backward()
+
+    return cell, params, inputs, targets, peer
+
+
+def _peer_rows(spec: tuple, models: int, device: torch.device, repeats: int) -> list[dict]:
+    """One size and stack: the loop's time and every rule's, with each kernel it has."""
+    cell, params, inputs, targets, peer = _peer_problem(spec, models, device)
+    peer_s = _best_seconds(peer, repeats, device)
+    rows = []
+    for method in PEER_RULES:
+        name, options = RULE_CASES[method]
+        for kernel in ("reference",) if name == "bp_lambda" else ("auto", "reference"):
+            rule = make_rule(name, **options, **({} if name == "bp_lambda" else {"kernel": kernel}))
+            seconds = _best_seconds(
+                lambda rule=rule: rule.gradients(cell, params, inputs, targets), repeats, device
+            )
+            rows.append({"models": models, "method": method, "kernel": kernel,
+                         "ms": 1e3 * seconds, "peer_ms": 1e3 * peer_s,
+                         "ratio": seconds / peer_s})  # fmt: skip
+    return rows
+
+
+def peer_table(
+    device: torch.device,
+    sizes: dict[str, tuple] = PEER_SIZES,
+    threads: tuple[int, ...] = (1, 2),
+    repeats: int = 10,
+) -> pd.DataFrame:
+    """Every rule of :data:`PEER_RULES` per batch against the plain ``nn.LSTM`` forward and
+    backward loop over the same models (``ratio``: rule over loop, measured side by side in
+    one run), one model and the size's stack, with the fused kernel (``kernel="auto"``) and
+    the hand-written step (``"reference"``; BP(λ) has only the latter), at each number of
+    ``threads``."""
+    rows = []
+    before = torch.get_num_threads()
+    try:
+        for n_threads in threads:
+            torch.set_num_threads(n_threads)
+            for size, spec in sizes.items():
+                for models in dict.fromkeys((1, spec[5])):
+                    rows += [{"size": size, "threads": n_threads, **row}
+                             for row in _peer_rows(spec, models, device, repeats)]  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
+    return pd.DataFrame(rows)
+
+
+def show_peer_table(table: pd.DataFrame) -> str:
+    """The ratios, one column per number of threads, and the loop's own ms per batch."""
+    ratios = table.pivot_table(index=["size", "models", "method", "kernel"], columns="threads",
+                               values="ratio", sort=False)  # fmt: skip
+    ratios.columns = [f"ratio, {n} thread{'s' * (n > 1)}" for n in ratios.columns]
+    loop = table.pivot_table(index=["size", "models"], columns="threads", values="peer_ms",
+                             sort=False)  # fmt: skip
+    loop.columns = [f"nn.LSTM loop ms, {n} thread{'s' * (n > 1)}" for n in loop.columns]
+    fmt = {"float_format": lambda v: f"{v:.2f}"}
+    return f"{ratios.to_string(**fmt)}\n\n{loop.to_string(**fmt)}"
+
+
 def _sync_sites(run) -> Counter:
     """``Counter`` of ``file:line`` of every host sync (CUDA stream synchronisation) that
     ``run()`` makes, as ``torch.cuda.set_sync_debug_mode("warn")`` reports them."""
@@ -475,8 +585,20 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         action="store_true",
         help="only count the host syncs per training batch (CUDA only)",
     )
+    parser.add_argument(
+        "--peer",
+        action="store_true",
+        help="only the rules against the plain nn.LSTM loop (1 and 2 threads)",
+    )
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
+    if args.peer:
+        table = peer_table(device)
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(Path(args.output).with_name("peer.csv"), index=False)
+        print("rules per batch against the nn.LSTM forward+backward loop (ratio < 1: faster):")
+        print(show_peer_table(table))
+        return table
     if args.sync_check:
         if device.type != "cuda":
             parser.error(f"--sync-check counts host syncs on a CUDA device, not {device}; "
@@ -515,6 +637,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         result.to_csv(Path(args.output).with_name(f"{name}.csv"), index=False)
         return result
 
+    peer = written("peer", peer_table(device))
     stacking = written("stacking", stacking_speedup(device))
     liu = written("liu", liu_bench(device))
     grid = written("seq_mnist_grid", seq_mnist_grid_epoch(device))
@@ -537,6 +660,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         f"\nonline vs lambda_return synthesiser update, seq-MNIST size, float64: "
         f"max relative difference {diff:.2e}"
     )
+    print("\nrules per batch against the nn.LSTM forward+backward loop (ratio < 1: faster):")
+    print(show_peer_table(peer))
     print("\nλ-sweep grid (toy task, BP(λ), 11 λ × 5 seeds): stacked vs one model at a time")
     print(stacking.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     print("\nseq-MNIST paper grid (every rule × 5 seeds), seconds per epoch:")
