@@ -8,7 +8,7 @@ from conftest import assert_grads_close, make_problem, relative_error
 from bplambda.cells import MaskedCell, make_cell
 from bplambda.readout import SequenceTargets
 from bplambda.rules import make_rule
-from bplambda.rules.fused import fused_starts
+from bplambda.rules.fused import fused_starts, kernel_calls
 from bplambda.stacking import init_network
 from bplambda.tasks.copy_repeat import copy_repeat_batch
 
@@ -40,7 +40,7 @@ def assert_same_outputs(fused, reference, tol: float = 1e-10) -> None:
 def _both(name, options, p):
     return [
         make_rule(name, kernel=kernel, **options).gradients(p.cell, p.params, p.inputs, p.targets)
-        for kernel in ("auto", "reference")
+        for kernel in ("fused", "reference")
     ]
 
 
@@ -82,7 +82,7 @@ def test_a_front_padded_stack_runs_each_model_on_its_own_real_steps(name, option
     assert starts == [len(inputs) - 6, 0]  # T = 6 and 9
     fused, reference = (
         make_rule(name, kernel=kernel, **options).gradients(cell, params, inputs.double(), targets)
-        for kernel in ("auto", "reference")
+        for kernel in ("fused", "reference")
     )
     assert_same_outputs(fused, reference)
 
@@ -118,3 +118,14 @@ def test_lazy_diagnostics_are_those_of_the_parameters_at_the_call():
 def test_an_unknown_kernel_is_refused_in_one_line():
     with pytest.raises(ValueError, match="kernel='fast' is unknown"):
         make_rule("bptt", kernel="fast")
+
+
+def test_auto_runs_the_step_loop_where_short_chunks_would_make_more_calls_than_steps():
+    x = torch.zeros(8, 3, 2, 4)  # T = 8, three models
+    cell = make_cell("lstm", 4, 3)
+    bptt, every_step = [[]] * 3, [list(range(1, 8))] * 3
+    assert kernel_calls(8, [0, 0, 0], bptt) == 3 and kernel_calls(8, [0, 0, 0], every_step) == 24
+    assert kernel_calls(8, [0, 0, 5], [[4]]) == 5  # one window for all; a cut in padding falls
+    assert fused_starts(cell, x, "auto", bptt) == [0, 0, 0]
+    assert fused_starts(cell, x, "auto", every_step) is None
+    assert fused_starts(cell, x, "fused", every_step) == [0, 0, 0]

@@ -266,13 +266,10 @@ def _reference_unroll(
     return unrolled, states
 
 
-def _fused_unroll(
-    cell: Cell, rnn: Params, inputs: Tensor, window: Windows, starts: list[int]
-) -> Unrolled:
-    """:func:`~bplambda.rules.fused.fused_unroll` with every model's chunk starts."""
-    windows = window if isinstance(window, tuple) else (window,) * len(starts)
-    cuts = [chunk_starts(len(inputs), n)[1:] for n in windows]
-    return fused_unroll(cell, rnn, inputs, cuts, starts)
+def _model_cuts(T: int, window: Windows, models: int) -> list[list[int]]:
+    """Every flattened model's chunk starts ``c > 0`` (:func:`chunk_starts` of its window)."""
+    windows = window if isinstance(window, tuple) else (window,) * models
+    return [chunk_starts(T, n)[1:] for n in windows]
 
 
 def _truncated_backprop(
@@ -308,7 +305,8 @@ def _truncated_backprop(
     gamma = synthesiser.gamma if synthesiser is not None else 1.0
     layout = chunk_layout(T, window, gamma, inputs.dtype, inputs.device)
     synth = params.get("synthesiser") if synthesiser is not None else None
-    starts = fused_starts(cell, inputs, kernel)
+    cuts = _model_cuts(T, window, math.prod(inputs.shape[1:-2]))
+    starts = fused_starts(cell, inputs, kernel, cuts)
     if starts is None and reference is not None:
         return reference(params)
     with torch.enable_grad():
@@ -317,7 +315,7 @@ def _truncated_backprop(
         if starts is None:
             unrolled, states = _reference_unroll(cell, rnn, inputs, layout)
         else:
-            unrolled, states = _fused_unroll(cell, rnn, inputs, window, starts), []
+            unrolled, states = fused_unroll(cell, rnn, inputs, cuts, starts), []
         per_step = step_losses(readout(out, unrolled.hidden), targets)  # (T, *M)
         objective = per_step.sum()
         bootstraps = None

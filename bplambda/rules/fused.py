@@ -12,8 +12,9 @@ Stacked models (``*M``) run one kernel call each, on their own slice of the weig
 front-padded stack (:class:`~bplambda.cells.MaskedCell`) each model runs only its own real
 steps (its state is zero on the padding, exactly as the masked step holds it).
 
-The choice is automatic (:func:`fused_starts`); ``kernel="reference"`` forces the
-hand-written step (the tests compare the two).
+The choice is automatic (:func:`fused_starts`, and no more calls than steps:
+:func:`kernel_calls`); ``kernel="reference"`` forces the hand-written step (the tests compare
+the two).
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from torch import Tensor
 
 from bplambda.cells import LSTM, Cell, FaithfulLSTM, MaskedCell, Params
 
-KERNELS = ("auto", "reference")
-"""``"auto"``: the fused kernel where :func:`fused_starts` allows it; ``"reference"``: always
-the hand-written step."""
+KERNELS = ("auto", "fused", "reference")
+"""``"auto"``: the fused kernel where :func:`fused_starts` allows it and it is the faster;
+``"fused"``: the kernel wherever it can run; ``"reference"``: always the hand-written step."""
 
 FUSED_CELLS = (LSTM, FaithfulLSTM)
 """The cells the kernel computes. The faithful LSTM steps exactly as the LSTM (its quirks are
@@ -44,11 +45,15 @@ def check_kernel(kernel: str) -> None:
         raise ValueError(f"kernel={kernel!r} is unknown; choose one of {list(KERNELS)}")
 
 
-def fused_starts(cell: Cell, inputs: Tensor, kernel: str = "auto") -> list[int] | None:
+def fused_starts(
+    cell: Cell, inputs: Tensor, kernel: str = "auto", cuts: Sequence[list[int]] | None = None
+) -> list[int] | None:
     """Where each model's real steps begin (models flattened: ``prod(*M)`` entries, one for
     unstacked inputs), or ``None`` where the reference path runs: ``kernel="reference"``, a
-    cell the kernel does not compute, a device without it, or a :class:`MaskedCell` whose
-    padding is not a per-model prefix (the same for every batch element).
+    cell the kernel does not compute, a device without it, a :class:`MaskedCell` whose
+    padding is not a per-model prefix (the same for every batch element), or (``"auto"``)
+    more kernel calls than steps for the chunk starts ``cuts`` of every model
+    (:func:`kernel_calls`).
 
     inputs: ``(T, *M, B, I)``. A masked stack reads its padding on the host (one sync).
     """
@@ -57,9 +62,17 @@ def fused_starts(cell: Cell, inputs: Tensor, kernel: str = "auto") -> list[int] 
         return None
     if inputs.device.type not in FUSED_DEVICES:
         return None
+    T, models = len(inputs), math.prod(inputs.shape[1:-2])
+    starts = [0] * models if not isinstance(cell, MaskedCell) else _padding(cell, inputs)
+    if starts is None or (kernel == "auto" and kernel_calls(T, starts, cuts or [[]]) > T):
+        return None
+    return starts
+
+
+def _padding(cell: MaskedCell, inputs: Tensor) -> list[int] | None:
+    """Each model's first real step in a front-padded stack; ``None`` where the padding is not
+    a per-model prefix."""
     T, models, batch = len(inputs), math.prod(inputs.shape[1:-2]), inputs.shape[-2]
-    if not isinstance(cell, MaskedCell):
-        return [0] * models
     real = cell.real_steps(inputs).reshape(T, models, batch)
     count = real[:, :, 0].sum(0)  # (models,) real steps
     step = torch.arange(T, device=inputs.device, dtype=real.dtype).unsqueeze(1)
@@ -107,6 +120,16 @@ def segments(T: int, start: int, cuts: list[int]) -> list[Segment]:
     (cuts inside the padding fall away: the state there is zero anyway)."""
     bounds = [start, *(c for c in cuts if c > start), T]
     return [Segment(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def kernel_calls(T: int, starts: list[int], cuts: Sequence[list[int]]) -> int:
+    """The kernel calls a batch makes: one per model and chunk. Each call has a fixed cost
+    that the step loop, batched over all models, pays once per step instead, so where a
+    stack has more calls than steps (short windows, many models) the step loop is faster
+    (``make bench``'s peer table)."""
+    if len(cuts) == 1:  # one window for every model
+        cuts = list(cuts) * len(starts)
+    return sum(len(segments(T, start, model)) for start, model in zip(starts, cuts))
 
 
 @dataclass(frozen=True)
