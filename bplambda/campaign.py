@@ -91,7 +91,10 @@ def shard_progress(sweep: Path, shard: dict, notebook: str, profile: str) -> Sha
 
 
 def _hours(seconds: float | None) -> str:
-    return "–" if seconds is None else f"{seconds / 3600:.1f} h"
+    """``"1.5 h"``, or minutes under an hour; ``"–"`` for unknown."""
+    if seconds is None:
+        return "–"
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
 def report(root: Path) -> str:
@@ -117,7 +120,7 @@ def report(root: Path) -> str:
             lines.append(
                 f"| {notebook} | {p.name} | {p.status} | {p.done:,} / {p.total:,} "
                 f"({100 * p.done / p.total:.0f}%) | {_hours(p.seconds)} | "
-                f"{_hours(p.seconds_left)} | {'–' if estimate is None else f'{estimate:.1f} h'} |"
+                f"{_hours(p.seconds_left)} | {_hours(estimate and estimate * 3600)} |"
             )
     return "\n".join(lines) + "\n"
 

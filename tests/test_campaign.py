@@ -44,7 +44,7 @@ def test_each_shard_reports_its_progress_and_time_left(campaign):
     assert (oracle.status, oracle.done, oracle.seconds_left) == ("not started", 0, None)
     text = report(campaign)
     assert "`abc123`" in text
-    assert "| 04_copy_repeat | sg | started | 15 / 30 (50%) | 0.0 h | 0.0 h | 0.5 h |" in text
+    assert "| 04_copy_repeat | sg | started | 15 / 30 (50%) | 0 min | 0 min | 30 min |" in text
 
 
 def test_the_report_is_written_beside_the_plan_and_a_folder_without_one_is_refused(
