@@ -1,0 +1,75 @@
+"""Two results folders, table by table: the check that a change of structure changed no
+result (run the smoke profile before and after, then compare).
+
+    python -m bplambda.compare_results BEFORE AFTER [--rtol 1e-6]
+
+Every CSV under ``BEFORE`` (its relative path) must exist under ``AFTER`` with the same rows
+and columns and values within ``rtol``. Wall times are not results: a column, or a row whose
+``metric``, that names seconds is left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def _without_timing(table: pd.DataFrame) -> pd.DataFrame:
+    table = table[[c for c in table.columns if "second" not in c]]
+    if "metric" in table.columns:
+        table = table[~table["metric"].astype(str).str.contains("second")]
+    return table.reset_index(drop=True)
+
+
+def differences(before: Path, after: Path, rtol: float = 1e-6) -> list[str]:
+    """One line per table that is missing or differs (empty: the folders agree)."""
+    found = []
+    for path in sorted(before.rglob("*.csv")):
+        name = path.relative_to(before)
+        other = after / name
+        if not other.exists():
+            found.append(f"{name}: missing in {after}")
+            continue
+        a, b = (_without_timing(pd.read_csv(p)) for p in (path, other))
+        if list(a.columns) != list(b.columns) or len(a) != len(b):
+            found.append(f"{name}: columns or row count differ ({a.shape} vs {b.shape})")
+            continue
+        for column in a.columns:
+            x, y = a[column], b[column]
+            if pd.api.types.is_numeric_dtype(x) and pd.api.types.is_numeric_dtype(y):
+                same = np.isclose(x, y, rtol=rtol, atol=0, equal_nan=True)
+            else:
+                same = (x.astype(str) == y.astype(str)).to_numpy()
+            if not same.all():
+                row = int(np.flatnonzero(~same)[0])
+                found.append(f"{name}: column {column!r} differs from row {row} "
+                             f"({x.tolist()[row]!r} vs {y.tolist()[row]!r})")  # fmt: skip
+                break
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("before", type=Path)
+    parser.add_argument("after", type=Path)
+    parser.add_argument("--rtol", type=float, default=1e-6)
+    args = parser.parse_args(argv)
+    tables = len(list(args.before.rglob("*.csv")))
+    if not tables:
+        print(f"compare_results: {args.before} holds no CSV tables", file=sys.stderr)
+        return 2
+    found = differences(args.before, args.after, args.rtol)
+    for line in found:
+        print(line)
+    print(
+        f"{tables - len(found)} of {tables} tables agree (rtol {args.rtol:g}, wall times left out)"
+    )
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Comparing two results folders: equal tables pass, a changed value or a missing table is
+named, wall times are left out."""
+
+import pandas as pd
+
+from bplambda.compare_results import differences, main
+
+
+def _write(folder, value, seconds):
+    (folder / "nb").mkdir(parents=True)
+    table = pd.DataFrame({"condition": ["BPTT", "BPTT"], "metric": ["loss", "seconds_per_epoch"],
+                          "value": [value, seconds]})  # fmt: skip
+    table.to_csv(folder / "nb" / "t.csv", index=False)
+
+
+def test_equal_tables_agree_whatever_their_wall_times(tmp_path):
+    _write(tmp_path / "a", 0.5, 10.0)
+    _write(tmp_path / "b", 0.5 * (1 + 1e-9), 99.0)
+    assert differences(tmp_path / "a", tmp_path / "b") == []
+    assert main([str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+
+
+def test_a_changed_value_and_a_missing_table_are_named(tmp_path):
+    _write(tmp_path / "a", 0.5, 10.0)
+    _write(tmp_path / "b", 0.6, 10.0)
+    (tmp_path / "c").mkdir()
+    assert differences(tmp_path / "a", tmp_path / "b") == [
+        "nb/t.csv: column 'value' differs from row 0 (0.5 vs 0.6)"]  # fmt: skip
+    assert differences(tmp_path / "a", tmp_path / "c")[0].startswith("nb/t.csv: missing")
+    assert main([str(tmp_path / "a"), str(tmp_path / "b")]) == 1
