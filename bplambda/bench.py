@@ -187,12 +187,12 @@ def stacking_speedup(
 ) -> pd.DataFrame:
     """The λ sweep's BP(λ) grid (11 λ × 5 seeds, toy task) trained as one stacked model vs one
     model at a time, ``num_batches`` batches each; seconds per 1,000 batches."""
+    from bplambda.experiments.lambda_sweeps import lambda_sweep_config
     from bplambda.experiments.runs import bp_lambda_condition
-    from bplambda.experiments.sweep import sweep_config
     from bplambda.tasks.toy import ToyTask
     from bplambda.train import TrainConfig, train
 
-    cfg = sweep_config("quick")
+    cfg = lambda_sweep_config("quick")
     config = TrainConfig(num_batches=num_batches,
                          lr={"rnn": 0, "readout": 0, "synthesiser": cfg.lr_synthesiser},
                          track_alignment=True,
@@ -270,8 +270,8 @@ def seq_mnist_grid_epoch(
     ``stacked`` (the notebook: a window grid is one stacked model) or ``one window per
     condition``. Random images: the time does not depend on the pixels."""
     from bplambda.evaluate import classification_metrics
-    from bplambda.experiments.mnist import MNIST_DEFAULTS, MNISTConfig
     from bplambda.experiments.runs import grid_conditions
+    from bplambda.experiments.sequential_mnist import MNIST_DEFAULTS, MNISTConfig
     from bplambda.tasks.mnist import SequentialMNIST
 
     defaults = {f.name: f.default for f in fields(MNISTConfig) if f.default is not MISSING}
@@ -312,7 +312,7 @@ def copy_repeat_per_1000(
     """Seconds per 1,000 updates of notebook 04's conditions (BPTT, TBPTT(5), SG(5), BP(0.5)
     and BP(1) stacked; 3 seeds) with every model held at one curriculum ``level`` (5, 5):
     T = 33, the paper's copy-repeat size (LSTM 100, batch 100)."""
-    from bplambda.experiments.copy_repeat import copy_repeat_config
+    from bplambda.experiments.copy_repeat_curriculum import copy_repeat_config
     from bplambda.experiments.runs import grid_conditions
 
     cfg = copy_repeat_config("quick", seeds=(0, 1, 2))

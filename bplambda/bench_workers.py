@@ -71,7 +71,7 @@ def _copy_repeat_unit(batches: int, pair: tuple) -> float:
 
     from bplambda.bench import _seconds_per_batch
     from bplambda.cells import MaskedCell, make_cell
-    from bplambda.experiments.copy_repeat import copy_repeat_config
+    from bplambda.experiments.copy_repeat_curriculum import copy_repeat_config
     from bplambda.tasks.copy_repeat import CopyRepeatTask
     from bplambda.train import TrainConfig
 
@@ -88,7 +88,7 @@ def _copy_repeat_unit(batches: int, pair: tuple) -> float:
 
 def _mnist_paper() -> SimpleNamespace:
     """Notebook 03's ``paper`` settings (without the data check of its config)."""
-    from bplambda.experiments.mnist import MNIST_DEFAULTS, MNISTConfig
+    from bplambda.experiments.sequential_mnist import MNIST_DEFAULTS, MNISTConfig
 
     defaults = {f.name: f.default for f in fields(MNISTConfig) if f.default is not MISSING}
     return SimpleNamespace(**{**defaults, **MNIST_DEFAULTS["paper"]})
@@ -96,7 +96,7 @@ def _mnist_paper() -> SimpleNamespace:
 
 def _grids() -> dict[str, tuple]:
     """Per workload: (its units, the function timing one, the unit of its result)."""
-    from bplambda.experiments.copy_repeat import copy_repeat_config
+    from bplambda.experiments.copy_repeat_curriculum import copy_repeat_config
     from bplambda.experiments.runs import grid_conditions
 
     copy_repeat = copy_repeat_config("paper", seeds=(0, 1, 2), windows=(5,), lambdas=(0.5, 1.0))

@@ -177,7 +177,7 @@ def test_online_traces_refuse_a_padded_stack():
 def test_largest_solved_length_is_the_previous_level():
     import pandas as pd
 
-    from bplambda.experiments.copy_repeat import solved_length
+    from bplambda.experiments.copy_repeat_curriculum import solved_length
 
     N, R, previous = torch.tensor([1]), torch.tensor([1]), 0
     for _ in range(8):

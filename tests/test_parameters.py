@@ -94,7 +94,7 @@ def test_grids_refuse_a_rule_without_its_values_and_unknown_names():
 
 
 def test_every_config_field_has_a_validator_and_every_profile_is_valid():
-    builders = (ex.toy_config, ex.sweep_config, ex.mnist_config, ex.copy_repeat_config,
+    builders = (ex.toy_config, ex.lambda_sweep_config, ex.mnist_config, ex.copy_repeat_config,
                 ex.generalisation_config)  # fmt: skip
     for build, config in zip(builders, ex.CONFIGS):
         profiles = ex.NOTEBOOK_PROFILES[config.NOTEBOOK]

@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from bplambda.analysis import summary_markdown
-from bplambda.experiments.copy_repeat import copy_repeat_config
+from bplambda.experiments.copy_repeat_curriculum import copy_repeat_config
 from bplambda.results import markdown_table, save_figure, write_table
 
 

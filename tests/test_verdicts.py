@@ -9,8 +9,8 @@ import torch
 from bplambda import ToyTask, make_cell, make_rule
 from bplambda.analysis import final_values
 from bplambda.cells import LSTM, MaskedCell
-from bplambda.experiments.mnist import mnist_tables
-from bplambda.experiments.toy import spectral_radius, toy_network
+from bplambda.experiments.sequential_mnist import mnist_tables
+from bplambda.experiments.toy_runs import spectral_radius, toy_network
 from bplambda.metrics import signal_alignments
 from bplambda.verdicts import (
     both_ways,

@@ -4,7 +4,7 @@ package as ``ex`` and calls e.g. ``ex.toy_config(...)``, ``ex.run_toy_alignment(
 ``ex.toy_tables(table, cfg)``.
 """
 
-from bplambda.experiments.copy_repeat import (
+from bplambda.experiments.copy_repeat_curriculum import (
     COPY_DEFAULTS,
     CopyRepeatConfig,
     copy_repeat_claims,
@@ -20,13 +20,14 @@ from bplambda.experiments.generalisation import (
     generalisation_tables,
     run_generalisation,
 )
-from bplambda.experiments.mnist import (
-    MNIST_DEFAULTS,
-    MNISTConfig,
-    mnist_claims,
-    mnist_config,
-    mnist_tables,
-    run_mnist,
+from bplambda.experiments.lambda_sweeps import (
+    LAMBDA_SWEEP_DEFAULTS,
+    LambdaSweepConfig,
+    by_length_table,
+    lambda_sweep_claims,
+    lambda_sweep_config,
+    lambda_sweep_tables,
+    run_lambda_sweep,
 )
 from bplambda.experiments.runs import (
     GRID_RULES,
@@ -35,16 +36,15 @@ from bplambda.experiments.runs import (
     run_condition,
     state_store,
 )
-from bplambda.experiments.sweep import (
-    SWEEP_DEFAULTS,
-    SweepConfig,
-    by_length_table,
-    run_lambda_sweep,
-    sweep_claims,
-    sweep_config,
-    sweep_tables,
+from bplambda.experiments.sequential_mnist import (
+    MNIST_DEFAULTS,
+    MNISTConfig,
+    mnist_claims,
+    mnist_config,
+    mnist_tables,
+    run_mnist,
 )
-from bplambda.experiments.toy import (
+from bplambda.experiments.toy_alignment import (
     TOY_DEFAULTS,
     ToyConfig,
     plastic_tables,
@@ -55,29 +55,29 @@ from bplambda.experiments.toy import (
     toy_tables,
 )
 
-CONFIGS = (ToyConfig, SweepConfig, MNISTConfig, CopyRepeatConfig, GeneralisationConfig)
+CONFIGS = (ToyConfig, LambdaSweepConfig, MNISTConfig, CopyRepeatConfig, GeneralisationConfig)
 """Every notebook's config type (each names its notebook in ``NOTEBOOK``)."""
 NOTEBOOK_PROFILES = {
     config.NOTEBOOK: tuple(defaults)
-    for config, defaults in zip(CONFIGS, (TOY_DEFAULTS, SWEEP_DEFAULTS, MNIST_DEFAULTS,
+    for config, defaults in zip(CONFIGS, (TOY_DEFAULTS, LAMBDA_SWEEP_DEFAULTS, MNIST_DEFAULTS,
                                           COPY_DEFAULTS, GENERALISATION_DEFAULTS))
 }  # fmt: skip
 """The profiles each notebook defines (every one has smoke, quick and paper)."""
 BUILDERS = dict(
     zip(
         (c.NOTEBOOK for c in CONFIGS),
-        (toy_config, sweep_config, mnist_config, copy_repeat_config, generalisation_config),
+        (toy_config, lambda_sweep_config, mnist_config, copy_repeat_config, generalisation_config),
     )
 )
 """Each notebook's config builder: ``BUILDERS[name](profile, **parameters)``."""
 
 __all__ = [
     "BUILDERS", "CONFIGS", "GRID_RULES", "NOTEBOOK_PROFILES", "Condition", "CopyRepeatConfig",
-    "GeneralisationConfig", "MNISTConfig", "SweepConfig", "generalisation_claims",
+    "GeneralisationConfig", "MNISTConfig", "LambdaSweepConfig", "generalisation_claims",
     "generalisation_config", "generalisation_tables", "run_generalisation",
     "ToyConfig", "by_length_table", "copy_repeat_claims", "copy_repeat_config",
     "copy_repeat_tables", "mnist_claims", "mnist_config", "mnist_tables", "plastic_tables",
     "StateStore", "state_store", "run_condition", "run_copy_repeat", "run_lambda_sweep",
-    "run_mnist", "run_toy_alignment", "run_toy_plastic", "sweep_claims", "sweep_config",
-    "sweep_tables", "toy_claims", "toy_config", "toy_tables",
+    "run_mnist", "run_toy_alignment", "run_toy_plastic", "lambda_sweep_claims",
+    "lambda_sweep_config", "lambda_sweep_tables", "toy_claims", "toy_config", "toy_tables",
 ]  # fmt: skip

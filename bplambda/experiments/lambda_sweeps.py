@@ -31,13 +31,13 @@ from bplambda.experiments.runs import (
     shardable,
     window_condition,
 )
-from bplambda.experiments.toy import ToyRun, alignment_train_config, run_on_toy
+from bplambda.experiments.toy_runs import ToyRun, alignment_train_config, run_on_toy
 from bplambda.profiles import configure
 from bplambda.verdicts import increasing, interval
 
 
 @dataclass(frozen=True)
-class SweepConfig(RunOptions):
+class LambdaSweepConfig(RunOptions):
     """λ × sequence length on the toy task (fixed RNN), with n-step SG on the same axes.
 
     Per T, all λ values and seeds train as one stacked model. ``gamma`` is a parameter
@@ -70,7 +70,7 @@ class SweepConfig(RunOptions):
     progress: bool = True
 
 
-SWEEP_DEFAULTS = {
+LAMBDA_SWEEP_DEFAULTS = {
     "smoke": {"seeds": (0, 1), "epochs": 1, "batches_per_epoch": 20, "seq_lens": (5, 10),
               "lambdas": (0.0, 1.0), "windows": (1, 3), "log_every": 10, "spectral_radii": (1.0,),
               "radius_lambdas": (1.0,), "progress": False},
@@ -79,13 +79,13 @@ SWEEP_DEFAULTS = {
 }  # fmt: skip
 
 
-def sweep_config(profile: str = "quick", **overrides: object) -> SweepConfig:
+def lambda_sweep_config(profile: str = "quick", **overrides: object) -> LambdaSweepConfig:
     """The λ-sweep config: profile defaults, then the overrides that are not None."""
-    return configure(SweepConfig, SWEEP_DEFAULTS, profile, **overrides)
+    return configure(LambdaSweepConfig, LAMBDA_SWEEP_DEFAULTS, profile, **overrides)
 
 
 @shardable
-def run_lambda_sweep(cfg: SweepConfig) -> pd.DataFrame:
+def run_lambda_sweep(cfg: LambdaSweepConfig) -> pd.DataFrame:
     """For every T: BP(λ) over the λ grid (one stacked run) and SG(n) for every n, with the
     paper's initialisation; then, for every spectral radius of ``spectral_radii``, BP(λ) for
     ``radius_lambdas`` and SG(n) again (``rho`` names it; NaN: the paper's initialisation)."""
@@ -112,7 +112,7 @@ def rho_label(rho: float) -> str:
     return "init (ρ ≈ 0.58)" if pd.isna(rho) else f"ρ = {rho:g}"
 
 
-def sweep_tables(sweep: pd.DataFrame, cfg: SweepConfig) -> dict[str, pd.DataFrame]:
+def lambda_sweep_tables(sweep: pd.DataFrame, cfg: LambdaSweepConfig) -> dict[str, pd.DataFrame]:
     """``final_by_seed`` (each model's last-epoch mean and last batch), ``final`` (over seeds),
     ``by_t`` (per step at the last batch: the alignment and the true gradient's norm),
     ``gradient_ratio`` (per ρ, T and seed: ‖∂L_{>t}/∂s_t‖ at t = 1 over t = T − 1, the last step
@@ -157,7 +157,7 @@ def _leads(finals: pd.DataFrame, top: float) -> pd.DataFrame:
     return table.assign(rho_label=table.rho.map(rho_label))
 
 
-def sweep_claims(tables: dict[str, pd.DataFrame], cfg: SweepConfig) -> list[dict]:
+def lambda_sweep_claims(tables: dict[str, pd.DataFrame], cfg: LambdaSweepConfig) -> list[dict]:
     """Does BP(λ)'s advantage over n-step SG grow with the sequence length, with the paper's
     initialisation and where the fixed RNN keeps long-range gradients (ρ → 1)?"""
     finals, leads = tables["final_by_seed"], tables["lead"]
