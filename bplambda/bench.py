@@ -47,7 +47,7 @@ import torch
 from bplambda.cells import Cell, MaskedCell, make_cell
 from bplambda.device import resolve_device
 from bplambda.experiments.runs import Condition
-from bplambda.outputs import Grads
+from bplambda.outputs import ParamGroups
 from bplambda.readout import SequenceTargets
 from bplambda.rules import make_rule
 from bplambda.stacking import init_network
@@ -221,7 +221,7 @@ def stacking_speedup(
 
 def _seconds_per_batch(
     condition: Condition, cell: Cell, task: Task, config: TrainConfig, device: torch.device
-) -> tuple[float, Grads]:
+) -> tuple[float, ParamGroups]:
     """Wall seconds per training batch of one condition (its models stacked, as the
     notebooks run it: data, rule, optimiser and logging), after a 3-batch warm-up; and the
     trained parameters."""

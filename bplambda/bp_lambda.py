@@ -27,7 +27,7 @@ from bplambda.cells import (
     initial_state,
     previous_states,
 )
-from bplambda.outputs import Diagnostics, Grads, RuleOutput
+from bplambda.outputs import Diagnostics, ParamGroups, RuleOutput
 from bplambda.readout import SequenceTargets, immediate_gradients
 from bplambda.synthesiser import regression_gradient, synthesise
 
@@ -150,7 +150,7 @@ def _trace_update(trace: Tensor, delta: Tensor) -> Params:
 
 def online_bp_lambda(
     cell: Cell,
-    params: Grads,
+    params: ParamGroups,
     inputs: Tensor,
     targets: SequenceTargets,
     *,
@@ -159,7 +159,7 @@ def online_bp_lambda(
     scale: float,
     learn_synthesiser: bool = True,
     apply_synthetic_gradient: bool = True,
-    on_step: Callable[[Grads], None] | None = None,
+    on_step: Callable[[ParamGroups], None] | None = None,
 ) -> RuleOutput:
     """Accumulate BP(λ) exactly as Algorithm 1: one pass forward in time, eligibility traces.
 
@@ -184,9 +184,9 @@ def online_bp_lambda(
     trace = inputs.new_zeros(*s_prev.shape, size, size + 1)
     decay = per_model(gamma * lmbda, 4)  # broadcasts over (B, S, S, S+1)
     gamma_s = per_model(gamma, 2)  # broadcasts over (B, S)
-    totals: Grads = {}
+    totals: ParamGroups = {}
 
-    def emit(grads: Grads) -> None:
+    def emit(grads: ParamGroups) -> None:
         for group, tensors in grads.items():
             bucket = totals.setdefault(group, {})
             for name, value in tensors.items():

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from bplambda.cells import Cell, Params, unroll
-from bplambda.outputs import Grads
+from bplambda.outputs import ParamGroups
 from bplambda.readout import SequenceTargets, readout, step_losses
 from bplambda.regularisation import l2_penalty
 from bplambda.rules import Rule
@@ -47,7 +47,7 @@ class ConvergenceWarning(UserWarning):
 
 # ----------------------------------------------------------------------------- the loss
 def full_loss(
-    cell: Cell, params: Grads, inputs: Tensor, targets: SequenceTargets, l2: float = 0.0
+    cell: Cell, params: ParamGroups, inputs: Tensor, targets: SequenceTargets, l2: float = 0.0
 ) -> Tensor:
     """The full, untruncated loss ``Σ_t L_t + l2_penalty(params, l2)`` per model: ``(*M,)``.
 
@@ -58,14 +58,14 @@ def full_loss(
     return loss + l2_penalty(params, l2) if l2 else loss
 
 
-def flatten_parameters(params: Grads, model_ndim: int) -> Tensor:
+def flatten_parameters(params: ParamGroups, model_ndim: int) -> Tensor:
     """All tensors of ``params`` (groups in order, names in order) as one ``(*M, P)`` vector."""
     return torch.cat(
         [t.flatten(model_ndim) for group in params.values() for t in group.values()], dim=-1
     )
 
 
-def unflatten_parameters(vector: Tensor, like: Grads, model_ndim: int) -> Grads:
+def unflatten_parameters(vector: Tensor, like: ParamGroups, model_ndim: int) -> ParamGroups:
     """Inverse of :func:`flatten_parameters`: ``vector (*M, P)`` shaped as ``like``."""
     sizes = [math.prod(t.shape[model_ndim:]) for g in like.values() for t in g.values()]
     pieces = iter(vector.split(sizes, dim=-1))
@@ -138,7 +138,7 @@ def hessian_operator(
 
 def network_hessian(
     cell: Cell,
-    params: Grads,
+    params: ParamGroups,
     inputs: Tensor,
     targets: SequenceTargets,
     l2: float = 0.0,
@@ -333,7 +333,7 @@ def lanczos(
 def rule_gradient_fn(
     rule: Rule,
     cell: Cell,
-    params: Grads,
+    params: ParamGroups,
     inputs: Tensor,
     targets: SequenceTargets,
     l2: float = 0.0,

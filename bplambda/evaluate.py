@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from bplambda.cells import Cell
-from bplambda.outputs import Grads
+from bplambda.outputs import ParamGroups
 from bplambda.readout import SequenceTargets, readout, step_losses
 from bplambda.tasks.mnist import as_sequences
 
@@ -19,7 +19,7 @@ def shared_by_models(t: Tensor, model_shape: torch.Size) -> Tensor:
 
 @torch.no_grad()
 def evaluation_metrics(
-    cell: Cell, params: Grads, inputs: Tensor, targets: SequenceTargets, chunk: int = 2000
+    cell: Cell, params: ParamGroups, inputs: Tensor, targets: SequenceTargets, chunk: int = 2000
 ) -> dict[str, Tensor]:
     """The task loss and, for cross-entropy targets, the error rate, per model: ``(*M,)`` each.
 
@@ -71,7 +71,7 @@ def evaluation_metrics(
 
 
 def classification_metrics(
-    cell: Cell, params: Grads, images: Tensor, labels: Tensor, chunk: int = 2000
+    cell: Cell, params: ParamGroups, images: Tensor, labels: Tensor, chunk: int = 2000
 ) -> dict[str, Tensor]:
     """Cross-entropy and error rate of the last-step readout, per model: ``(*M,)`` each.
 
@@ -84,7 +84,7 @@ def classification_metrics(
 
 def generalisation(
     cell: Cell,
-    params: Grads,
+    params: ParamGroups,
     task: object,
     size: int | None = None,
     seed: int = 0,

@@ -10,8 +10,9 @@ from torch import Tensor
 
 from bplambda.cells import Params
 
-Grads = dict[str, Params]
-"""Gradients by parameter group: ``{"rnn": ..., "readout": ..., "synthesiser": ...}``."""
+ParamGroups = dict[str, Params]
+"""Tensors by parameter group, ``{"rnn": ..., "readout": ..., "synthesiser": ...}``: a
+model's parameters, or gradients of the same shapes."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class RuleOutput:
     """
 
     def __init__(
-        self, grads: Grads, loss: Tensor, diagnostics: Diagnostics | Callable[[], Diagnostics]
+        self, grads: ParamGroups, loss: Tensor, diagnostics: Diagnostics | Callable[[], Diagnostics]
     ) -> None:
         self.grads, self.loss = grads, loss
         self._diagnostics = diagnostics

@@ -244,7 +244,7 @@ VALIDATORS: dict[str, Validator] = {
     "eval_seed": non_negative_int,
     "tasks": choices(*LIU_TASKS),
     "mdgl_variants": choices(*VARIANTS),
-    "optimizer": choice(*OPTIMISERS),
+    "optimiser": choice(*OPTIMISERS),
     "l2": non_negative,
     **{name: positive_real for name in ("tau_pattern", "tau_dms", "cue_sigma", "curvature_rtol")},
     **{

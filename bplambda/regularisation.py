@@ -14,12 +14,12 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from bplambda.outputs import Grads
+from bplambda.outputs import ParamGroups
 
 REGULARISED_GROUPS = ("rnn", "readout")
 
 
-def regularised_weights(params: Grads) -> Iterator[tuple[str, str, Tensor]]:
+def regularised_weights(params: ParamGroups) -> Iterator[tuple[str, str, Tensor]]:
     """``(group, name, weight)`` for every weight matrix under the L2 term."""
     for group in REGULARISED_GROUPS:
         for name, value in params.get(group, {}).items():
@@ -27,13 +27,13 @@ def regularised_weights(params: Grads) -> Iterator[tuple[str, str, Tensor]]:
                 yield group, name, value
 
 
-def l2_penalty(params: Grads, l2: float) -> Tensor:
+def l2_penalty(params: ParamGroups, l2: float) -> Tensor:
     """``l2·½‖W‖²`` summed over the regularised weights, per model: ``(*M,)``."""
     squares = [weight.pow(2).sum(dim=(-2, -1)) for _, _, weight in regularised_weights(params)]
     return 0.5 * l2 * torch.stack(squares).sum(0)
 
 
-def with_l2_gradient(grads: Grads, params: Grads, l2: float) -> Grads:
+def with_l2_gradient(grads: ParamGroups, params: ParamGroups, l2: float) -> ParamGroups:
     """``grads`` with ``l2·W`` added to every regularised weight that has a gradient."""
     if l2 == 0:
         return grads

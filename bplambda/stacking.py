@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from bplambda.cells import Cell
-from bplambda.outputs import Grads
+from bplambda.outputs import ParamGroups
 from bplambda.readout import init_readout
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ def init_network(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
     rule: Rule | None = None,
-) -> Grads:
+) -> ParamGroups:
     """One model's parameters from one seed: ``"rnn"``, ``"readout"`` and the groups ``rule``
     needs (``rule.init_groups``: a synthesiser, a feedback matrix), drawn in that order."""
     generator = torch.Generator().manual_seed(seed)
@@ -40,7 +40,7 @@ def init_network(
     return {g: {k: v.to(device) for k, v in p.items()} for g, p in groups.items()}
 
 
-def stack_networks(networks: Sequence[Grads]) -> Grads:
+def stack_networks(networks: Sequence[ParamGroups]) -> ParamGroups:
     """Stack models with identical shapes along a new leading dimension ``K``."""
     first = networks[0]
     return {
@@ -56,7 +56,7 @@ def init_stacked_network(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
     rule: Rule | None = None,
-) -> Grads:
+) -> ParamGroups:
     """``K = len(seeds)`` models, model ``k`` initialised exactly as ``init_network(seed_k)``."""
     if len(seeds) == 0:
         raise ValueError("seeds is empty; pass at least one seed, e.g. seeds=[0]")

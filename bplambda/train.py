@@ -24,7 +24,7 @@ from bplambda.cells import Cell, with_compiled_step
 from bplambda.checkpoint import Checkpoint
 from bplambda.device import resolve_device, resolve_dtype, upload
 from bplambda.metrics import signal_alignments, update_alignment
-from bplambda.outputs import Grads, RuleOutput
+from bplambda.outputs import ParamGroups, RuleOutput
 from bplambda.regularisation import with_l2_gradient
 from bplambda.rules import BPTT, Rule
 from bplambda.stacking import init_stacked_network
@@ -115,7 +115,7 @@ class TrainConfig:
 class TrainResult:
     """The trained (stacked) parameters and the tidy metrics table (columns ``COLUMNS``)."""
 
-    params: Grads
+    params: ParamGroups
     table: pd.DataFrame
     diverged_at: list[int | None]
     """Per model, the batch at which it diverged, or ``None``."""
@@ -123,7 +123,9 @@ class TrainResult:
     """Wall time of the whole run, evaluations included, summed over its resumptions."""
 
 
-def _optimisers(params: Grads, rule: Rule, config: TrainConfig) -> list[torch.optim.Optimizer]:
+def _optimisers(
+    params: ParamGroups, rule: Rule, config: TrainConfig
+) -> list[torch.optim.Optimizer]:
     """The optimisers over the groups the rule trains (one per optimiser kind), each group
     with its own learning rate."""
     missing = [group for group in rule.trains if group not in config.lr]
@@ -152,7 +154,10 @@ def _per_model(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def _apply(
-    optimisers: list[torch.optim.Optimizer], params: Grads, grads: Grads, active: torch.Tensor
+    optimisers: list[torch.optim.Optimizer],
+    params: ParamGroups,
+    grads: ParamGroups,
+    active: torch.Tensor,
 ) -> None:
     """One step of every optimiser for the ``active`` models ``(K,)``; the others keep their
     parameters exactly (their gradients are zeroed, and Adam's momentum step is undone)."""
@@ -212,7 +217,7 @@ def _rows(
 
 def _log(
     cell: Cell,
-    params: Grads,
+    params: ParamGroups,
     rule: Rule,
     inputs: torch.Tensor,
     targets,
@@ -249,9 +254,9 @@ def train(
     seeds: int | Sequence[int] = 0,
     device: str | torch.device = "auto",
     dtype: str | torch.dtype = "float32",
-    params: Grads | None = None,
+    params: ParamGroups | None = None,
     description: str | None = None,
-    evaluate: Callable[[Grads], dict[str, torch.Tensor]] | None = None,
+    evaluate: Callable[[ParamGroups], dict[str, torch.Tensor]] | None = None,
     evaluate_every: int = 0,
     checkpoint: Checkpoint | None = None,
 ) -> TrainResult:
@@ -311,7 +316,7 @@ def train(
             "rows": rows[COLUMNS].to_dict("list"),
         }  # fmt: skip
 
-    def apply(grads: Grads) -> None:
+    def apply(grads: ParamGroups) -> None:
         _apply(optimisers, params, with_l2_gradient(grads, params, config.l2), diverged_at < 0)
 
     on_step = apply if config.update_every_step else None
@@ -360,7 +365,7 @@ def train(
 
 def _restore(
     saved: dict,
-    params: Grads,
+    params: ParamGroups,
     optimisers: list[torch.optim.Optimizer],
     generators: list[torch.Generator],
     task: Task,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bplambda.cells import Cell, make_cell
-from bplambda.outputs import Grads
+from bplambda.outputs import ParamGroups
 from bplambda.readout import SequenceTargets, init_readout
 
 CELL_NAMES = ["linear_rnn", "tanh_rnn", "lstm", "rate_rnn"]
@@ -18,7 +18,7 @@ CELL_OPTIONS = {"rate_rnn": {"alpha": 0.8}}  # a leak, so its Jacobian path is e
 @dataclass
 class Problem:
     cell: Cell
-    params: Grads
+    params: ParamGroups
     inputs: torch.Tensor
     targets: SequenceTargets
 
@@ -66,7 +66,7 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def assert_grads_close(
-    a: Grads, b: Grads, tol: float, groups: tuple[str, ...] | None = None
+    a: ParamGroups, b: ParamGroups, tol: float, groups: tuple[str, ...] | None = None
 ) -> None:
     for group in groups or tuple(b):
         for name in b[group]:

@@ -63,7 +63,7 @@ from bplambda.experiments.runs import (
     single_condition,
     window_condition,
 )
-from bplambda.outputs import Grads
+from bplambda.outputs import ParamGroups
 from bplambda.parameters import LIU_TASKS, ParameterError, refuse
 from bplambda.profiles import configure
 from bplambda.readout import SequenceTargets
@@ -86,7 +86,7 @@ for every window n, BP(λ) for every λ (one stacked model), the oracle."""
 class GeneralisationConfig(ResumableOptions):
     """Liu et al.'s study with BP(λ) added (LIU2022.md §3, §4, §6).
 
-    Training (all tasks): rate RNN of ``hidden_size`` units, plain SGD (``optimizer``) with
+    Training (all tasks): rate RNN of ``hidden_size`` units, plain SGD (``optimiser``) with
     ``lr`` 0.01 on the RNN and readout, L2 ``l2``·½‖W‖² on every weight matrix, the task's
     loss; BP(λ)'s and SG's synthesisers learn by the same optimiser with ``lr_synthesiser``
     (γ ``gamma``, scale ``scale``). With SGD on the RNN the synthetic gradient's size enters
@@ -132,7 +132,7 @@ class GeneralisationConfig(ResumableOptions):
     windows: tuple[int, ...] = (1, 2, 4)
     hidden_size: int = 128
     lr: float = 0.01
-    optimizer: str = "sgd"
+    optimiser: str = "sgd"
     l2: float = 1e-2
     lr_synthesiser: float = 3e-4
     gamma: float = 1.0
@@ -264,7 +264,7 @@ def _on(batch: tuple[Tensor, SequenceTargets], device: torch.device, dtype: torc
 
 def checkpoint_metrics(
     cell: Cell, task: object, cfg: GeneralisationConfig, K: int
-) -> Callable[[Grads], dict[str, Tensor]]:
+) -> Callable[[ParamGroups], dict[str, Tensor]]:
     """``params -> {metric: (K,)}``: the generalisation metrics and gaps, and λ_max of the
     full training loss on the fixed curvature batch (``lambda_max_converged``: 1 where the
     ``checkpoint_solver`` met its tolerance; ``lambda_max_hvps``: the HVPs it took. The stacked
@@ -273,7 +273,7 @@ def checkpoint_metrics(
     batch = _on(task.evaluation_set("train", cfg.curvature_batch, cfg.eval_seed), device, dtype,
                 K)  # fmt: skip
 
-    def evaluate(params: Grads) -> dict[str, Tensor]:
+    def evaluate(params: ParamGroups) -> dict[str, Tensor]:
         metrics = generalisation(cell, params, task, cfg.eval_size, cfg.eval_seed)
         op = network_hessian(cell, params, *batch, l2=cfg.l2)
         top = CHECKPOINT_SOLVERS[cfg.checkpoint_solver](
@@ -288,7 +288,7 @@ def checkpoint_metrics(
 
 
 def final_curvature(
-    cell: Cell, rule: Rule, params: Grads, task: object, cfg: GeneralisationConfig
+    cell: Cell, rule: Rule, params: ParamGroups, task: object, cfg: GeneralisationConfig
 ) -> dict[str, Tensor]:
     """In float64, on a fixed training batch of the *training* batch size (a synthetic-gradient
     rule's update depends on it: its synthesiser predicts per-example gradients of the
@@ -345,7 +345,7 @@ def run_generalisation(cfg: GeneralisationConfig, store: StateStore | None = Non
     train_config = TrainConfig(
         num_batches=cfg.iterations,
         lr={"rnn": cfg.lr, "readout": cfg.lr, "synthesiser": cfg.lr_synthesiser},
-        optimiser=cfg.optimizer, l2=cfg.l2, log_every=cfg.checkpoint_every,
+        optimiser=cfg.optimiser, l2=cfg.l2, log_every=cfg.checkpoint_every,
         track_alignment=True, track_update_alignment=True,
         divergence_threshold=cfg.divergence_threshold, progress=cfg.progress,
     )  # fmt: skip

@@ -28,7 +28,7 @@ from bplambda.checkpoint import (
     save_atomically,
 )
 from bplambda.device import resolve_device
-from bplambda.outputs import Grads
+from bplambda.outputs import ParamGroups
 from bplambda.parameters import ParameterError, project_path, refuse
 from bplambda.rules import Rule, make_rule
 from bplambda.tasks.base import Task
@@ -208,7 +208,7 @@ class ConditionRun(NamedTuple):
     training and evaluations, summed over resumptions; as first measured when cached)."""
 
     table: pd.DataFrame
-    params: Grads
+    params: ParamGroups
     seconds: float
 
 

@@ -33,7 +33,7 @@ from bplambda.cells import (
     previous_states,
     unroll,
 )
-from bplambda.outputs import Diagnostics, Grads, RuleOutput
+from bplambda.outputs import Diagnostics, ParamGroups, RuleOutput
 from bplambda.readout import (
     SequenceTargets,
     immediate_gradients,
@@ -49,7 +49,7 @@ from bplambda.rules.fused import (
 )
 from bplambda.synthesiser import init_synthesiser, regression_gradient, synthesise
 
-OnStep = Callable[[Grads], None]
+OnStep = Callable[[ParamGroups], None]
 
 
 class Rule(Protocol):
@@ -62,7 +62,7 @@ class Rule(Protocol):
 
     def init_groups(
         self, cell: Cell, output_size: int, generator: torch.Generator, dtype: torch.dtype
-    ) -> Grads:
+    ) -> ParamGroups:
         """One model's groups beyond ``"rnn"`` and ``"readout"`` that the rule needs (a
         synthesiser, a fixed random feedback matrix), drawn from ``generator`` after the
         network's own weights; ``{}`` for none."""
@@ -71,7 +71,7 @@ class Rule(Protocol):
     def gradients(
         self,
         cell: Cell,
-        params: Grads,
+        params: ParamGroups,
         inputs: Tensor,
         targets: SequenceTargets,
         on_step: OnStep | None = None,
@@ -113,7 +113,7 @@ def refuse_online_updates(rule: str, on_step: OnStep | None) -> None:
 
 # ----------------------------------------------------------------------------- shared pieces
 def _local_pass(
-    cell: Cell, params: Grads, inputs: Tensor, targets: SequenceTargets
+    cell: Cell, params: ParamGroups, inputs: Tensor, targets: SequenceTargets
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Params]:
     """Forward pass without a graph: (states, previous states, loss, ∂L_t/∂s_t, readout grads)."""
     with torch.no_grad():
@@ -274,13 +274,13 @@ def _model_cuts(T: int, window: Windows, models: int) -> list[list[int]]:
 
 def _truncated_backprop(
     cell: Cell,
-    params: Grads,
+    params: ParamGroups,
     inputs: Tensor,
     targets: SequenceTargets,
     window: Windows,
     synthesiser: _SynthesiserUse | None = None,
     kernel: str = "auto",
-    reference: Callable[[Grads], RuleOutput] | None = None,
+    reference: Callable[[ParamGroups], RuleOutput] | None = None,
 ) -> RuleOutput:
     """BPTT within chunks (state detached between them), optionally with n-step SG.
 
@@ -337,7 +337,7 @@ def _truncated_backprop(
             else None
         )
     n_rnn, n_out = len(rnn), len(out)
-    result: Grads = {
+    result: ParamGroups = {
         "rnn": dict(zip(rnn, grads[:n_rnn])),
         "readout": dict(zip(out, grads[n_rnn : n_rnn + n_out])),
     }
@@ -361,7 +361,9 @@ def _truncated_backprop(
     return RuleOutput(result, loss, Diagnostics(stacked, immediate, future, synthetic, applied))
 
 
-def later(reference: Callable[[Grads], RuleOutput], params: Grads) -> Callable[[], Diagnostics]:
+def later(
+    reference: Callable[[ParamGroups], RuleOutput], params: ParamGroups
+) -> Callable[[], Diagnostics]:
     """The diagnostics of ``reference(params)``, computed when first called, from a copy of
     ``params`` taken now (an optimiser step may change them in place before they are read)."""
     copy = {group: {k: v.detach().clone() for k, v in p.items()} for group, p in params.items()}
@@ -400,7 +402,7 @@ class _NetworkOnly:
 
     def init_groups(
         self, cell: Cell, output_size: int, generator: torch.Generator, dtype: torch.dtype
-    ) -> Grads:
+    ) -> ParamGroups:
         return {}
 
 
@@ -415,7 +417,7 @@ class _WithSynthesiser:
 
     def init_groups(
         self, cell: Cell, output_size: int, generator: torch.Generator, dtype: torch.dtype
-    ) -> Grads:
+    ) -> ParamGroups:
         return {"synthesiser": init_synthesiser(cell.state_size, dtype)}
 
 
@@ -449,7 +451,7 @@ class BPTT(_NetworkOnly, _KernelChoice):
     def gradients(
         self,
         cell: Cell,
-        params: Grads,
+        params: ParamGroups,
         inputs: Tensor,
         targets: SequenceTargets,
         on_step: OnStep | None = None,
@@ -477,7 +479,7 @@ class TruncatedBPTT(_NetworkOnly, _KernelChoice):
     def gradients(
         self,
         cell: Cell,
-        params: Grads,
+        params: ParamGroups,
         inputs: Tensor,
         targets: SequenceTargets,
         on_step: OnStep | None = None,
@@ -514,7 +516,7 @@ class NStepSyntheticGradient(_WithSynthesiser, _KernelChoice):
     def gradients(
         self,
         cell: Cell,
-        params: Grads,
+        params: ParamGroups,
         inputs: Tensor,
         targets: SequenceTargets,
         on_step: OnStep | None = None,
@@ -566,7 +568,7 @@ class BPLambda(_WithSynthesiser):
     def gradients(
         self,
         cell: Cell,
-        params: Grads,
+        params: ParamGroups,
         inputs: Tensor,
         targets: SequenceTargets,
         on_step: OnStep | None = None,
@@ -599,7 +601,7 @@ class BPLambda(_WithSynthesiser):
                 else 0 * synthetic
             )
             signal = immediate + future
-            grads: Grads = {
+            grads: ParamGroups = {
                 "rnn": local_rnn_gradient(cell, rnn, inputs, prev, signal, derivatives),
                 "readout": readout_grads,
             }
@@ -634,7 +636,7 @@ class Oracle(_NetworkOnly, _KernelChoice):
     def gradients(
         self,
         cell: Cell,
-        params: Grads,
+        params: ParamGroups,
         inputs: Tensor,
         targets: SequenceTargets,
         on_step: OnStep | None = None,
@@ -649,7 +651,7 @@ class Oracle(_NetworkOnly, _KernelChoice):
 
     @staticmethod
     def _factorised(
-        cell: Cell, params: Grads, inputs: Tensor, targets: SequenceTargets
+        cell: Cell, params: ParamGroups, inputs: Tensor, targets: SequenceTargets
     ) -> RuleOutput:
         """Local gradients of ``∂L_t/∂s_t + ∂L_{>t}/∂s_t``, the true future from the backward
         sweep on the cell's own Jacobian."""

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from bplambda.cells import Cell, RateRNN, initial_state, previous_states, unroll
-from bplambda.outputs import Diagnostics, Grads, RuleOutput
+from bplambda.outputs import Diagnostics, ParamGroups, RuleOutput
 from bplambda.readout import SequenceTargets, output_errors
 from bplambda.rules.backprop import OnStep, local_rnn_gradient, refuse_online_updates
 
@@ -91,7 +91,7 @@ class _TraceRule:
 
     def init_groups(
         self, cell: Cell, output_size: int, generator: torch.Generator, dtype: torch.dtype
-    ) -> Grads:
+    ) -> ParamGroups:
         """A fixed random feedback matrix ``(O, H) ~ N(0, 1/H)`` for ``feedback="random"``."""
         if self.feedback != "random":
             return {}
@@ -110,7 +110,7 @@ class _TraceRule:
     def gradients(
         self,
         cell: Cell,
-        params: Grads,
+        params: ParamGroups,
         inputs: Tensor,
         targets: SequenceTargets,
         on_step: OnStep | None = None,
@@ -128,7 +128,7 @@ class _TraceRule:
             immediate = psi * (errors @ W_out)  # ∂L_t/∂v_t
             feedback = W_out if self.feedback == "symmetric" else params["feedback"]["weight"]
             signal = self._signal(rate, rnn, psi, errors @ feedback)
-            grads: Grads = {
+            grads: ParamGroups = {
                 "rnn": local_rnn_gradient(cell, rnn, inputs, prev, signal),
                 "readout": readout_grads,
             }
