@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from bplambda.checkpoint import NOT_IN_KEY
 from bplambda.device import resolve_device
 from bplambda.results import markdown_table
+from bplambda.resume import NOT_IN_KEY
 from bplambda.verdicts import both_ways, interval, mean_ci
 
 ALIGNMENT = "alignment_synthetic"  # g(s_t) at every state

@@ -7,7 +7,7 @@ made before it started:
 
     {"commit": "<sha>", "notebooks": {"03_sequential_mnist": {"estimates_h": {"bptt": 1.2}}}}
 
-The report reads each shard's saved states (:mod:`bplambda.checkpoint`: the batches done and
+The report reads each shard's saved states (:mod:`bplambda.resume`: the batches done and
 the wall time so far of every condition, finished or not) and says, per shard: its status,
 its progress, its wall time, the time left at its own pace so far, and the commit.
 

@@ -9,7 +9,7 @@ Each notebook ``notebooks/<name>.ipynb`` runs with the parameters ``profile`` an
 committed results. The executed notebook is moved into its results folder only when it ran
 through; a failing notebook stops the run with one line (notebook, cell, error) and its
 executed copy goes to ``build/failed/``, leaving the results folder as it was. Notebooks
-03-05 keep their runs' states in ``<results-dir>/<name>/state/`` (:mod:`bplambda.checkpoint`):
+03-05 keep their runs' states in ``<results-dir>/<name>/state/`` (:mod:`bplambda.resume`):
 an interrupted run resumes, a finished one is reused; ``--force`` recomputes them.
 ``--jobs`` (default: one per usable core) spreads each notebook's conditions over that many
 single-threaded worker processes (:mod:`bplambda.workers`); their progress lines are printed

@@ -15,7 +15,7 @@ turn) or one rule (``--shard-by conditions``: one entry of ``rules``, with all i
 within a shard train faster per model than one seed alone). Shard ``i`` runs into
 ``OUTPUT_DIR/shards/<i>-<name>/`` with ``save_raw=True``: besides its usual outputs it keeps
 its whole run tables in ``raw/``. Each shard resumes where it stopped and reuses finished
-conditions (notebooks 03-05, see :mod:`bplambda.checkpoint`), so a failed or pre-empted job
+conditions (notebooks 03-05, see :mod:`bplambda.resume`), so a failed or pre-empted job
 can simply be submitted again (``--shards NAME``: only that one).
 
 ``merge`` runs the notebook once more into ``OUTPUT_DIR`` with the sweep's own parameters and

@@ -21,11 +21,11 @@ from tqdm.auto import tqdm
 
 from bplambda.bp_lambda import true_future_gradients
 from bplambda.cells import Cell, with_compiled_step
-from bplambda.checkpoint import Checkpoint
 from bplambda.device import resolve_device, resolve_dtype, upload
 from bplambda.metrics import signal_alignments, update_alignment
 from bplambda.outputs import ParamGroups, RuleOutput
 from bplambda.regularisation import with_l2_gradient
+from bplambda.resume import ResumeFile
 from bplambda.rules import BPTT, Rule
 from bplambda.stacking import init_stacked_network
 
@@ -258,7 +258,7 @@ def train(
     description: str | None = None,
     evaluate: Callable[[ParamGroups], dict[str, torch.Tensor]] | None = None,
     evaluate_every: int = 0,
-    checkpoint: Checkpoint | None = None,
+    resume: ResumeFile | None = None,
 ) -> TrainResult:
     """Train ``len(seeds)`` models of ``cell`` with ``rule`` on ``task`` as one batched model.
 
@@ -273,7 +273,7 @@ def train(
     learns of it at the next logged batch, and the run stops early once every model diverged.
     The table's ``diverged`` and ``diverged_at`` give each model's final status on all its rows.
 
-    ``checkpoint`` (:mod:`bplambda.checkpoint`): the full training state is saved there as the
+    ``resume`` (:mod:`bplambda.resume`): the full training state is saved there as the
     run goes, and a run started with a saved state of the same key goes on from it, to the
     same result as an uninterrupted run. The caller removes the state once it has the result.
     """
@@ -298,7 +298,7 @@ def train(
     diverged_at = never.clone()  # (K,) batch of divergence, -1: never (kept on the device)
     frames: list[pd.DataFrame] = []
     start, seconds_before = 0, 0.0
-    saved = checkpoint.load() if checkpoint is not None else None
+    saved = resume.load() if resume is not None else None
     if saved is not None:
         start, seconds_before = saved["batch"], saved["seconds"]
         diverged_at = _restore(saved, params, optimisers, generators, task).to(device)
@@ -352,8 +352,8 @@ def train(
             status = diverged_at.cpu().numpy()
             log([_rows(seeds, done, name, value, status)
                  for name, value in evaluate(params).items()])  # fmt: skip
-        if checkpoint is not None and done < config.num_batches and checkpoint.due():
-            checkpoint.save(state(done))
+        if resume is not None and done < config.num_batches and resume.due():
+            resume.save(state(done))
     bar.close()
     final = diverged_at.cpu().numpy()
     table = pd.concat(frames, ignore_index=True)[COLUMNS]

@@ -8,7 +8,7 @@ doubles the throughput: ``jobs`` workers each get ``max(1, cores // jobs)`` thre
 A worker's output (progress bars, warnings, the traceback of a failure) goes to a log file
 per unit; the first unit that fails stops the run with :class:`WorkerError`, one line naming
 the unit, the error and its log. The units that finished before are kept by their callers'
-state stores (:mod:`bplambda.checkpoint`), so the next run reuses them.
+state stores (:mod:`bplambda.resume`), so the next run reuses them.
 """
 
 from __future__ import annotations

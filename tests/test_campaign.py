@@ -5,7 +5,7 @@ import json
 import pytest
 
 from bplambda.campaign import REPORT, main, report, shard_progress
-from bplambda.checkpoint import save_atomically
+from bplambda.resume import save_atomically
 
 
 @pytest.fixture

@@ -20,16 +20,16 @@ import numpy as np
 import pandas as pd
 
 from bplambda.cells import LSTM_MODES, Cell
-from bplambda.checkpoint import (
+from bplambda.device import resolve_device
+from bplambda.outputs import ParamGroups
+from bplambda.parameters import ParameterError, project_path, refuse
+from bplambda.resume import (
     SAVE_SECONDS,
-    Checkpoint,
+    ResumeFile,
     fingerprint,
     load_matching,
     save_atomically,
 )
-from bplambda.device import resolve_device
-from bplambda.outputs import ParamGroups
-from bplambda.parameters import ParameterError, project_path, refuse
 from bplambda.rules import Rule, make_rule
 from bplambda.tasks.base import Task
 from bplambda.train import TrainConfig, train
@@ -188,7 +188,7 @@ def shardable(run: Callable[..., pd.DataFrame]) -> Callable[..., pd.DataFrame]:
 @dataclass(frozen=True)
 class StateStore:
     """Where a notebook's conditions keep their training states and finished results
-    (:mod:`bplambda.checkpoint`): ``folder`` (``<output_dir>/state``), keyed by ``config``
+    (:mod:`bplambda.resume`): ``folder`` (``<output_dir>/state``), keyed by ``config``
     (the experiment's config: a changed parameter starts afresh). ``force``: recompute even
     what is saved. ``every_seconds``: the spacing of the training-state saves."""
 
@@ -269,7 +269,7 @@ def run_condition(
     """
     names = sorted({label["condition"] for label in condition.labels})
     description = f"{condition_title(condition)} T={getattr(task, 'seq_len', '?')}"
-    checkpoint = None
+    resume = None
     if store is not None:
         key = fingerprint(store.config, context, condition, train_config, device, dtype)
         name = _file_name(*context, *names)
@@ -280,17 +280,17 @@ def run_condition(
                       for g, group in saved["params"].items()}  # fmt: skip
             table = pd.DataFrame(saved["rows"], columns=TABLE_COLUMNS)
             return ConditionRun(table, params, saved["seconds"])
-        checkpoint = Checkpoint(store.folder / f"{name}.pt", key, store.every_seconds,
+        resume = ResumeFile(store.folder / f"{name}.pt", key, store.every_seconds,
                                 store.force)  # fmt: skip
     result = train(
         cell, condition.rule, task, train_config, seeds=condition.seeds, device=device,
-        dtype=dtype, description=description, checkpoint=checkpoint, **train_options,
+        dtype=dtype, description=description, resume=resume, **train_options,
     )  # fmt: skip
     table = _labelled(result.table, condition, task)
-    if checkpoint is not None:
-        save_atomically({"key": checkpoint.key, "rows": table.to_dict("list"),
+    if resume is not None:
+        save_atomically({"key": resume.key, "rows": table.to_dict("list"),
                          "params": result.params, "seconds": result.seconds}, done)  # fmt: skip
-        checkpoint.remove()
+        resume.remove()
     return ConditionRun(table, result.params, result.seconds)
 
 

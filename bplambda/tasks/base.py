@@ -33,7 +33,7 @@ class Task(Protocol):
     #   state_dict() -> dict, load_state_dict(state: dict) -> None
     #                                           the task's own state (a curriculum's level,
     #                                           an epoch's order), saved with a run's
-    #                                           training state (bplambda.checkpoint)
+    #                                           training state (bplambda.resume)
     #   to(device) -> Task                      the task (itself, or a copy) making its
     #                                           batches on ``device``, so that a GPU run
     #                                           uploads no data per batch

@@ -18,8 +18,8 @@ import torch
 from bplambda import TrainConfig, make_rule, train
 from bplambda import experiments as ex
 from bplambda.cells import MaskedCell, make_cell
-from bplambda.checkpoint import Checkpoint, fingerprint
 from bplambda.experiments import runs
+from bplambda.resume import ResumeFile, fingerprint
 from bplambda.tasks.copy_repeat import CopyRepeatTask
 from bplambda.tasks.mnist import SequentialMNIST
 
@@ -66,15 +66,15 @@ def test_a_run_interrupted_and_resumed_equals_an_uninterrupted_one(tmp_path, mak
     task, cell = make()
     whole = train(cell, make_rule(rule), task, config, seeds=[0, 1])
 
-    checkpoint = Checkpoint(tmp_path / "run.pt", key="k", every_seconds=0)
+    resume = ResumeFile(tmp_path / "run.pt", key="k", every_seconds=0)
     task, cell = make()
     with pytest.raises(SimulatedKillError):  # after the state of batch 7 was saved
-        train(cell, make_rule(rule), task, config, seeds=[0, 1], checkpoint=checkpoint,
+        train(cell, make_rule(rule), task, config, seeds=[0, 1], resume=resume,
               evaluate=stop_after(7), evaluate_every=1)  # fmt: skip
-    assert torch.load(checkpoint.path, weights_only=True)["batch"] == 7
+    assert torch.load(resume.path, weights_only=True)["batch"] == 7
 
     task, cell = make()  # a fresh process: nothing but the saved state carries over
-    resumed = train(cell, make_rule(rule), task, config, seeds=[0, 1], checkpoint=checkpoint,
+    resumed = train(cell, make_rule(rule), task, config, seeds=[0, 1], resume=resume,
                     evaluate=stop_after(-1), evaluate_every=1)  # fmt: skip
     unevaluated = resumed.table[resumed.table.metric != "norm"].reset_index(drop=True)
     pd.testing.assert_frame_equal(unevaluated, whole.table, check_exact=True)
@@ -87,13 +87,13 @@ def test_a_run_interrupted_and_resumed_equals_an_uninterrupted_one(tmp_path, mak
 def test_a_saved_state_with_another_key_or_forced_is_not_resumed(tmp_path):
     config = TrainConfig(num_batches=3, progress=False)
     task, cell = _mnist_like()
-    saved = Checkpoint(tmp_path / "run.pt", key="old", every_seconds=0)
+    saved = ResumeFile(tmp_path / "run.pt", key="old", every_seconds=0)
     with pytest.raises(SimulatedKillError):
-        train(cell, make_rule("bptt"), task, config, checkpoint=saved, evaluate=stop_after(1),
+        train(cell, make_rule("bptt"), task, config, resume=saved, evaluate=stop_after(1),
               evaluate_every=1)  # fmt: skip
-    assert Checkpoint(saved.path, key="new").load() is None
-    assert Checkpoint(saved.path, key="old", force=True).load() is None
-    assert Checkpoint(saved.path, key="old").load()["batch"] == 1
+    assert ResumeFile(saved.path, key="new").load() is None
+    assert ResumeFile(saved.path, key="old", force=True).load() is None
+    assert ResumeFile(saved.path, key="old").load()["batch"] == 1
 
 
 def test_keys_follow_the_parameters_and_ignore_where_results_go():

@@ -1,6 +1,7 @@
 """Runs that survive interruption, and finished runs that are not redone.
 
-A long condition keeps two files in its notebook's ``state/`` folder (git-ignored):
+A long condition keeps two files in its notebook's ``state/`` folder (git-ignored, except the
+paper campaign's, which later sittings resume):
 
 - ``<name>.pt``: the full training state, written atomically (a temporary file, then
   ``os.replace``) at most every ``every_seconds`` and removed when the run ends:
@@ -86,7 +87,7 @@ def load_matching(path: Path, key: str) -> dict[str, Any] | None:
 
 
 @dataclass
-class Checkpoint:
+class ResumeFile:
     """Where one run saves its training state and under which key (see the module docstring).
 
     ``every_seconds``: the least wall time between two saves (0: after every batch, for
