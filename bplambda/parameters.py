@@ -4,15 +4,14 @@ Papermill hands values over as the command line gave them: ``-p seeds "[0, 1, 2]
 the *string* ``"[0, 1, 2]"``, ``-p seeds 3`` as the int ``3``, ``-y "seeds: [0, 1]"`` as a list.
 Every experiment config runs each of its fields through :data:`VALIDATORS` (one rule per
 parameter name, shared by all notebooks), which turns these forms into one canonical value or
-raises :class:`ParameterError` with one line naming the parameter, the value given and what is
-allowed. A notebook calls :func:`notebook_parameters` in its first code cell, so a bad value
-stops the run before anything is written.
+raises :class:`~bplambda.errors.ParameterError` with one line naming the parameter, the value
+given and what is allowed. A notebook calls :func:`notebook_parameters` in its first code
+cell, so a bad value stops the run before anything is written.
 """
 
 from __future__ import annotations
 
 import ast
-import difflib
 import math
 import numbers
 import re
@@ -25,36 +24,10 @@ import torch
 
 from bplambda.cells import LSTM_MODES
 from bplambda.device import DTYPES, resolve_device
+from bplambda.errors import refuse, refuse_unknown
 from bplambda.rules import IMPLEMENTATIONS, RULES
 from bplambda.rules.eligibility import VARIANTS
 from bplambda.train import OPTIMISERS
-
-
-class ParameterError(ValueError):
-    """A bad parameter value; its message is one line: parameter, value given, what is allowed.
-
-    IPython (JupyterLab, papermill) shows it as that one line instead of a traceback.
-    """
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"{type(self).__name__}: {self}"]
-
-
-def refuse(name: str, value: object, allowed: str) -> ParameterError:
-    """The error for parameter ``name``: ``name=<value> is invalid: <allowed>``."""
-    return ParameterError(f"parameter {name}={value!r} is invalid: {allowed}")
-
-
-def refuse_unknown(name: str, value: object, known: Iterable[str], owner: str) -> ParameterError:
-    """The error for a parameter ``owner`` does not have, with the nearest known name where
-    one is close (``lamdas`` → ``lambdas``, ``task`` → ``tasks``) and all of them."""
-    known = sorted(known)
-    near = difflib.get_close_matches(name, known, n=1)
-    hint = f" (did you mean {near[0]!r}?)" if near else ""
-    return ParameterError(
-        f"parameter {name}={value!r} is not a parameter of {owner}{hint}; its parameters are "
-        f"{known}"
-    )
 
 
 # ----------------------------------------------------------------------------- parsing

@@ -10,7 +10,8 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bplambda.parameters import refuse, refuse_unknown, validate
+from bplambda.errors import refuse, refuse_unknown
+from bplambda.parameters import validate
 
 PROFILES = ("smoke", "quick", "medium", "paper")
 

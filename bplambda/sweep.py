@@ -52,7 +52,8 @@ from typing import Any
 
 from papermill.cli import _resolve_type as _papermill_cli_type
 
-from bplambda.parameters import ParameterError, project_path
+from bplambda.errors import ParameterError
+from bplambda.parameters import project_path
 from bplambda.reproduce import notebooks, run_notebook
 
 SHARD_BY = ("seeds", "conditions", "conditions-seeds")
@@ -74,7 +75,12 @@ class _SweepParametersAreKnown(logging.Filter):
         return not any(message == f"Passed unknown parameter: {n}" for n in SHARD_PARAMETERS)
 
 
-logging.getLogger("papermill").addFilter(_SweepParametersAreKnown())
+def quiet_shard_parameters() -> None:
+    """Install :class:`_SweepParametersAreKnown` on papermill's logger (once), where a sweep
+    runs notebooks: in the shards' processes and the merge, not in whoever imports this."""
+    papermill_log = logging.getLogger("papermill")
+    if not any(isinstance(f, _SweepParametersAreKnown) for f in papermill_log.filters):
+        papermill_log.addFilter(_SweepParametersAreKnown())
 
 
 def cli_value(text: str) -> Any:
@@ -153,6 +159,7 @@ def run_shard(notebook: Path, folder: Path, profile: str, parameters: dict[str, 
     the node, and shards sharing a machine slow each other down many times over."""
     if threads is not None:
         os.environ.update({name: str(threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")})
+    quiet_shard_parameters()
     return str(run_notebook(notebook, folder, profile, {**parameters, "save_raw": True}))
 
 
@@ -273,6 +280,7 @@ def merge(output_dir: Path) -> int:
     # relative to the sweep folder (absolute in records written before that)
     folders = [str(output_dir / shard["folder"]) for shard in record["shards"]]
     parameters = {**record["parameters"], "merge_from": folders}
+    quiet_shard_parameters()
     print(run_notebook(notebook, output_dir, record["profile"], parameters))
     return 0
 

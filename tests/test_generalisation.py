@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
+from bplambda.errors import ParameterError
 from bplambda.experiments import generalisation as gen
 from bplambda.experiments import mnist_config
-from bplambda.parameters import ParameterError
 from bplambda.stacking import init_stacked_network
 
 

@@ -202,6 +202,9 @@ def test_a_sweep_refuses_an_unknown_shard_and_a_folder_of_another_sweep(tmp_path
 
 def test_papermill_does_not_warn_of_the_parameters_a_sweep_sets(caplog):
     assert set(sweep.SHARD_PARAMETERS) == {f.name for f in fields(ShardOptions)}
+    sweep.quiet_shard_parameters()
+    sweep.quiet_shard_parameters()  # once is enough: no second filter
+    assert len(logging.getLogger("papermill").filters) == 1
     with caplog.at_level(logging.WARNING, logger="papermill"):
         for name in ("save_raw", "merge_from", "lamdas"):
             logging.getLogger("papermill").warning(f"Passed unknown parameter: {name}")

@@ -13,8 +13,8 @@ import torch
 
 from bplambda import experiments as ex
 from bplambda import reproduce
+from bplambda.errors import ParameterError
 from bplambda.parameters import (
-    ParameterError,
     injected_names,
     notebook_parameters,
     project_path,

@@ -45,6 +45,7 @@ from bplambda.curvature import (
     rule_gradient_fn,
 )
 from bplambda.device import resolve_device, resolve_dtype
+from bplambda.errors import ParameterError, refuse
 from bplambda.evaluate import generalisation, shared_by_models
 from bplambda.experiments.runs import (
     DIVERGENCE_THRESHOLD,
@@ -64,7 +65,7 @@ from bplambda.experiments.runs import (
     window_condition,
 )
 from bplambda.outputs import ParamGroups
-from bplambda.parameters import LIU_TASKS, ParameterError, refuse
+from bplambda.parameters import LIU_TASKS
 from bplambda.profiles import configure
 from bplambda.readout import SequenceTargets
 from bplambda.rules import Rule

@@ -21,8 +21,9 @@ import pandas as pd
 
 from bplambda.cells import LSTM_MODES, Cell
 from bplambda.device import resolve_device
+from bplambda.errors import ParameterError, refuse
 from bplambda.outputs import ParamGroups
-from bplambda.parameters import ParameterError, project_path, refuse
+from bplambda.parameters import project_path
 from bplambda.resume import (
     SAVE_SECONDS,
     ResumeFile,

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from bplambda.parameters import ParameterError
+from bplambda.errors import ParameterError
 from bplambda.readout import SequenceTargets
 from bplambda.tasks.base import check_split, last_step_targets
 
