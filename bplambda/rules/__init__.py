@@ -27,18 +27,11 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from bplambda.rules.backprop import (
-    BPTT,
-    IMPLEMENTATIONS,
-    BPLambda,
-    NStepSyntheticGradient,
-    OnStep,
-    Oracle,
-    Rule,
-    TruncatedBPTT,
-    chunk_starts,
-)
+from bplambda.rules.accumulate import IMPLEMENTATIONS, BPLambda
+from bplambda.rules.base import OnStep, Rule
 from bplambda.rules.eligibility import MDGL, RFLO, EProp
+from bplambda.rules.oracle import Oracle
+from bplambda.rules.truncated import BPTT, NStepSyntheticGradient, TruncatedBPTT, chunk_starts
 
 RULES: dict[str, type] = {
     "bptt": BPTT,

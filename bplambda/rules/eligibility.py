@@ -41,7 +41,7 @@ from torch import Tensor
 from bplambda.cells import Cell, RateRNN, initial_state, previous_states, unroll
 from bplambda.outputs import Diagnostics, ParamGroups, RuleOutput
 from bplambda.readout import SequenceTargets, output_errors
-from bplambda.rules.backprop import OnStep, local_rnn_gradient, refuse_online_updates
+from bplambda.rules.base import OfflineRule, local_rnn_gradient
 
 FEEDBACK = ("symmetric", "random")
 VARIANTS = ("cell_specific", "cell_type")
@@ -73,7 +73,7 @@ def cell_type_average(weight: Tensor, cell_types: int) -> Tensor:
 
 
 @dataclass(frozen=True)
-class _TraceRule:
+class _TraceRule(OfflineRule):
     """What e-prop, RFLO and MDGL share: the rate cell's forward pass, the feedback pathway,
     the readout's exact gradient, and the local update of a learning signal."""
 
@@ -107,15 +107,9 @@ class _TraceRule:
             )
         return cell
 
-    def gradients(
-        self,
-        cell: Cell,
-        params: ParamGroups,
-        inputs: Tensor,
-        targets: SequenceTargets,
-        on_step: OnStep | None = None,
+    def batch_gradients(
+        self, cell: Cell, params: ParamGroups, inputs: Tensor, targets: SequenceTargets
     ) -> RuleOutput:
-        refuse_online_updates(self.name, on_step)
         rate = self._check_cell(cell)
         rnn = params["rnn"]
         with torch.no_grad():
