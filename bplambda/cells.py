@@ -552,11 +552,11 @@ LSTM_MODES = {"exact": "lstm", "faithful": "lstm_faithful"}
 
 def with_compiled_step(cell: Cell) -> Cell:
     """A copy of ``cell`` whose ``step`` is fused by ``torch.compile`` (fixed shapes; the
-    first batch of each shape pays the compilation, 5-15 s). Everything else is the cell's own.
+    first batch of each shape pays the compilation). Everything else is the cell's own.
 
-    It pays where autograd differentiates the step (BPTT, TBPTT, SG): BPTT per batch 1.5-1.6×
-    faster on an H100, 10-35% on a 2-core CPU. Not for rules that switch grad mode within a
-    batch (BP(λ), the oracle): each switch recompiles (:data:`bplambda.train.COMPILED_RULES`).
+    It pays where autograd differentiates the step (BPTT, TBPTT, SG; the figures are in the
+    README's benchmark). Not for rules that switch grad mode within a batch (BP(λ), the
+    oracle): each switch recompiles (:data:`bplambda.train.COMPILED_RULES`).
     """
     # The rules call backward with retain_graph (SG's chunks, the loss and the immediate
     # gradients from one graph), which buffers donated to a compiled backward cannot serve.

@@ -111,12 +111,11 @@ class GeneralisationConfig(ResumableOptions):
     rule; λ_max (largest magnitude, sign kept) to relative tolerance ``curvature_rtol``
     within ``curvature_iterations`` HVPs by ``checkpoint_solver``: ``"power"`` (power
     iteration, as Liu et al.'s code) or ``"lanczos"`` (the largest-magnitude Ritz value:
-    the same quantity in far fewer HVPs where the top magnitudes are close; on a trained
-    medium delayed-match stack of 15 models, 6-17 HVPs per model against power iteration's
-    5-100, 5.7× faster, and power iteration stopped early on a wrong sign for one model;
-    ``quick`` and ``paper`` use it, ``medium`` keeps power iteration, so that its committed
-    results stay reproducible). Final values are the mean over
-    the last ``final_checkpoints`` checkpoints (Liu et al.'s λ_max jumps as ReLU activation
+    the same quantity in far fewer HVPs where the top magnitudes are close, and stacked models
+    iterate in lockstep, so a stack costs its slowest model's count; the README gives the
+    figures; ``quick`` and ``paper`` use it, ``medium`` keeps power iteration, so that its
+    committed results stay reproducible). Final values are the mean over the last
+    ``final_checkpoints`` checkpoints (Liu et al.'s λ_max jumps as ReLU activation
     patterns change).
     """
 
