@@ -46,7 +46,7 @@ import torch
 
 from bplambda.cells import Cell, MaskedCell, make_cell
 from bplambda.device import resolve_device
-from bplambda.experiments.runs import Condition
+from bplambda.experiments.conditions import Condition
 from bplambda.outputs import ParamGroups
 from bplambda.readout import SequenceTargets
 from bplambda.rules import make_rule
@@ -187,8 +187,8 @@ def stacking_speedup(
 ) -> pd.DataFrame:
     """The λ sweep's BP(λ) grid (11 λ × 5 seeds, toy task) trained as one stacked model vs one
     model at a time, ``num_batches`` batches each; seconds per 1,000 batches."""
+    from bplambda.experiments.conditions import bp_lambda_condition
     from bplambda.experiments.lambda_sweeps import lambda_sweep_config
-    from bplambda.experiments.runs import bp_lambda_condition
     from bplambda.tasks.toy import ToyTask
     from bplambda.train import TrainConfig, train
 
@@ -240,7 +240,7 @@ def _seconds_per_batch(
 def _split_windows(pairs: list[tuple[Condition, str]], seeds) -> list[tuple[Condition, str]]:
     """The same grid with every TBPTT(n) and SG(n) window as its own condition (as before
     window grids were stacked)."""
-    from bplambda.experiments.runs import window_condition
+    from bplambda.experiments.conditions import window_condition
 
     split = []
     for condition, cell_name in pairs:
@@ -270,7 +270,7 @@ def seq_mnist_grid_epoch(
     ``stacked`` (the notebook: a window grid is one stacked model) or ``one window per
     condition``. Random images: the time does not depend on the pixels."""
     from bplambda.evaluate import classification_metrics
-    from bplambda.experiments.runs import grid_conditions
+    from bplambda.experiments.grids import grid_conditions
     from bplambda.experiments.sequential_mnist import MNIST_DEFAULTS, MNISTConfig
     from bplambda.tasks.mnist import SequentialMNIST
 
@@ -313,7 +313,7 @@ def copy_repeat_per_1000(
     and BP(1) stacked; 3 seeds) with every model held at one curriculum ``level`` (5, 5):
     T = 33, the paper's copy-repeat size (LSTM 100, batch 100)."""
     from bplambda.experiments.copy_repeat_curriculum import copy_repeat_config
-    from bplambda.experiments.runs import grid_conditions
+    from bplambda.experiments.grids import grid_conditions
 
     cfg = copy_repeat_config("quick", seeds=(0, 1, 2))
     task = CopyRepeatTask(cfg.batch_size, threshold_bits=0.0, start=level)

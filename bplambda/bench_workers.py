@@ -97,7 +97,7 @@ def _mnist_paper() -> SimpleNamespace:
 def _grids() -> dict[str, tuple]:
     """Per workload: (its units, the function timing one, the unit of its result)."""
     from bplambda.experiments.copy_repeat_curriculum import copy_repeat_config
-    from bplambda.experiments.runs import grid_conditions
+    from bplambda.experiments.grids import grid_conditions
 
     copy_repeat = copy_repeat_config("paper", seeds=(0, 1, 2), windows=(5,), lambdas=(0.5, 1.0))
     return {
@@ -124,7 +124,7 @@ def _one_process(threads: int, work, units: list) -> list[float]:
 def worker_throughput(batches: int = 20, workers: int = 2) -> pd.DataFrame:
     """Per workload and arrangement (1 × all threads, 1 × 1, ``workers`` × 1): the grid's wall
     time and its throughput relative to one process with all threads."""
-    from bplambda.experiments.runs import grid_cost, grid_title
+    from bplambda.experiments.grids import grid_cost, grid_title
 
     rows = []
     for workload, (units, timer, unit_name) in _grids().items():

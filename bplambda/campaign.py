@@ -59,7 +59,7 @@ class ShardProgress:
 def batches_per_condition(notebook: str, parameters: dict, profile: str) -> list[int]:
     """The training batches of each condition a shard of ``notebook`` runs."""
     from bplambda.experiments import BUILDERS
-    from bplambda.experiments.runs import grid_conditions
+    from bplambda.experiments.grids import grid_conditions
 
     cfg = BUILDERS[notebook](profile, **parameters)
     if notebook == "03_sequential_mnist":

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reproduce: {error}", file=sys.stderr)
         return 2
     from bplambda.experiments import CONFIGS, NOTEBOOK_PROFILES  # imports torch: only here
-    from bplambda.experiments.runs import ResumableOptions
+    from bplambda.experiments.options import ResumableOptions
 
     resumable = {c.NOTEBOOK for c in CONFIGS if issubclass(c, ResumableOptions)}
 

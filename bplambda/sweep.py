@@ -20,7 +20,7 @@ can simply be submitted again (``--shards NAME``: only that one).
 
 ``merge`` runs the notebook once more into ``OUTPUT_DIR`` with the sweep's own parameters and
 ``merge_from`` = the shard folders: the run functions return the shards' joined tables
-instead of training (:func:`bplambda.experiments.runs.shardable`), and the notebook builds its
+instead of training (:func:`bplambda.experiments.options.shardable`), and the notebook builds its
 tables, figures, summary and claims from them as a single run would (the same rows, shard
 by shard; float32 rounding differs between one seed alone and seeds stacked, float64 agrees).
 ``OUTPUT_DIR/sweep.json`` records the notebook, profile, parameters and shards, the shard
@@ -62,7 +62,7 @@ SEED_LISTS = ("seeds", "plastic_seeds")
 """Config fields that list seeds: ``--shard-by seeds`` deals each of them out over the shards."""
 RECORD = "sweep.json"
 SHARD_PARAMETERS = ("save_raw", "merge_from")
-"""What a sweep sets in a notebook (:class:`bplambda.experiments.runs.ShardOptions`)."""
+"""What a sweep sets in a notebook (:class:`bplambda.experiments.options.ShardOptions`)."""
 
 
 class _SweepParametersAreKnown(logging.Filter):

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from bplambda import reproduce, sweep
-from bplambda.experiments.runs import ShardOptions
+from bplambda.experiments.options import ShardOptions
 from bplambda.results import build_summary
 
 NOTEBOOKS = reproduce.notebooks()

@@ -9,8 +9,10 @@ import pytest
 
 from bplambda import experiments as ex
 from bplambda.bench_workers import schedule
+from bplambda.experiments.conditions import condition_title
 from bplambda.experiments.copy_repeat_curriculum import _copy_repeat_condition
-from bplambda.experiments.runs import condition_title, grid_conditions, run_all
+from bplambda.experiments.grids import grid_conditions
+from bplambda.experiments.runs import run_all
 from bplambda.workers import WorkerError, check_jobs, log_name, run_units, threads_per_worker
 
 

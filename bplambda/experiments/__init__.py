@@ -4,6 +4,7 @@ package as ``ex`` and calls e.g. ``ex.toy_config(...)``, ``ex.run_toy_alignment(
 ``ex.toy_tables(table, cfg)``.
 """
 
+from bplambda.experiments.conditions import Condition
 from bplambda.experiments.copy_repeat_curriculum import (
     COPY_DEFAULTS,
     CopyRepeatConfig,
@@ -20,6 +21,7 @@ from bplambda.experiments.generalisation import (
     generalisation_tables,
     run_generalisation,
 )
+from bplambda.experiments.grids import GRID_RULES
 from bplambda.experiments.lambda_sweeps import (
     LAMBDA_SWEEP_DEFAULTS,
     LambdaSweepConfig,
@@ -29,13 +31,7 @@ from bplambda.experiments.lambda_sweeps import (
     lambda_sweep_tables,
     run_lambda_sweep,
 )
-from bplambda.experiments.runs import (
-    GRID_RULES,
-    Condition,
-    StateStore,
-    run_condition,
-    state_store,
-)
+from bplambda.experiments.runs import StateStore, run_condition, state_store
 from bplambda.experiments.sequential_mnist import (
     MNIST_DEFAULTS,
     MNISTConfig,

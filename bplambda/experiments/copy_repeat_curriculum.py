@@ -11,21 +11,21 @@ import pandas as pd
 
 from bplambda.analysis import bp_label, condition_order, interval_text, per_seed, summarise
 from bplambda.cells import MaskedCell, make_cell
-from bplambda.experiments.runs import (
-    DIVERGENCE_THRESHOLD,
-    FIVE_SEEDS,
+from bplambda.experiments.conditions import FIVE_SEEDS, Condition
+from bplambda.experiments.grids import (
     GRID_RULES,
-    Condition,
-    ResumableOptions,
-    StateStore,
     check_grid,
     grid_conditions,
     grid_cost,
     grid_title,
+)
+from bplambda.experiments.options import ResumableOptions, shardable
+from bplambda.experiments.runs import (
+    DIVERGENCE_THRESHOLD,
+    StateStore,
     per_seed_rows,
     run_all,
     run_condition,
-    shardable,
 )
 from bplambda.profiles import configure
 from bplambda.train import TrainConfig

@@ -47,22 +47,23 @@ from bplambda.curvature import (
 from bplambda.device import resolve_device, resolve_dtype
 from bplambda.errors import ParameterError, refuse
 from bplambda.evaluate import generalisation, shared_by_models
+from bplambda.experiments.conditions import (
+    FIVE_SEEDS,
+    Condition,
+    bp_lambda_condition,
+    condition_title,
+    single_condition,
+    window_condition,
+)
+from bplambda.experiments.grids import check_grid
+from bplambda.experiments.options import ResumableOptions, shardable
 from bplambda.experiments.runs import (
     DIVERGENCE_THRESHOLD,
-    FIVE_SEEDS,
     TABLE_COLUMNS,
-    Condition,
-    ResumableOptions,
     StateStore,
-    bp_lambda_condition,
-    check_grid,
-    condition_title,
     per_seed_rows,
     run_all,
     run_condition,
-    shardable,
-    single_condition,
-    window_condition,
 )
 from bplambda.outputs import ParamGroups
 from bplambda.parameters import LIU_TASKS

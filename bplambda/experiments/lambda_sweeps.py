@@ -23,14 +23,9 @@ from bplambda.analysis import (
     per_seed,
     summarise_finals,
 )
-from bplambda.experiments.runs import (
-    DIVERGENCE_THRESHOLD,
-    FIVE_SEEDS,
-    RunOptions,
-    bp_lambda_condition,
-    shardable,
-    window_condition,
-)
+from bplambda.experiments.conditions import FIVE_SEEDS, bp_lambda_condition, window_condition
+from bplambda.experiments.options import RunOptions, shardable
+from bplambda.experiments.runs import DIVERGENCE_THRESHOLD
 from bplambda.experiments.toy_runs import ToyRun, alignment_train_config, run_on_toy
 from bplambda.profiles import configure
 from bplambda.verdicts import increasing, interval

@@ -21,15 +21,14 @@ from bplambda.analysis import (
     per_seed,
     summarise_finals,
 )
-from bplambda.experiments.runs import (
-    DIVERGENCE_THRESHOLD,
+from bplambda.experiments.conditions import (
     FIVE_SEEDS,
-    RunOptions,
     bp_lambda_condition,
-    shardable,
     single_condition,
     window_condition,
 )
+from bplambda.experiments.options import RunOptions, shardable
+from bplambda.experiments.runs import DIVERGENCE_THRESHOLD
 from bplambda.experiments.toy_runs import ToyRun, alignment_train_config, run_on_toy
 from bplambda.profiles import configure
 from bplambda.verdicts import consistent, increasing, paired_difference, reported_interval

@@ -16,12 +16,8 @@ from torch import Tensor
 
 from bplambda.cells import Cell, make_cell
 from bplambda.device import resolve_device, resolve_dtype
-from bplambda.experiments.runs import (
-    Condition,
-    condition_title,
-    run_all,
-    run_condition,
-)
+from bplambda.experiments.conditions import Condition, condition_title
+from bplambda.experiments.runs import run_all, run_condition
 from bplambda.rules import Rule
 from bplambda.stacking import init_stacked_network
 from bplambda.tasks.toy import ToyTask

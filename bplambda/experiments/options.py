@@ -1,0 +1,77 @@
+"""How a notebook's runs are carried out, never what they compute (none of it is part of a
+run's key): a sweep's shard options, the worker count, the state store's ``force``; and the
+decorator by which every run function serves sweeps."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bplambda.errors import ParameterError
+from bplambda.parameters import project_path
+
+RAW = "raw"
+"""The folder of a shard's whole run tables (``save_raw``), beside its usual outputs."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShardOptions:
+    """What :mod:`bplambda.sweep` sets in every notebook config (never part of a run's key).
+
+    ``save_raw``: each run function also writes its whole table to ``<output_dir>/raw/`` (a
+    shard does, for the merge). ``merge_from``: shard folders whose raw tables stand in for
+    the runs, so that the notebook builds its tables, figures and claims from all shards.
+    """
+
+    save_raw: bool = False
+    merge_from: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions(ShardOptions):
+    """A notebook config whose conditions run on ``jobs`` worker processes
+    (:mod:`bplambda.workers`; 1: one after another in the notebook's own process). Never part
+    of a run's key: the tables do not depend on it."""
+
+    jobs: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResumableOptions(RunOptions):
+    """A notebook config whose runs keep their states (:func:`state_store`); ``force``:
+    recompute what ``<output_dir>/state`` holds (never part of a run's key)."""
+
+    force: bool = False
+
+
+def shardable(run: Callable[..., pd.DataFrame]) -> Callable[..., pd.DataFrame]:
+    """A run function ``run(cfg, ...) -> table`` that serves sweeps (:class:`ShardOptions`):
+    with ``cfg.merge_from`` it returns the shards' tables of the same function, joined in
+    shard order, instead of running; with ``cfg.save_raw`` it writes its table to
+    ``<output_dir>/raw/<function name>.csv.gz``."""
+    name = f"{run.__name__}.csv.gz"
+
+    @functools.wraps(run)
+    def sharded(cfg: Any, *args: Any, **kwargs: Any) -> pd.DataFrame:
+        if cfg.merge_from:
+            paths = [Path(shard) / RAW / name for shard in cfg.merge_from]
+            missing = [str(p.parent.parent) for p in paths if not p.exists()]
+            if missing:
+                raise ParameterError(
+                    f"merge_from: {missing} hold no {RAW}/{name}; did their jobs finish? "
+                    "(their logs are in the sweep folder's submitit/)"
+                )
+            return pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+        table = run(cfg, *args, **kwargs)
+        if cfg.save_raw:
+            path = project_path(cfg.output_dir) / RAW / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            table.to_csv(path, index=False)
+        return table
+
+    return sharded
