@@ -1,6 +1,7 @@
 """The campaign report: each shard's status, progress and time left from its saved states."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +55,23 @@ def test_the_report_is_written_beside_the_plan_and_a_folder_without_one_is_refus
     assert "| oracle | not started |" in (campaign / REPORT).read_text()
     assert main([str(tmp_path / "elsewhere")]) == 2
     assert "holds no campaign.json" in capsys.readouterr().err
+
+
+def test_todays_code_merges_the_committed_campaign_shards():
+    """The finished shards of notebook 03's paper campaign (made by the pinned commit) are read
+    and tabled by the current code, as the campaign's merge will do."""
+    from bplambda import experiments as ex
+    from bplambda.parameters import project_path
+
+    sweep = project_path("results/paper/03_sequential_mnist")
+    record = json.loads((sweep / "sweep.json").read_text())
+    bptt = [str(sweep / s["folder"]) for s in record["shards"] if s["name"].startswith("bptt-")]
+    finished = [f for f in bptt if (Path(f) / "raw").exists()]
+    if len(finished) < len(bptt):
+        pytest.skip("the campaign's BPTT shards are not all finished")
+    cfg = ex.mnist_config("paper", rules=["bptt"], merge_from=finished)
+    tables = ex.mnist_tables(ex.run_mnist(cfg))
+    best = tables["best"]
+    assert sorted(best.seed) == [0, 1, 2, 3, 4] and set(best.condition) == {"BPTT"}
+    assert tables["epochs"].epoch.max() == 50
+    assert tables["test_error"].set_index("condition").loc["BPTT", "seeds"] == 5
