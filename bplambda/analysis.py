@@ -172,9 +172,12 @@ def summary_markdown(title: str, cfg: object, table: pd.DataFrame, notes: str = 
     """The notebook's ``summary.md``: profile, settings, key table and notes.
 
     The settings are those that decide the result: not where it runs or is written, nor the
-    shard plumbing (a merge's shard folders are machine paths)."""
+    shard plumbing (a merge's shard folders are machine paths); the experiment's own first,
+    then those every config shares."""
     hidden = (*NOT_IN_KEY, "device", "profile", "data_dir")
-    settings = ", ".join(f"{k}={v}" for k, v in vars(cfg).items() if k not in hidden)
+    own = type(cfg).__dict__.get("__annotations__", {})
+    ordered = sorted(vars(cfg).items(), key=lambda item: item[0] not in own)  # stable
+    settings = ", ".join(f"{k}={v}" for k, v in ordered if k not in hidden)
     device = resolve_device(cfg.device)
     return "\n\n".join(
         part for part in [

@@ -21,7 +21,6 @@ from bplambda.experiments.grids import (
 )
 from bplambda.experiments.options import ResumableOptions, shardable
 from bplambda.experiments.runs import (
-    DIVERGENCE_THRESHOLD,
     StateStore,
     per_seed_rows,
     run_all,
@@ -61,12 +60,7 @@ class CopyRepeatConfig(ResumableOptions):
     scale: float = 1.0
     implementation: str = "lambda_return"
     log_every: int = 50
-    divergence_threshold: float = DIVERGENCE_THRESHOLD
     compile_step: bool = False  # torch.compile the LSTM step of BPTT, TBPTT, SG (TrainConfig)
-    output_dir: str | None = None  # results_folder(profile) / NOTEBOOK
-    device: str = "auto"
-    dtype: str = "float32"
-    progress: bool = True
 
     def __post_init__(self) -> None:
         check_grid(self)

@@ -58,7 +58,6 @@ from bplambda.experiments.conditions import (
 from bplambda.experiments.grids import check_grid
 from bplambda.experiments.options import ResumableOptions, shardable
 from bplambda.experiments.runs import (
-    DIVERGENCE_THRESHOLD,
     TABLE_COLUMNS,
     StateStore,
     per_seed_rows,
@@ -154,12 +153,7 @@ class GeneralisationConfig(ResumableOptions):
     curvature_iterations: int = 100
     checkpoint_solver: str = "power"
     final_checkpoints: int = 3
-    divergence_threshold: float = DIVERGENCE_THRESHOLD
     data_dir: str = "data"
-    output_dir: str | None = None  # results_folder(profile) / NOTEBOOK
-    device: str = "auto"
-    dtype: str = "float32"
-    progress: bool = True
 
     def __post_init__(self) -> None:
         if self.slow_iterations is not None and self.slow_iterations < self.iterations:

@@ -24,15 +24,14 @@ from bplambda.analysis import (
     summarise_finals,
 )
 from bplambda.experiments.conditions import FIVE_SEEDS, bp_lambda_condition, window_condition
-from bplambda.experiments.options import RunOptions, shardable
-from bplambda.experiments.runs import DIVERGENCE_THRESHOLD
+from bplambda.experiments.options import ExperimentConfig, shardable
 from bplambda.experiments.toy_runs import ToyRun, alignment_train_config, run_on_toy
 from bplambda.profiles import configure
 from bplambda.verdicts import increasing, interval
 
 
 @dataclass(frozen=True)
-class LambdaSweepConfig(RunOptions):
+class LambdaSweepConfig(ExperimentConfig):
     """λ × sequence length on the toy task (fixed RNN), with n-step SG on the same axes.
 
     Per T, all λ values and seeds train as one stacked model. ``gamma`` is a parameter
@@ -58,11 +57,6 @@ class LambdaSweepConfig(RunOptions):
     log_every: int = 100
     spectral_radii: tuple[float, ...] = (0.9, 1.0)
     radius_lambdas: tuple[float, ...] = (0.0, 0.5, 1.0)
-    divergence_threshold: float = DIVERGENCE_THRESHOLD
-    output_dir: str | None = None  # results_folder(profile) / NOTEBOOK
-    device: str = "auto"
-    dtype: str = "float32"
-    progress: bool = True
 
 
 LAMBDA_SWEEP_DEFAULTS = {

@@ -1,6 +1,7 @@
-"""How a notebook's runs are carried out, never what they compute (none of it is part of a
-run's key): a sweep's shard options, the worker count, the state store's ``force``; and the
-decorator by which every run function serves sweeps."""
+"""The fields every notebook's config shares: how its runs are carried out, none of it part
+of a run's key (a sweep's shard options, the worker count, the state store's ``force``), and
+the common settings after each experiment's own (divergence threshold, output folder,
+device, dtype, progress); and the decorator by which every run function serves sweeps."""
 
 from __future__ import annotations
 
@@ -41,8 +42,27 @@ class RunOptions(ShardOptions):
     jobs: int = 1
 
 
+DIVERGENCE_THRESHOLD = 1e4
+"""Default: a model whose batch loss exceeds this (or is not finite) is marked diverged; the
+tasks' losses start near 1, and the runs that blow up reach 1e6 and more."""
+
+
 @dataclass(frozen=True, kw_only=True)
-class ResumableOptions(RunOptions):
+class ExperimentConfig(RunOptions):
+    """The settings every notebook's config has besides its own: ``divergence_threshold`` (a
+    model whose batch loss exceeds it, or is not finite, is frozen as diverged),
+    ``output_dir`` (None: ``results_folder(profile) / NOTEBOOK``), ``device``, ``dtype`` and
+    ``progress`` (progress bars)."""
+
+    divergence_threshold: float = DIVERGENCE_THRESHOLD
+    output_dir: str | None = None
+    device: str = "auto"
+    dtype: str = "float32"
+    progress: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResumableOptions(ExperimentConfig):
     """A notebook config whose runs keep their states (:func:`state_store`); ``force``:
     recompute what ``<output_dir>/state`` holds (never part of a run's key)."""
 

@@ -43,11 +43,6 @@ TABLE_COLUMNS = [
 ]  # fmt: skip
 
 
-DIVERGENCE_THRESHOLD = 1e4
-"""Default: a model whose batch loss exceeds this (or is not finite) is marked diverged; the
-tasks' losses start near 1, and the runs that blow up reach 1e6 and more."""
-
-
 def _labelled(rows: pd.DataFrame, condition: Condition, task: Task) -> pd.DataFrame:
     labels = pd.DataFrame(list(condition.labels)).assign(model=range(len(condition.seeds)))
     table = rows.merge(labels, on="model")

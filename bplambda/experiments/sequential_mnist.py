@@ -26,7 +26,6 @@ from bplambda.experiments.grids import (
 )
 from bplambda.experiments.options import ResumableOptions, shardable
 from bplambda.experiments.runs import (
-    DIVERGENCE_THRESHOLD,
     StateStore,
     per_seed_rows,
     run_all,
@@ -71,13 +70,8 @@ class MNISTConfig(ResumableOptions):
     limit: int | None = None
     split_seed: int = 0
     log_every: int = 96
-    divergence_threshold: float = DIVERGENCE_THRESHOLD
     compile_step: bool = False  # torch.compile the LSTM step of BPTT, TBPTT, SG (TrainConfig)
     data_dir: str = "data"
-    output_dir: str | None = None  # results_folder(profile) / NOTEBOOK
-    device: str = "auto"
-    dtype: str = "float32"
-    progress: bool = True
 
     def __post_init__(self) -> None:
         from bplambda.tasks.mnist import require_mnist

@@ -27,15 +27,14 @@ from bplambda.experiments.conditions import (
     single_condition,
     window_condition,
 )
-from bplambda.experiments.options import RunOptions, shardable
-from bplambda.experiments.runs import DIVERGENCE_THRESHOLD
+from bplambda.experiments.options import ExperimentConfig, shardable
 from bplambda.experiments.toy_runs import ToyRun, alignment_train_config, run_on_toy
 from bplambda.profiles import configure
 from bplambda.verdicts import consistent, increasing, paired_difference, reported_interval
 
 
 @dataclass(frozen=True)
-class ToyConfig(RunOptions):
+class ToyConfig(ExperimentConfig):
     """The toy alignment experiment (fixed RNN) and its plastic-RNN part.
 
     Fixed RNN (PAPER.md §6.1): linear RNN H = 30, batch 10, 100 batches per epoch, 10 epochs,
@@ -63,11 +62,6 @@ class ToyConfig(RunOptions):
     plastic_lr_synthesiser: float = 1e-3
     plastic_scale: float = 1.0
     plastic_seeds: tuple[int, ...] = tuple(range(10))
-    divergence_threshold: float = DIVERGENCE_THRESHOLD
-    output_dir: str | None = None  # results_folder(profile) / NOTEBOOK
-    device: str = "auto"
-    dtype: str = "float32"
-    progress: bool = True
 
 
 TOY_DEFAULTS = {
