@@ -5,9 +5,11 @@ pinned commit, over several sittings and machines. Its plan, ``results/paper/cam
 names that commit and each notebook's sweep folder, with an estimate of every shard's hours
 made before it started:
 
-    {"commit": "<sha>", "notebooks": {"03_sequential_mnist": {"estimates_h": {"bptt": 1.2}}}}
+    {"commit": "<sha>", "notebooks": {"03_sequential_mnist": {"command": "<the sweep>",
+                                                              "estimates_h": {"bptt": 1.2}}}}
 
-The report reads each shard's saved states (:mod:`bplambda.resume`: the batches done and
+``command`` runs the sweep from the pinned worktree (``$OLDPWD``: the project folder). The
+report reads each shard's saved states (:mod:`bplambda.resume`: the batches done and
 the wall time so far of every condition, finished or not) and says, per shard: its status,
 its progress, its wall time, the time left at its own pace so far, and the commit.
 
@@ -17,13 +19,14 @@ its progress, its wall time, the time left at its own pace so far, and the commi
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from bplambda.parameters import project_path
+from bplambda.parameters import project_path, project_root
 
 PLAN = "campaign.json"
 REPORT = "CAMPAIGN.md"
@@ -111,9 +114,11 @@ def report(root: Path) -> str:
         "estimate before start |",
         "|---|---|---|---|---|---|---|",
     ]
+    to_continue = []
     for notebook, entry in plan["notebooks"].items():
         sweep = root / notebook
         record = json.loads((sweep / "sweep.json").read_text())
+        unfinished = []
         for shard in record["shards"]:
             p = shard_progress(sweep, shard, notebook, record["profile"])
             estimate = entry.get("estimates_h", {}).get(p.name)
@@ -122,7 +127,21 @@ def report(root: Path) -> str:
                 f"({100 * p.done / p.total:.0f}%) | {_hours(p.seconds)} | "
                 f"{_hours(p.seconds_left)} | {_hours(estimate and estimate * 3600)} |"
             )
-    return "\n".join(lines) + "\n"
+            unfinished += [] if p.finished else [p.name]
+        folder = os.path.relpath(sweep, project_root())
+        if unfinished:
+            to_continue.append(f"{entry['command']} --shards {' '.join(unfinished)} "
+                               f"> ../campaign-{notebook[:2]}.log 2>&1 &")  # fmt: skip
+        else:
+            to_continue.append(f"python -m bplambda.sweep merge {folder}  # all shards done")
+    setup = [
+        f"git worktree add --detach ../campaign {plan['commit']}",
+        'ln -s "$PWD/data" ../campaign/data  # after make data here',
+        "cd ../campaign",
+    ]
+    return "\n".join([*lines, "", "To go on (from the project folder; the sweep resumes each "
+                      "shard from its saved state):", "", "```bash", *setup, *to_continue,
+                      "```"]) + "\n"  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,10 @@ def campaign(tmp_path):
                     sweep / "shards/1-sg" / "state" / "SG2.pt")  # fmt: skip
     (tmp_path / "campaign.json").write_text(
         json.dumps(
-            {"commit": "abc123", "notebooks": {"04_copy_repeat": {"estimates_h": {"sg": 0.5}}}}
+            {
+                "commit": "abc123",
+                "notebooks": {"04_copy_repeat": {"command": "SWEEP", "estimates_h": {"sg": 0.5}}},
+            }
         )
     )
     return tmp_path
@@ -46,6 +49,7 @@ def test_each_shard_reports_its_progress_and_time_left(campaign):
     text = report(campaign)
     assert "`abc123`" in text
     assert "| 04_copy_repeat | sg | started | 15 / 30 (50%) | 0 min | 0 min | 30 min |" in text
+    assert "SWEEP --shards sg oracle > ../campaign-04.log 2>&1 &" in text
 
 
 def test_the_report_is_written_beside_the_plan_and_a_folder_without_one_is_refused(
