@@ -95,6 +95,22 @@ def step_losses(outputs: Tensor, targets: SequenceTargets) -> Tensor:
     return per_step * weights.reshape(*weights.shape, *([1] * (per_step.dim() - weights.dim())))
 
 
+def scored_losses(readout_params: Params, hidden: Tensor, targets: SequenceTargets) -> Tensor:
+    """``step_losses(readout(readout_params, hidden), targets)``, ``(T, *M)`` from ``hidden
+    (T, *M, B, H)``, with the readout run only on the steps that some model scores (a
+    last-step task scores one of T): the others' losses are exactly 0 either way. The steps
+    are found on the host, so only on a CPU run; on an accelerator every step is read out
+    (finding them would wait for the device)."""
+    weights = targets.weights
+    scored = weights.reshape(len(weights), -1).ne(0).any(-1)
+    if weights.device.type != "cpu" or scored.all():
+        return step_losses(readout(readout_params, hidden), targets)
+    steps = scored.nonzero().flatten()
+    picked = SequenceTargets(targets.values[steps], weights[steps], targets.kind)
+    losses = step_losses(readout(readout_params, hidden[steps]), picked)
+    return hidden.new_zeros(hidden.shape[:-2]).index_copy(0, steps, losses)
+
+
 def immediate_gradients(
     cell: Cell, states: Tensor, readout_params: Params, targets: SequenceTargets
 ) -> tuple[Tensor, Tensor, Params]:

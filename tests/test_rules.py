@@ -259,3 +259,27 @@ def test_one_step_sg_is_bp_lambda_zero(cell_name, gamma):
     a = sg.gradients(p.cell, p.params, p.inputs, p.targets)
     b = bp0.gradients(p.cell, p.params, p.inputs, p.targets)
     assert_grads_close(a.grads, b.grads, 1e-10)
+
+
+def test_the_readout_runs_only_on_scored_steps_with_the_same_losses_and_gradients():
+    """A last-step target (one of T steps scored) and per-model targets (a padded stack)."""
+    from bplambda.readout import SequenceTargets, scored_losses
+
+    g = torch.Generator().manual_seed(0)
+    T, K, B, H, classes = 6, 2, 3, 4, 5
+    hidden = torch.randn(T, K, B, H, generator=g, dtype=torch.float64)
+    out = {"weight": torch.randn(classes, H, generator=g, dtype=torch.float64),
+           "bias": torch.randn(classes, generator=g, dtype=torch.float64)}  # fmt: skip
+    labels = torch.randint(0, classes, (T, K, B), generator=g)
+    last = torch.zeros(T, dtype=torch.float64).index_fill(0, torch.tensor([T - 1]), 1.0)
+    per_model = torch.zeros(T, K, dtype=torch.float64)
+    per_model[4:, 0], per_model[2:, 1] = 0.5, 0.25  # model 1 scores more steps than model 0
+    for weights in (last, per_model):
+        targets = SequenceTargets(labels, weights, "cross_entropy")
+        h = [hidden.clone().requires_grad_() for _ in range(2)]
+        fast = scored_losses(out, h[0], targets)
+        full = step_losses(readout(out, h[1]), targets)
+        assert torch.equal(fast == 0, full == 0) and relative_error(fast, full) < 1e-14
+        fast.sum().backward()
+        full.sum().backward()
+        assert relative_error(h[0].grad, h[1].grad) < 1e-14

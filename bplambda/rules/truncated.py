@@ -21,7 +21,11 @@ from torch import Tensor
 from bplambda.bp_lambda import per_model, synthetic_gradients
 from bplambda.cells import Cell, Params, initial_state
 from bplambda.outputs import Diagnostics, ParamGroups, RuleOutput
-from bplambda.readout import SequenceTargets, immediate_gradients, readout, step_losses
+from bplambda.readout import (
+    SequenceTargets,
+    immediate_gradients,
+    scored_losses,
+)
 from bplambda.rules.base import (
     NetworkOnly,
     OfflineRule,
@@ -194,7 +198,7 @@ def truncated_backprop(
             unrolled, states = _reference_unroll(cell, rnn, inputs, layout)
         else:
             unrolled, states = fused_unroll(cell, rnn, inputs, cuts, starts), []
-        per_step = step_losses(readout(out, unrolled.hidden), targets)  # (T, *M)
+        per_step = scored_losses(out, unrolled.hidden, targets)  # (T, *M)
         objective = per_step.sum()
         bootstraps = None
         if synth is not None and layout.cut_steps:  # n-step SG: the chunk ends, g at carries
