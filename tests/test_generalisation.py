@@ -9,6 +9,7 @@ import torch
 from bplambda.errors import ParameterError
 from bplambda.experiments import generalisation as gen
 from bplambda.experiments import mnist_config
+from bplambda.experiments.conditions import single_condition
 from bplambda.stacking import init_stacked_network
 
 
@@ -80,7 +81,7 @@ def test_bptts_own_curvature_along_the_sharp_direction_is_one():
     cfg = _config(hidden_size=6, pattern_seq_len=12, curvature_batch=2, lr=0.05)
     task, cell = gen.make_task("pattern_generation", cfg)
     for name, close_to_one in (("bptt", True), ("eprop", False)):
-        condition = gen.single_condition(name, [0, 1])
+        condition = single_condition(name, [0, 1])
         params = init_stacked_network(cell, 1, [0, 1], torch.float64, rule=condition.rule)
         params["rnn"] = {k: 2 * v for k, v in params["rnn"].items()}  # units on and off
         end = gen.final_curvature(cell, condition.rule, params, task, cfg)

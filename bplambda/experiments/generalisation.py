@@ -50,12 +50,9 @@ from bplambda.evaluate import generalisation, shared_by_models
 from bplambda.experiments.conditions import (
     FIVE_SEEDS,
     Condition,
-    bp_lambda_condition,
     condition_title,
-    single_condition,
-    window_condition,
 )
-from bplambda.experiments.grids import check_grid
+from bplambda.experiments.grids import check_grid, rule_conditions
 from bplambda.experiments.options import ResumableOptions, shardable
 from bplambda.experiments.runs import (
     TABLE_COLUMNS,
@@ -197,22 +194,9 @@ def generalisation_config(profile: str = "quick", **overrides: object) -> Genera
 
 # ----------------------------------------------------------------------------- conditions
 def liu_conditions(cfg: GeneralisationConfig) -> list[Condition]:
-    """The ``rules`` of :data:`LIU_RULES` in that order, every one with all seeds stacked."""
-    conditions: list[Condition] = []
-    for name in LIU_RULES:
-        if name not in cfg.rules:
-            continue
-        if name == "mdgl":
-            conditions += [single_condition("mdgl", cfg.seeds, variant=v) for v in
-                           cfg.mdgl_variants]  # fmt: skip
-        elif name in ("tbptt", "sg"):
-            options = {"gamma": cfg.gamma, "scale": cfg.scale} if name == "sg" else {}
-            conditions.append(window_condition(name, cfg.windows, cfg.seeds, **options))
-        elif name == "bp_lambda":
-            conditions.append(bp_lambda_condition(cfg.lambdas, cfg.seeds, cfg.gamma, cfg.scale))
-        else:
-            conditions.append(single_condition(name, cfg.seeds))
-    return conditions
+    """The ``rules`` of :data:`LIU_RULES` in that order, every one with all seeds stacked
+    (:func:`~bplambda.experiments.grids.rule_conditions`; the rate cell has no LSTM mode)."""
+    return [condition for condition, _ in rule_conditions(cfg, LIU_RULES)]
 
 
 def iterations_of(condition: Condition, cfg: GeneralisationConfig) -> int:

@@ -58,32 +58,46 @@ def check_grid(
             raise refuse(name, getattr(cfg, name), f"rules {used} need at least one value")
 
 
-def grid_conditions(cfg: GridConfig) -> list[tuple[Condition, str]]:
-    """(condition, cell name) pairs in the order of :data:`GRID_RULES`; seeds stacked, the
-    TBPTT(n) and SG(n) window grids × seeds as one stacked model each, and BP(λ)'s λ grid ×
-    seeds as one stacked model per LSTM mode (``" faithful"`` labels the
-    official code's quirks). Every other rule runs the exact LSTM."""
+def rule_conditions(cfg: GridConfig, order: Sequence[str]) -> list[tuple[Condition, str]]:
+    """(condition, LSTM mode) for every rule of ``cfg.rules``, in ``order``, seeds stacked: the
+    TBPTT(n) and SG(n) window grids × seeds as one stacked model each; BP(λ)'s λ grid × seeds
+    as one stacked model per mode of ``cfg.lstm_modes`` (``" faithful"`` labels the official
+    code's quirks; a config without modes: the exact one); MDGL once per variant of
+    ``cfg.mdgl_variants``; every other rule alone. The one builder of every notebook's grid
+    (the mode matters only where the cell is an LSTM)."""
     pairs: list[tuple[Condition, str]] = []
-    rules = set(cfg.rules)
-    if "bptt" in rules:
-        pairs.append((single_condition("bptt", cfg.seeds), "lstm"))
-    if "tbptt" in rules:
-        pairs.append((window_condition("tbptt", cfg.windows, cfg.seeds), "lstm"))
-    if "sg" in rules:
-        sg = window_condition("sg", cfg.windows, cfg.seeds, gamma=cfg.gamma, scale=cfg.scale)
-        pairs.append((sg, "lstm"))
-    for mode in cfg.lstm_modes if "bp_lambda" in rules else ():
-        grid = bp_lambda_condition(cfg.lambdas, cfg.seeds, cfg.gamma, cfg.scale)
-        rule = make_rule(
-            "bp_lambda", lmbda=grid.rule.lmbda, gamma=cfg.gamma, scale=cfg.scale,
-            implementation=cfg.implementation,
-        )  # fmt: skip
-        suffix = "" if mode == "exact" else f" {mode}"
-        labels = tuple({**label, "condition": label["condition"] + suffix} for label in grid.labels)
-        pairs.append((Condition(rule, grid.seeds, labels), LSTM_MODES[mode]))
-    if "oracle" in rules:
-        pairs.append((single_condition("oracle", cfg.seeds), "lstm"))
+    for name in (rule for rule in order if rule in cfg.rules):
+        if name in ("tbptt", "sg"):
+            options = {"gamma": cfg.gamma, "scale": cfg.scale} if name == "sg" else {}
+            pairs.append((window_condition(name, cfg.windows, cfg.seeds, **options), "exact"))
+        elif name == "bp_lambda":
+            pairs += [(_bp_lambda_grid(cfg, mode), mode)
+                      for mode in getattr(cfg, "lstm_modes", ("exact",))]  # fmt: skip
+        elif name == "mdgl":
+            pairs += [(single_condition("mdgl", cfg.seeds, variant=variant), "exact")
+                      for variant in cfg.mdgl_variants]  # fmt: skip
+        else:
+            pairs.append((single_condition(name, cfg.seeds), "exact"))
     return pairs
+
+
+def _bp_lambda_grid(cfg: GridConfig, mode: str) -> Condition:
+    """BP(λ) for every λ × seed as one stacked model, in LSTM ``mode`` (a suffix on its labels
+    but for the exact one), with the config's implementation where it names one."""
+    grid = bp_lambda_condition(cfg.lambdas, cfg.seeds, cfg.gamma, cfg.scale)
+    rule = make_rule(
+        "bp_lambda", lmbda=grid.rule.lmbda, gamma=cfg.gamma, scale=cfg.scale,
+        implementation=getattr(cfg, "implementation", "lambda_return"),
+    )  # fmt: skip
+    suffix = "" if mode == "exact" else f" {mode}"
+    labels = tuple({**label, "condition": label["condition"] + suffix} for label in grid.labels)
+    return Condition(rule, grid.seeds, labels)
+
+
+def grid_conditions(cfg: GridConfig) -> list[tuple[Condition, str]]:
+    """Notebooks 03-04's (condition, cell name) pairs: :func:`rule_conditions` in the order of
+    :data:`GRID_RULES`, every rule on the exact LSTM but BP(λ) in its modes."""
+    return [(condition, LSTM_MODES[mode]) for condition, mode in rule_conditions(cfg, GRID_RULES)]
 
 
 def grid_title(pair: tuple[Condition, str]) -> str:
