@@ -9,7 +9,6 @@ computed on both is kept only where both agree (:func:`both_finals`).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -26,23 +25,6 @@ SIGNAL = "alignment_signal"  # the future part of the learning signal the RNN re
 ALIGNMENTS = (ALIGNMENT, APPLIED, SIGNAL)
 FINALS = ("value", "last_batch")  # last-epoch mean, last logged batch
 FINAL_NAMES = ("last-epoch mean", "last batch")
-
-
-FAMILY_ORDER = ("BP", "oracle", "BPTT", "SG", "TBPTT", "MDGL", "MDGL-type", "e-prop", "RFLO")
-
-
-def condition_order(conditions: Sequence[str]) -> list[str]:
-    """BP(λ) by λ, then oracle and BPTT, then SG(n) and TBPTT(n) by n, then Liu et al.'s
-    rules (MDGL, its cell-type variant, e-prop, RFLO: from the most to the least of the
-    gradient they keep)."""
-
-    def key(name: str) -> tuple[int, float, str]:
-        family = name.split("(")[0]
-        number = re.findall(r"[\d.]+", name)
-        rank = FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER)
-        return (rank, float(number[0]) if number else 0.0, name)
-
-    return sorted(set(conditions), key=key)
 
 
 def bp_label(lmbda: float) -> str:

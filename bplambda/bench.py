@@ -47,6 +47,7 @@ import torch
 from bplambda.cells import Cell, MaskedCell, make_cell
 from bplambda.device import resolve_device
 from bplambda.experiments.conditions import Condition
+from bplambda.labels import TRUNCATED
 from bplambda.outputs import ParamGroups
 from bplambda.readout import SequenceTargets
 from bplambda.rules import make_rule
@@ -245,7 +246,7 @@ def _split_windows(pairs: list[tuple[Condition, str]], seeds) -> list[tuple[Cond
     split = []
     for condition, cell_name in pairs:
         family = condition.labels[0]["family"]
-        if family in ("tbptt", "sg"):
+        if family in TRUNCATED:
             options = {k: getattr(condition.rule, k) for k in ("gamma", "scale")
                        if hasattr(condition.rule, k)}  # fmt: skip
             windows = dict.fromkeys(label["n"] for label in condition.labels)
@@ -289,7 +290,7 @@ def seq_mnist_grid_epoch(
     variants = {"stacked": stacked, "one window per condition": _split_windows(stacked, cfg.seeds)}
     for variant, pairs in variants.items():
         for condition, cell_name in pairs:
-            if variant != "stacked" and condition.labels[0]["family"] not in ("tbptt", "sg"):
+            if variant != "stacked" and condition.labels[0]["family"] not in TRUNCATED:
                 continue  # the same condition as stacked
             print(f"  seq-MNIST grid ({variant}): {_names(condition)}", flush=True)
             cell = make_cell(cell_name, task.input_size, cfg.hidden_size)
@@ -298,7 +299,7 @@ def seq_mnist_grid_epoch(
             classification_metrics(cell, params, images.to(device), labels.to(device))
             evaluation = (time.perf_counter() - start) * per_epoch_images / eval_images
             rows.append({"variant": variant, "conditions": _names(condition),
-                         "models": len(condition.seeds),
+                         "family": condition.labels[0]["family"], "models": len(condition.seeds),
                          "train_s_per_epoch": per_batch * per_epoch_batches,
                          "eval_s_per_epoch": evaluation})  # fmt: skip
     table = pd.DataFrame(rows)
@@ -667,7 +668,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     print("\nseq-MNIST paper grid (every rule × 5 seeds), seconds per epoch:")
     print(grid.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     stacked = grid.variant == "stacked"
-    shared = grid[stacked & ~grid.conditions.str.match(r"^(TBPTT|SG)\(")].s_per_epoch.sum()
+    shared = grid[stacked & ~grid.family.isin(TRUNCATED)].s_per_epoch.sum()
     print(f"one epoch of the whole grid: {grid[stacked].s_per_epoch.sum() / 60:.2f} min with "
           f"window grids stacked, {(shared + grid[~stacked].s_per_epoch.sum()) / 60:.2f} min "
           "with one window per condition")  # fmt: skip

@@ -1,11 +1,12 @@
 """Two results folders, table by table: the check that a change of structure changed no
 result (run the smoke profile before and after, then compare).
 
-    python -m bplambda.compare_results BEFORE AFTER [--rtol 1e-6]
+    python -m bplambda.compare_results BEFORE AFTER [--rtol 1e-6] [--added-columns]
 
 Every CSV under ``BEFORE`` (its relative path) must exist under ``AFTER`` with the same rows
-and columns and values within ``rtol``. Wall times are not results: a column, or a row whose
-``metric``, that names seconds is left out.
+and columns and values within ``rtol``; with ``--added-columns`` ``AFTER`` may hold columns
+``BEFORE`` lacks (a change that adds a label), compared on ``BEFORE``'s. Wall times are not
+results: a column, or a row whose ``metric``, that names seconds is left out.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ def _without_timing(table: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def differences(before: Path, after: Path, rtol: float = 1e-6) -> list[str]:
+def differences(
+    before: Path, after: Path, rtol: float = 1e-6, added_columns: bool = False
+) -> list[str]:
     """One line per table that is missing or differs (empty: the folders agree)."""
     found = []
     for path in sorted(before.rglob("*.csv")):
@@ -35,6 +38,8 @@ def differences(before: Path, after: Path, rtol: float = 1e-6) -> list[str]:
             found.append(f"{name}: missing in {after}")
             continue
         a, b = (_without_timing(pd.read_csv(p)) for p in (path, other))
+        if added_columns:
+            b = b[[c for c in b.columns if c in set(a.columns)]]
         if list(a.columns) != list(b.columns) or len(a) != len(b):
             found.append(f"{name}: columns or row count differ ({a.shape} vs {b.shape})")
             continue
@@ -57,12 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("before", type=Path)
     parser.add_argument("after", type=Path)
     parser.add_argument("--rtol", type=float, default=1e-6)
+    parser.add_argument("--added-columns", action="store_true",
+                        help="AFTER may hold columns BEFORE lacks")  # fmt: skip
     args = parser.parse_args(argv)
     tables = len(list(args.before.rglob("*.csv")))
     if not tables:
         print(f"compare_results: {args.before} holds no CSV tables", file=sys.stderr)
         return 2
-    found = differences(args.before, args.after, args.rtol)
+    found = differences(args.before, args.after, args.rtol, args.added_columns)
     for line in found:
         print(line)
     print(

@@ -5,13 +5,19 @@ Bands are 95% bootstrap intervals over seeds (seaborn's ``errorbar=("ci", 95)``)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
+from typing import ParamSpec
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from bplambda.analysis import by_run, condition_order
+from bplambda.analysis import by_run
+from bplambda.labels import DEFAULT_VARIANT, condition_order, conditions, with_labels
+
+P = ParamSpec("P")
 
 METRIC_LABELS = {
     "alignment_synthetic": r"$\cos(g(s_t),\ \partial L_{>t}/\partial s_t)$",
@@ -38,24 +44,92 @@ AXIS_LABELS = {"lmbda": "λ", "T": "sequence length T", "t": "time step t",
                "batch": "batch (optimiser steps)", "epoch": "epoch", "n": "window n"}  # fmt: skip
 BANDS = "lines: mean over seeds; bands: 95% bootstrap interval"
 
-sns.set_theme(context="notebook", style="whitegrid")
+
+def _house_style(figure: Callable[P, plt.Figure]) -> Callable[P, plt.Figure]:
+    """Draw ``figure`` in seaborn's whitegrid style, notebook context and deep palette, without
+    touching the caller's matplotlib settings (importing this module changes nothing)."""
+
+    @functools.wraps(figure)
+    def drawn(*args: P.args, **kwargs: P.kwargs) -> plt.Figure:
+        with (
+            sns.axes_style("whitegrid"),
+            sns.plotting_context("notebook"),
+            sns.color_palette("deep"),
+        ):
+            return figure(*args, **kwargs)
+
+    return drawn
 
 
-def _palette(order: Sequence[str]) -> dict[str, tuple]:
-    """Blues→greens for BP(λ), oranges for SG(n), greys for TBPTT(n), reds for Liu et al.'s
-    rules, black for the exact ones."""
+N_BOOT = 1000
+"""Resamples of the bootstrap bands (as seaborn's default)."""
+
+
+def bootstrap_bands(data: pd.DataFrame, keys: Sequence[str], seed: int = 0) -> pd.DataFrame:
+    """Per group of ``keys``: the mean of ``value`` and its 95% percentile-bootstrap interval
+    (``N_BOOT`` resamples of the group's rows, NaN left out), as seaborn's ``errorbar=("ci",
+    95)`` but all groups of a size at once, and repeatable (``seed``). Columns: ``keys``,
+    ``mean``, ``low``, ``high``."""
+    finite = data[data.value.notna()]
+    groups = finite.groupby(list(keys), sort=True)["value"].apply(np.asarray)
+    sizes = groups.map(len)
+    rng = np.random.default_rng(seed)
+    low, high = pd.Series(np.nan, index=groups.index), pd.Series(np.nan, index=groups.index)
+    for size in sorted(sizes.unique()):
+        members = sizes.index[sizes == size]
+        values = np.stack(groups[members].to_list())  # (G, size)
+        means = values[:, rng.integers(0, size, (N_BOOT, size))].mean(-1)  # (G, N_BOOT)
+        low[members], high[members] = np.percentile(means, [2.5, 97.5], axis=1)
+    return pd.DataFrame({"mean": groups.map(np.mean), "low": low, "high": high}).reset_index()
+
+
+def _lines_with_bands(
+    ax: plt.Axes,
+    data: pd.DataFrame,
+    x: str,
+    hue: str,
+    order: Sequence[str],
+    palette: dict[str, tuple],
+    legend: bool,
+) -> None:
+    """A line per ``hue`` value (in ``order``, coloured by ``palette``): the mean of ``value``
+    over the rows at each ``x``, with its 95% bootstrap band (:func:`bootstrap_bands`)."""
+    bands = bootstrap_bands(data, [hue, x])
+    for name in (n for n in order if n in set(bands[hue])):
+        line = bands[bands[hue] == name]
+        ax.plot(line[x], line["mean"], color=palette[name], label=name)
+        ax.fill_between(line[x], line["low"], line["high"], color=palette[name], alpha=0.2,
+                        linewidth=0)  # fmt: skip
+    if legend:
+        ax.legend(title=hue)
+
+
+LIU_SHADES = {("mdgl", DEFAULT_VARIANT): 0, ("mdgl", "cell_type"): 1, ("eprop", DEFAULT_VARIANT): 2,
+              ("rflo", DEFAULT_VARIANT): 3}  # fmt: skip
+"""Liu et al.'s rules: shades of red, dark to light, from the most to the least gradient kept."""
+
+
+def _palette(data: pd.DataFrame) -> dict[str, tuple]:
+    """The house colours of the conditions of ``data`` (with their labels): blues→greens for
+    BP(λ), oranges for SG(n), greys for TBPTT(n), reds for Liu et al.'s rules, black for the
+    exact ones."""
+    ordered = conditions(data)
     palette: dict[str, tuple] = {}
-    for family, cmap in (("BP", "viridis_r"), ("SG", "Oranges"), ("TBPTT", "Greys")):
-        members = [c for c in order if c.split("(")[0] == family]
-        colours = sns.color_palette(cmap, len(members) + (0 if family == "BP" else 1))
+    for family, cmap in (("bp_lambda", "viridis_r"), ("sg", "Oranges"), ("tbptt", "Greys")):
+        members = ordered.condition[ordered.family == family].tolist()
+        colours = sns.color_palette(cmap, len(members) + (0 if family == "bp_lambda" else 1))
         palette.update(zip(members, colours[-len(members) :] if members else []))
-    liu = sns.color_palette("Reds_r", 6)  # MDGL, MDGL-type, e-prop, RFLO: reds, dark to light
-    for colour, name in zip(liu, ("MDGL", "MDGL-type", "e-prop", "RFLO")):
-        palette.update({name: colour} if name in order else {})
-    palette.update({c: (0.0, 0.0, 0.0) for c in order if c in ("BPTT", "oracle")})
+    liu = sns.color_palette("Reds_r", 6)
+    for row in ordered.itertuples():
+        shade = LIU_SHADES.get((row.family, row.variant))
+        if shade is not None:
+            palette[row.condition] = liu[shade]
+        elif row.family in ("bptt", "oracle"):
+            palette[row.condition] = (0.0, 0.0, 0.0)
     return palette
 
 
+@_house_style
 def lines(
     data: pd.DataFrame,
     x: str,
@@ -67,15 +141,15 @@ def lines(
 ) -> plt.Figure:
     """One panel per metric: value vs ``x``, a line per ``hue`` value (conditions by default,
     in the house colours) with a band over seeds."""
-    by_condition = hue == "condition"
-    order = condition_order(data.condition) if by_condition else sorted(data[hue].unique())
-    palette = _palette(order) if by_condition else "viridis"
+    if hue == "condition":
+        order, palette = condition_order(data), _palette(data)
+    else:
+        order = sorted(data[hue].unique())
+        palette = dict(zip(order, sns.color_palette("viridis", len(order))))
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         subset = data[data.metric == metric]
-        sns.lineplot(subset, x=x, y="value", hue=hue, hue_order=[c for c in order if c in
-                     set(subset[hue])], palette=palette, errorbar=("ci", 95), ax=ax,
-                     legend=ax is axes[0][-1])  # fmt: skip
+        _lines_with_bands(ax, subset, x, hue, order, palette, legend=ax is axes[0][-1])
         ax.set(ylabel=METRIC_LABELS.get(metric, metric), xlabel=xlabel or AXIS_LABELS.get(x, x))
         if metric in log_y:
             ax.set_yscale("log")
@@ -84,6 +158,7 @@ def lines(
     return fig
 
 
+@_house_style
 def heatmap(summary: pd.DataFrame, index: str, columns: str, title: str, label: str) -> plt.Figure:
     """A mean-value heatmap, e.g. final alignment over λ (rows) × T (columns)."""
     table = summary.pivot(index=index, columns=columns, values="mean").sort_index(ascending=False)
@@ -96,10 +171,11 @@ def heatmap(summary: pd.DataFrame, index: str, columns: str, title: str, label: 
     return fig
 
 
+@_house_style
 def points(data: pd.DataFrame, x: str, y: str, title: str, ylabel: str) -> plt.Figure:
     """Mean and 95% interval over seeds per condition, with each seed as a dot."""
-    order = condition_order(data[x])
-    palette = _palette(order)
+    order = condition_order(data)
+    palette = _palette(data)
     fig, ax = plt.subplots(figsize=(0.7 * len(order) + 2.5, 4))
     sns.pointplot(data, x=x, y=y, order=order, hue=x, palette=palette, errorbar=("ci", 95),
                   linestyle="none", markers="D", ax=ax, legend=False)  # fmt: skip
@@ -134,18 +210,17 @@ def _legend_right(fig: plt.Figure, ax: plt.Axes) -> None:
     fig.tight_layout()
 
 
+@_house_style
 def curvature_trajectories(checkpoints: pd.DataFrame, lr: float, title: str) -> plt.Figure:
     """λ_max vs training iterations, one panel per task, a line per condition (band over
     seeds; log scale where the values span a factor of 10), with the edge of stability 2/η
     of plain gradient descent dashed."""
     data = checkpoints[checkpoints.metric == "lambda_max"]
     fig, axes, tasks = _panels(data, "task")
-    order = condition_order(data.condition)
+    order, palette = condition_order(data), _palette(data)
     for ax, task in zip(axes, tasks):
         subset = data[data.task == task]
-        sns.lineplot(subset, x="batch", y="value", hue="condition", palette=_palette(order),
-                     hue_order=[c for c in order if c in set(subset.condition)],
-                     errorbar=("ci", 95), ax=ax, legend=ax is axes[-1])  # fmt: skip
+        _lines_with_bands(ax, subset, "batch", "condition", order, palette, ax is axes[-1])
         ax.axhline(2 / lr, color="0.3", linestyle="--", linewidth=1, label="2/η")
         ax.set(yscale=_scale(subset.value), title=task, xlabel="iterations",
                ylabel=r"$\lambda_{\max}$")  # fmt: skip
@@ -154,17 +229,18 @@ def curvature_trajectories(checkpoints: pd.DataFrame, lr: float, title: str) -> 
     return fig
 
 
+@_house_style
 def correlation_scatter(
     final: pd.DataFrame, correlations: pd.DataFrame, x: str, y: str, title: str
 ) -> plt.Figure:
     """``y`` vs ``x`` of every (condition, seed) run, one panel per task, the pooled Spearman
     and Pearson correlations in each panel's title."""
-    wide = by_run(final, ["task", "condition", "seed"])
+    wide = with_labels(by_run(final, ["task", "condition", "seed"]), final)
     fig, axes, tasks = _panels(wide, "task")
-    order = condition_order(wide.condition)
+    order, palette = condition_order(wide), _palette(wide)
     for ax, task in zip(axes, tasks):
         subset = wide[wide.task == task]
-        sns.scatterplot(subset, x=x, y=y, hue="condition", palette=_palette(order),
+        sns.scatterplot(subset, x=x, y=y, hue="condition", palette=palette,
                         hue_order=[c for c in order if c in set(subset.condition)], s=40,
                         ax=ax, legend=ax is axes[-1])  # fmt: skip
         row = correlations[(correlations.task == task) & (correlations.scope == "pooled")
@@ -179,6 +255,7 @@ def correlation_scatter(
     return fig
 
 
+@_house_style
 def points_by_panel(
     data: pd.DataFrame, y: str, panel: str, title: str, ylabel: str, log: bool = False
 ) -> plt.Figure:
@@ -187,9 +264,9 @@ def points_by_panel(
     fig, axes, names = _panels(data, panel)
     for ax, name in zip(axes, names):
         subset = data[data[panel] == name]
-        order = condition_order(subset.condition)
+        order, palette = condition_order(subset), _palette(subset)
         sns.pointplot(subset, x="condition", y=y, order=order, hue="condition",
-                      palette=_palette(order), errorbar=("ci", 95), linestyle="none",
+                      palette=palette, errorbar=("ci", 95), linestyle="none",
                       markers="D", ax=ax, legend=False)  # fmt: skip
         sns.stripplot(subset, x="condition", y=y, order=order, color="0.4", size=3, alpha=0.6,
                       ax=ax)  # fmt: skip
@@ -201,13 +278,14 @@ def points_by_panel(
     return fig
 
 
+@_house_style
 def measured_vs_predicted(final: pd.DataFrame, title: str) -> plt.Figure:
     """Final λ_max against Liu et al.'s bound 2/(η·c₁), one panel per task, with the line
     measured = predicted; a task where no run has a finite bound (c₁ ≤ 0) says so."""
-    wide = by_run(final, ["task", "condition", "seed"])
+    wide = with_labels(by_run(final, ["task", "condition", "seed"]), final)
     fig, axes, tasks = _panels(wide, "task")
     bounded = wide[wide.predicted_lambda_max.between(0, float("inf"), inclusive="neither")]
-    order = condition_order(bounded.condition)
+    order, palette = condition_order(bounded), _palette(bounded)
     keyed = [ax for ax, task in zip(axes, tasks) if task in set(bounded.task)][-1:]
     for ax, task in zip(axes, tasks):
         ax.set(title=task, xlabel=r"predicted $2/(\eta c_1)$",
@@ -218,7 +296,7 @@ def measured_vs_predicted(final: pd.DataFrame, title: str) -> plt.Figure:
                     va="center", transform=ax.transAxes)  # fmt: skip
             continue
         sns.scatterplot(subset, x="predicted_lambda_max", y="lambda_max_final", hue="condition",
-                        palette=_palette(order), s=40, ax=ax, legend=ax in keyed,
+                        palette=palette, s=40, ax=ax, legend=ax in keyed,
                         hue_order=[c for c in order if c in set(subset.condition)])  # fmt: skip
         both = pd.concat([subset.predicted_lambda_max, subset.lambda_max_final])
         ax.plot([both.min(), both.max()], [both.min(), both.max()], color="0.3",

@@ -12,7 +12,6 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -24,13 +23,12 @@ from bplambda.cells import Cell, with_compiled_step
 from bplambda.device import resolve_device, resolve_dtype, upload
 from bplambda.metrics import signal_alignments, update_alignment
 from bplambda.outputs import ParamGroups, RuleOutput
+from bplambda.readout import SequenceTargets
 from bplambda.regularisation import with_l2_gradient
 from bplambda.resume import ResumeFile
-from bplambda.rules import BPTT, Rule
+from bplambda.rules import Rule, true_gradients
 from bplambda.stacking import init_stacked_network
-
-if TYPE_CHECKING:
-    from bplambda.tasks.base import Task
+from bplambda.tasks.base import Task
 
 DEFAULT_LR = {"rnn": 1e-3, "readout": 1e-3, "synthesiser": 1e-4}
 COMPILED_RULES = ("bptt", "tbptt", "sg")
@@ -218,15 +216,16 @@ def _rows(
 def _log(
     cell: Cell,
     params: ParamGroups,
-    rule: Rule,
     inputs: torch.Tensor,
-    targets,
+    targets: SequenceTargets,
     out: RuleOutput,
     seeds: Sequence[int],
     batch: int,
     config: TrainConfig,
     diverged_at: np.ndarray,
 ) -> list[pd.DataFrame]:
+    """A logged batch's rows: the loss, and the alignments ``config`` asks for."""
+
     def rows(metric: str, values: torch.Tensor) -> pd.DataFrame:
         return _rows(seeds, batch, metric, values, diverged_at)
 
@@ -240,10 +239,120 @@ def _log(
             frames.append(rows(metric, values))
         frames.append(rows("future_gradient_norm", true.norm(dim=-1).mean(-1)))
     if config.track_update_alignment:
-        reference = BPTT().gradients(cell, params, inputs, targets).grads["rnn"]
+        reference = true_gradients(cell, params, inputs, targets)["rnn"]
         cos = update_alignment(out.grads["rnn"], reference, cell.param_ndim)
         frames.append(rows("update_alignment", cos))
     return frames
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """``evaluate(params) -> {name: (K,) tensor}`` run after every ``every`` optimiser steps
+    (0: only after the last), e.g. validation and test error; its rows are logged under those
+    names, with ``batch`` the number of batches trained."""
+
+    evaluate: Callable[[ParamGroups], dict[str, torch.Tensor]]
+    every: int = 0
+
+    def due(self, done: int, total: int) -> bool:
+        return (self.every > 0 and done % self.every == 0) or done == total
+
+
+class _Run:
+    """One run's state (parameters, optimisers, data streams, divergence, logged rows) and the
+    steps of its loop, each a method: :meth:`update`, :meth:`mark_divergence`, :meth:`log`,
+    :meth:`evaluate`, :meth:`save`."""
+
+    def __init__(
+        self,
+        cell: Cell,
+        task: Task,
+        config: TrainConfig,
+        seeds: list[int],
+        params: ParamGroups,
+        optimisers: list[torch.optim.Optimizer],
+        resume: ResumeFile | None,
+        device: torch.device,
+    ) -> None:
+        self.cell, self.task, self.config, self.seeds = cell, task, config, seeds
+        self.params, self.optimisers, self.resume = params, optimisers, resume
+        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]  # one each
+        self.diverged_at = torch.full((len(seeds),), -1, dtype=torch.long, device=device)
+        """``(K,)`` batch of divergence, -1: never (kept on the device)."""
+        self.frames: list[pd.DataFrame] = []
+        self.start, self.seconds_before = 0, 0.0
+        saved = resume.load() if resume is not None else None
+        if saved is not None:
+            self.start, self.seconds_before = saved["batch"], saved["seconds"]
+            self.diverged_at = _restore(saved, params, optimisers, self.generators, task).to(device)
+            self.frames.append(pd.DataFrame(saved["rows"], columns=COLUMNS))
+        self.started = time.perf_counter()
+
+    def seconds(self) -> float:
+        """Wall time of the run so far, summed over its resumptions."""
+        return self.seconds_before + time.perf_counter() - self.started
+
+    def status(self) -> np.ndarray:
+        """``diverged_at`` on the host (a device sync)."""
+        return self.diverged_at.cpu().numpy()
+
+    def update(self, grads: ParamGroups) -> None:
+        """One optimiser step (with the L2 term) for the models that have not diverged."""
+        _apply(
+            self.optimisers, self.params, with_l2_gradient(grads, self.params, self.config.l2),
+            self.diverged_at < 0,
+        )  # fmt: skip
+
+    def mark_divergence(self, out: RuleOutput, batch: int) -> None:
+        """Mark the models whose batch went unhealthy at ``batch`` (on the device, no sync)."""
+        newly = ~_healthy(out, self.config.divergence_threshold) & (self.diverged_at < 0)
+        self.diverged_at = torch.where(newly, batch, self.diverged_at)
+
+    def log(
+        self, batch: int, inputs: torch.Tensor, targets: SequenceTargets, out: RuleOutput
+    ) -> bool:
+        """Log the batch's rows and the task's metrics; ``True`` once every model diverged."""
+        status = self.status()
+        self.frames.extend(
+            _log(self.cell, self.params, inputs, targets, out, self.seeds, batch, self.config,
+                 status)
+        )  # fmt: skip
+        self.frames.extend(
+            _rows(self.seeds, batch, name, value, status)
+            for name, value in self.task.metrics().items()
+        )  # e.g. a curriculum's level, before it advances
+        return bool((status >= 0).all())
+
+    def evaluate(self, evaluation: Evaluation, done: int) -> None:
+        """Log ``evaluation``'s rows after ``done`` batches."""
+        status = self.status()
+        self.frames.extend(
+            _rows(self.seeds, done, name, value, status)
+            for name, value in evaluation.evaluate(self.params).items()
+        )
+
+    def save(self, done: int) -> None:
+        """Save everything the run needs to go on after ``done`` batches (see
+        :func:`_restore`)."""
+        assert self.resume is not None
+        rows = pd.concat(self.frames, ignore_index=True) if self.frames else (
+            pd.DataFrame(columns=COLUMNS))  # fmt: skip
+        self.resume.save({
+            "batch": done, "seconds": self.seconds(), "params": self.params,
+            "optimisers": [o.state_dict() for o in self.optimisers],
+            "generators": [g.get_state() for g in self.generators],
+            "diverged_at": self.diverged_at, "task": self.task.state_dict(),
+            "rows": rows[COLUMNS].to_dict("list"),
+        })  # fmt: skip
+
+    def result(self) -> TrainResult:
+        """The table, each model's final divergence status on all its rows."""
+        final = self.status()
+        table = pd.concat(self.frames, ignore_index=True)[COLUMNS]
+        table["diverged"] = final[table.model.to_numpy()] >= 0
+        table["diverged_at"] = np.where(table.diverged, final[table.model.to_numpy()], np.nan)
+        diverged_at = [int(b) if b >= 0 else None for b in final]
+        return TrainResult(self.params, table, diverged_at, self.seconds())
 
 
 def train(
@@ -256,18 +365,15 @@ def train(
     dtype: str | torch.dtype = "float32",
     params: ParamGroups | None = None,
     description: str | None = None,
-    evaluate: Callable[[ParamGroups], dict[str, torch.Tensor]] | None = None,
-    evaluate_every: int = 0,
+    evaluation: Evaluation | None = None,
     resume: ResumeFile | None = None,
 ) -> TrainResult:
     """Train ``len(seeds)`` models of ``cell`` with ``rule`` on ``task`` as one batched model.
 
     Model ``k`` is initialised from ``seeds[k]`` and draws its data from its own generator
     seeded by ``seeds[k]``: the same seed sees the same data in every stack and condition.
-    ``params`` (stacked, ``K`` leading) replaces the initialisation.
-    ``evaluate(params) -> {name: (K,) tensor}`` runs after every ``evaluate_every`` optimiser
-    steps and after the last (e.g. validation and test error); its rows are logged under those
-    names, with ``batch`` the number of batches trained.
+    ``params`` (stacked, ``K`` leading) replaces the initialisation. ``evaluation``: see
+    :class:`Evaluation`.
 
     Divergence (see the module docstring) is checked on the device every batch; the host
     learns of it at the next logged batch, and the run stops early once every model diverged.
@@ -284,83 +390,37 @@ def train(
             "update_every_step=True needs make_rule('bp_lambda', implementation='online'); "
             f"got rule {rule.name!r}"
         )
-    generators = [torch.Generator().manual_seed(seed) for seed in seeds]  # one data stream each
-    if hasattr(task, "to"):  # its data where the model is: no upload per batch
-        task = task.to(device)
+    task = task.to(device)  # its data where the model is: no upload per batch
+    task.reset()  # the previous run's epoch order or curriculum level
     if config.compile_step and rule.name in COMPILED_RULES:
         cell = with_compiled_step(cell)
-    if hasattr(task, "reset"):  # the previous run's epoch order or curriculum level
-        task.reset()
     if params is None:
         params = init_stacked_network(cell, task.output_size, seeds, dtype, device, rule)
-    optimisers = _optimisers(params, rule, config)
-    never = torch.full((len(seeds),), -1, dtype=torch.long, device=device)
-    diverged_at = never.clone()  # (K,) batch of divergence, -1: never (kept on the device)
-    frames: list[pd.DataFrame] = []
-    start, seconds_before = 0, 0.0
-    saved = resume.load() if resume is not None else None
-    if saved is not None:
-        start, seconds_before = saved["batch"], saved["seconds"]
-        diverged_at = _restore(saved, params, optimisers, generators, task).to(device)
-        frames.append(pd.DataFrame(saved["rows"], columns=COLUMNS))
-    started = time.perf_counter()
-
-    def state(done: int) -> dict:
-        """Everything the run needs to go on after ``done`` batches (see :func:`_restore`)."""
-        rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
-        return {
-            "batch": done, "seconds": seconds_before + time.perf_counter() - started,
-            "params": params, "optimisers": [o.state_dict() for o in optimisers],
-            "generators": [g.get_state() for g in generators], "diverged_at": diverged_at,
-            "task": task.state_dict() if hasattr(task, "state_dict") else {},
-            "rows": rows[COLUMNS].to_dict("list"),
-        }  # fmt: skip
-
-    def apply(grads: ParamGroups) -> None:
-        _apply(optimisers, params, with_l2_gradient(grads, params, config.l2), diverged_at < 0)
-
-    on_step = apply if config.update_every_step else None
-
-    log = frames.extend  # a logged batch's rows
+    run = _Run(cell, task, config, seeds, params, _optimisers(params, rule, config), resume, device)
+    on_step = run.update if config.update_every_step else None
     bar = tqdm(
-        range(start, config.num_batches), desc=description or rule.name,
-        disable=not config.progress, initial=start, total=config.num_batches,
+        range(run.start, config.num_batches), desc=description or rule.name,
+        disable=not config.progress, initial=run.start, total=config.num_batches,
     )  # fmt: skip
     for batch in bar:
-        inputs, targets = task.sample(generators)
+        inputs, targets = task.sample(run.generators)
         inputs, targets = upload(inputs, device, dtype), targets.to(device, dtype)
         out = rule.gradients(cell, params, inputs, targets, on_step=on_step)
-        newly = ~_healthy(out, config.divergence_threshold) & (diverged_at < 0)
-        diverged_at = torch.where(newly, batch, diverged_at)
+        run.mark_divergence(out, batch)
         if batch % config.log_every == 0 or batch == config.num_batches - 1:
-            status = diverged_at.cpu().numpy()
-            log(_log(cell, params, rule, inputs, targets, out, seeds, batch, config, status))
-            if hasattr(task, "metrics"):  # e.g. a curriculum's level, before it advances
-                log([_rows(seeds, batch, name, value, status)
-                     for name, value in task.metrics().items()])  # fmt: skip
-            if (status >= 0).all():
+            if run.log(batch, inputs, targets, out):
                 break
             bar.set_postfix(loss=f"{out.loss.mean().item():.4g}")  # the host waits here anyway
-        if hasattr(task, "observe"):  # e.g. a curriculum that reacts to the batch loss
-            task.observe(torch.where(diverged_at < 0, out.loss, torch.inf))
+        task.observe(torch.where(run.diverged_at < 0, out.loss, torch.inf))
         if not config.update_every_step:
-            apply(out.grads)
+            run.update(out.grads)
         done = batch + 1
-        if evaluate is not None and (
-            (evaluate_every and done % evaluate_every == 0) or done == config.num_batches
-        ):
-            status = diverged_at.cpu().numpy()
-            log([_rows(seeds, done, name, value, status)
-                 for name, value in evaluate(params).items()])  # fmt: skip
+        if evaluation is not None and evaluation.due(done, config.num_batches):
+            run.evaluate(evaluation, done)
         if resume is not None and done < config.num_batches and resume.due():
-            resume.save(state(done))
+            run.save(done)
     bar.close()
-    final = diverged_at.cpu().numpy()
-    table = pd.concat(frames, ignore_index=True)[COLUMNS]
-    table["diverged"] = final[table.model.to_numpy()] >= 0
-    table["diverged_at"] = np.where(table.diverged, final[table.model.to_numpy()], np.nan)
-    seconds = seconds_before + time.perf_counter() - started
-    return TrainResult(params, table, [int(b) if b >= 0 else None for b in final], seconds)
+    return run.result()
 
 
 def _restore(

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import pandas as pd
 import pytest
 import torch
 
 from bplambda.cells import Cell, make_cell
-from bplambda.outputs import ParamGroups
+from bplambda.outputs import ParamGroups, RuleOutput
 from bplambda.readout import SequenceTargets, init_readout
+from bplambda.rules import Rule
 
 CELL_NAMES = ["linear_rnn", "tanh_rnn", "lstm", "rate_rnn"]
 CELL_OPTIONS = {"rate_rnn": {"alpha": 0.8}}  # a leak, so its Jacobian path is exercised too
@@ -72,6 +75,45 @@ def assert_grads_close(
         for name in b[group]:
             err = relative_error(a[group][name], b[group][name])
             assert err <= tol, f"{group}.{name}: relative error {err:.3e} > {tol:.0e}"
+
+
+def model_of(groups: ParamGroups, k: int) -> ParamGroups:
+    """Model ``k`` of stacked groups (every tensor's leading dim indexed)."""
+    return {g: {n: v[k] for n, v in group.items()} for g, group in groups.items()}
+
+
+def targets_of(targets: SequenceTargets, k: int) -> SequenceTargets:
+    """Model ``k``'s targets of stacked ones (values ``(T, K, ...)``; weights are shared)."""
+    return SequenceTargets(targets.values[:, k], targets.weights, targets.kind)
+
+
+def assert_stacked_equals_alone(
+    p: Problem, stacked: Rule, alone: Callable[[int], Rule], tol: float = 1e-10
+) -> list[tuple[RuleOutput, RuleOutput]]:
+    """``stacked`` on ``p`` (``K`` models, ``model_shape=(K,)``) gives every model the
+    gradients (relative ``tol``) and loss (1e-12) that rule ``alone(k)`` gives model ``k`` on its
+    own inputs and targets. Returns ``(stacked output, model k's output alone)`` per ``k`` for
+    further checks."""
+    together = stacked.gradients(p.cell, p.params, p.inputs, p.targets)
+    pairs = []
+    for k in range(p.inputs.shape[1]):
+        single = model_of(p.params, k)
+        out = alone(k).gradients(p.cell, single, p.inputs[:, k], targets_of(p.targets, k))
+        assert_grads_close(model_of(together.grads, k), out.grads, tol)
+        assert relative_error(together.loss[k], out.loss) < 1e-12
+        pairs.append((together, out))
+    return pairs
+
+
+def assert_stacked_run_equals_runs_alone(
+    run: Callable[[list[int]], pd.DataFrame], seeds: Sequence[int], alone: Sequence[int]
+) -> None:
+    """The table of ``run(seeds)`` (the seeds stacked) holds, for every seed of ``alone``, the
+    rows of ``run([seed])`` (all but the stack index ``model``; relative 1e-9)."""
+    both = run(list(seeds))
+    for seed in alone:
+        picked = both[both.seed == seed].drop(columns="model").reset_index(drop=True)
+        pd.testing.assert_frame_equal(picked, run([seed]).drop(columns="model"), rtol=1e-9)
 
 
 @pytest.fixture(params=CELL_NAMES)

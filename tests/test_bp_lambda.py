@@ -4,7 +4,13 @@ import itertools
 
 import pytest
 import torch
-from conftest import CELL_NAMES, assert_grads_close, make_problem, relative_error
+from conftest import (
+    CELL_NAMES,
+    assert_grads_close,
+    assert_stacked_equals_alone,
+    make_problem,
+    relative_error,
+)
 from torch.func import jacrev
 
 from bplambda.bp_lambda import backward_sweep, online_bp_lambda
@@ -207,15 +213,9 @@ def test_a_lambda_grid_stacked_as_models_equals_separate_runs(implementation):
     lambdas = (0.0, 0.4, 1.0)
     p = make_problem("tanh_rnn", T=5, model_shape=(3,))
     rule = make_rule("bp_lambda", lmbda=lambdas, gamma=0.9, implementation=implementation)
-    stacked = rule.gradients(p.cell, p.params, p.inputs, p.targets).grads
-    for k, lmbda in enumerate(lambdas):
-        single = {g: {n: v[k] for n, v in group.items()} for g, group in p.params.items()}
-        targets = type(p.targets)(p.targets.values[:, k], p.targets.weights, p.targets.kind)
-        alone = make_rule("bp_lambda", lmbda=lmbda, gamma=0.9).gradients(
-            p.cell, single, p.inputs[:, k], targets
-        )
-        picked = {g: {n: v[k] for n, v in group.items()} for g, group in stacked.items()}
-        assert_grads_close(picked, alone.grads, 1e-10)
+    assert_stacked_equals_alone(
+        p, rule, lambda k: make_rule("bp_lambda", lmbda=lambdas[k], gamma=0.9)
+    )
 
 
 def test_a_lambda_grid_must_match_the_number_of_models():

@@ -28,3 +28,13 @@ def test_a_changed_value_and_a_missing_table_are_named(tmp_path):
         "nb/t.csv: column 'value' differs from row 0 (0.5 vs 0.6)"]  # fmt: skip
     assert differences(tmp_path / "a", tmp_path / "c")[0].startswith("nb/t.csv: missing")
     assert main([str(tmp_path / "a"), str(tmp_path / "b")]) == 1
+
+
+def test_added_columns_pass_only_when_allowed(tmp_path):
+    _write(tmp_path / "a", 0.5, 10.0)
+    _write(tmp_path / "b", 0.5, 10.0)
+    table = pd.read_csv(tmp_path / "b" / "nb" / "t.csv").assign(variant="default")
+    table.to_csv(tmp_path / "b" / "nb" / "t.csv", index=False)
+    assert differences(tmp_path / "a", tmp_path / "b")[0].startswith("nb/t.csv: columns")
+    assert differences(tmp_path / "a", tmp_path / "b", added_columns=True) == []
+    assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--added-columns"]) == 0

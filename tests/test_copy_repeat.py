@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from conftest import assert_grads_close, relative_error
+from conftest import assert_grads_close, assert_stacked_run_equals_runs_alone, relative_error
 from torch.func import jacrev
 
 from bplambda.cells import MaskedCell, make_cell
@@ -89,7 +89,6 @@ def test_a_start_level_with_threshold_zero_holds_every_model_there():
 def test_a_stacked_copy_repeat_run_equals_one_run_per_seed(name, options):
     """Each model draws its own bits and keeps its own curriculum (the seeds below reach
     different levels); with the padding masked it trains exactly as alone."""
-    import pandas as pd
 
     from bplambda import TrainConfig, train
 
@@ -105,10 +104,7 @@ def test_a_stacked_copy_repeat_run_equals_one_run_per_seed(name, options):
     both = run([0, 1, 2])
     levels = both[(both.metric == "T") & (both.batch == both.batch.max())].value
     assert levels.nunique() > 1, "the seeds should sit at different levels"
-    for seed in (0, 2):
-        alone = run([seed])
-        picked = both[both.seed == seed].drop(columns="model").reset_index(drop=True)
-        pd.testing.assert_frame_equal(picked, alone.drop(columns="model"), rtol=1e-9)
+    assert_stacked_run_equals_runs_alone(run, [0, 1, 2], alone=[0, 2])
 
 
 def test_masked_cell_jacobian_and_padding_flag():

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import Problem, make_problem, relative_error
+from conftest import Problem, make_problem, model_of, relative_error, targets_of
 
 from bplambda import make_rule
 from bplambda.cells import make_cell, unroll
@@ -153,8 +153,7 @@ def test_stacked_hvp_is_every_models_own_hvp(wrt):
     v = random_like(torch.empty(3, *op.shape, dtype=torch.float64), seed=4)
     stacked = op(v)
     for k in range(3):
-        alone = {g: {n: t[k] for n, t in p.params[g].items()} for g in ("rnn", "readout")}
-        targets = SequenceTargets(p.targets.values[:, k], p.targets.weights, p.targets.kind)
+        alone, targets = model_of(p.params, k), targets_of(p.targets, k)
         op_k = network_hessian(p.cell, alone, p.inputs[:, k], targets, L2, wrt)
         assert relative_error(stacked[k], op_k(v[k])) < 1e-13
 
@@ -226,8 +225,7 @@ def test_stacked_models_get_each_models_own_eigenvalue(solver):
     assert stacked.eigenvalue.shape == stacked.iterations.shape == (3,)
     assert stacked.eigenvector.shape == (3, 6, 6)
     for k in range(3):
-        alone = {g: {n: t[k] for n, t in p.params[g].items()} for g in ("rnn", "readout")}
-        targets = SequenceTargets(p.targets.values[:, k], p.targets.weights, p.targets.kind)
+        alone, targets = model_of(p.params, k), targets_of(p.targets, k)
         single = solver(network_hessian(p.cell, alone, p.inputs[:, k], targets, L2), **TIGHT)
         assert abs(stacked.eigenvalue[k] - single.eigenvalue) <= 1e-9 * single.eigenvalue.abs()
 

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import model_of
 
 from bplambda.cells import make_cell, unroll
 from bplambda.evaluate import classification_metrics, evaluation_metrics
@@ -63,7 +64,7 @@ def test_stacked_equals_per_model_and_model_dims_may_be_many():
     cell, params, inputs, targets = _problem("lstm", "cross_entropy")
     stacked = evaluation_metrics(cell, params, inputs, targets)
     for k in range(len(SEEDS)):
-        alone = {g: {n: v[k] for n, v in group.items()} for g, group in params.items()}
+        alone = model_of(params, k)
         single = evaluation_metrics(cell, alone, inputs, targets)
         assert single["loss"].shape == ()
         for name in stacked:

@@ -5,10 +5,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import assert_stacked_run_equals_runs_alone
 
 from bplambda import TrainConfig, make_rule, train
 from bplambda.cells import make_cell
 from bplambda.evaluate import classification_metrics
+from bplambda.experiments.sequential_mnist import mnist_tables
 from bplambda.stacking import init_stacked_network
 from bplambda.tasks.mnist import (
     SequentialMNIST,
@@ -88,11 +90,7 @@ def test_a_stacked_mnist_run_equals_one_run_per_seed():
         task = SequentialMNIST(images, labels, batch_size=10)
         return train(cell, rule, task, config, seeds=seeds, dtype="float64").table
 
-    both = run([3, 4])
-    for seed in (3, 4):
-        alone = run([seed])
-        picked = both[both.seed == seed].drop(columns="model").reset_index(drop=True)
-        pd.testing.assert_frame_equal(picked, alone.drop(columns="model"), rtol=1e-9)
+    assert_stacked_run_equals_runs_alone(run, [3, 4], alone=[3, 4])
 
 
 def test_evaluation_matches_a_direct_computation():
@@ -172,3 +170,29 @@ def test_a_task_shared_by_runs_gives_each_run_its_own_stream_from_the_start():
     first = first_batches(3)  # leaves the epoch (5 batches) part-way
     again = first_batches(3)
     assert all(torch.equal(a, b) for a, b in zip(first, again))
+
+
+def test_the_mnist_checkpoint_is_the_lowest_validation_loss_epoch():
+    rows = []
+    epochs = {"A": [(0.9, 0.30), (0.5, 0.20), (0.7, 0.10)], "B": [(0.4, 0.25), (0.6, 0.05)]}
+    for window, (condition, per_epoch) in enumerate(epochs.items(), start=1):
+        for epoch, (val_loss, test_error) in enumerate(per_epoch, start=1):
+            for metric, value in (("val_loss", val_loss), ("test_error", test_error)):
+                rows.append(
+                    {
+                        "condition": condition,
+                        "family": "tbptt",
+                        "lmbda": float("nan"),
+                        "n": window,
+                        "variant": "default",
+                        "seed": 0,
+                        "diverged": False,
+                        "batch": 100 * epoch,
+                        "t": -1,
+                        "metric": metric,
+                        "value": value,
+                    }
+                )
+    best = mnist_tables(pd.DataFrame(rows))["best"].set_index("condition")
+    assert best.loc["A", "epoch"] == 2 and best.loc["A", "test_error"] == 0.20  # not 0.10
+    assert best.loc["B", "epoch"] == 1 and best.loc["B", "test_error"] == 0.25  # not 0.05

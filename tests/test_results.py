@@ -38,9 +38,10 @@ def test_a_task_with_no_finite_bound_gets_a_panel_that_says_so():
     from bplambda.plots import measured_vs_predicted
 
     rows = [
-        {"task": task, "condition": condition, "seed": seed, "metric": metric, "value": value}
+        {"task": task, "condition": condition, "family": family, "lmbda": float("nan"),
+         "n": float("nan"), "variant": "default", "seed": seed, "metric": metric, "value": value}
         for task, c1_positive in (("bounded", True), ("unbounded", False))
-        for condition in ("BPTT", "e-prop")
+        for condition, family in (("BPTT", "bptt"), ("e-prop", "eprop"))
         for seed in (0, 1)
         for metric, value in (("lambda_max_final", 50.0 + seed),
                               ("predicted_lambda_max", 80.0 if c1_positive else float("inf")))

@@ -22,6 +22,7 @@ from bplambda.experiments import runs
 from bplambda.resume import ResumeFile, fingerprint
 from bplambda.tasks.copy_repeat import CopyRepeatTask
 from bplambda.tasks.mnist import SequentialMNIST
+from bplambda.train import Evaluation
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,12 +71,12 @@ def test_a_run_interrupted_and_resumed_equals_an_uninterrupted_one(tmp_path, mak
     task, cell = make()
     with pytest.raises(SimulatedKillError):  # after the state of batch 7 was saved
         train(cell, make_rule(rule), task, config, seeds=[0, 1], resume=resume,
-              evaluate=stop_after(7), evaluate_every=1)  # fmt: skip
+              evaluation=Evaluation(stop_after(7), every=1))  # fmt: skip
     assert torch.load(resume.path, weights_only=True)["batch"] == 7
 
     task, cell = make()  # a fresh process: nothing but the saved state carries over
     resumed = train(cell, make_rule(rule), task, config, seeds=[0, 1], resume=resume,
-                    evaluate=stop_after(-1), evaluate_every=1)  # fmt: skip
+                    evaluation=Evaluation(stop_after(-1), every=1))  # fmt: skip
     unevaluated = resumed.table[resumed.table.metric != "norm"].reset_index(drop=True)
     pd.testing.assert_frame_equal(unevaluated, whole.table, check_exact=True)
     for group, values in whole.params.items():
@@ -89,8 +90,8 @@ def test_a_saved_state_with_another_key_or_forced_is_not_resumed(tmp_path):
     task, cell = _mnist_like()
     saved = ResumeFile(tmp_path / "run.pt", key="old", every_seconds=0)
     with pytest.raises(SimulatedKillError):
-        train(cell, make_rule("bptt"), task, config, resume=saved, evaluate=stop_after(1),
-              evaluate_every=1)  # fmt: skip
+        train(cell, make_rule("bptt"), task, config, resume=saved,
+              evaluation=Evaluation(stop_after(1), every=1))  # fmt: skip
     assert ResumeFile(saved.path, key="new").load() is None
     assert ResumeFile(saved.path, key="old", force=True).load() is None
     assert ResumeFile(saved.path, key="old").load()["batch"] == 1

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import assert_grads_close, make_problem, relative_error
+from conftest import assert_grads_close, assert_stacked_equals_alone, make_problem, relative_error
 from torch.func import grad
 
 from bplambda.cells import unroll
@@ -95,17 +95,11 @@ def test_a_stacked_window_grid_equals_separate_runs(cell_name, name, options):
     windows that cut at different steps, every step, and never (n >= T)."""
     windows = (1, 2, 3, 5, 8)
     p = make_problem(cell_name, T=8, model_shape=(len(windows),))
-    stacked = make_rule(name, window=windows, **options).gradients(
-        p.cell, p.params, p.inputs, p.targets
-    )
-    for k, n in enumerate(windows):
-        single = {g: {m: v[k] for m, v in group.items()} for g, group in p.params.items()}
-        targets = type(p.targets)(p.targets.values[:, k], p.targets.weights, p.targets.kind)
-        out = make_rule(name, window=n, **options).gradients(
-            p.cell, single, p.inputs[:, k], targets
-        )
-        picked = {g: {m: v[k] for m, v in group.items()} for g, group in stacked.grads.items()}
-        assert_grads_close(picked, out.grads, 1e-10)
+    pairs = assert_stacked_equals_alone(
+        p, make_rule(name, window=windows, **options),
+        lambda k: make_rule(name, window=windows[k], **options),
+    )  # fmt: skip
+    for k, (stacked, out) in enumerate(pairs):
         assert relative_error(stacked.future_signal[:, k], out.future_signal) < 1e-12
         if name == "sg":
             assert torch.equal(stacked.applied[:, k], out.applied)
@@ -207,13 +201,7 @@ def test_every_registered_rule_keeps_the_contract(name):
     for group in rule.trains:
         for n, v in stacked.grads[group].items():
             assert v.shape == p.params[group][n].shape
-    for k in range(K):
-        single = {g: {n: v[k] for n, v in group.items()} for g, group in p.params.items()}
-        targets = type(p.targets)(p.targets.values[:, k], p.targets.weights, p.targets.kind)
-        out = rule.gradients(p.cell, single, p.inputs[:, k], targets)
-        picked = {g: {n: v[k] for n, v in group.items()} for g, group in stacked.grads.items()}
-        assert_grads_close(picked, out.grads, 1e-10)
-        assert relative_error(stacked.loss[k], out.loss) < 1e-12
+    assert_stacked_equals_alone(p, rule, lambda k: rule)
     with pytest.raises(ValueError, match="online"):
         rule.gradients(p.cell, p.params, p.inputs, p.targets, on_step=lambda grads: None)
 

@@ -9,7 +9,6 @@ import torch
 from bplambda import ToyTask, TrainConfig, make_cell, make_rule, train, true_future_gradients
 from bplambda.analysis import final_values
 from bplambda.cells import LSTM, MaskedCell
-from bplambda.experiments.sequential_mnist import mnist_tables
 from bplambda.experiments.toy_runs import spectral_radius, toy_network
 from bplambda.metrics import signal_alignments
 from bplambda.synthesiser import synthesise
@@ -73,28 +72,6 @@ def test_final_values_average_the_last_epoch_and_keep_the_last_batch():
     assert finals.loc[0, "value"] == pytest.approx(3.0)  # batches 10, 15, 19: the last 10
     assert finals.loc[0, "last_batch"] == 6.0
     assert np.isnan(finals.loc[1, "value"]) and np.isnan(finals.loc[1, "last_batch"])
-
-
-def test_the_mnist_checkpoint_is_the_lowest_validation_loss_epoch():
-    rows = []
-    epochs = {"A": [(0.9, 0.30), (0.5, 0.20), (0.7, 0.10)], "B": [(0.4, 0.25), (0.6, 0.05)]}
-    for condition, per_epoch in epochs.items():
-        for epoch, (val_loss, test_error) in enumerate(per_epoch, start=1):
-            for metric, value in (("val_loss", val_loss), ("test_error", test_error)):
-                rows.append(
-                    {
-                        "condition": condition,
-                        "seed": 0,
-                        "diverged": False,
-                        "batch": 100 * epoch,
-                        "t": -1,
-                        "metric": metric,
-                        "value": value,
-                    }
-                )
-    best = mnist_tables(pd.DataFrame(rows))["best"].set_index("condition")
-    assert best.loc["A", "epoch"] == 2 and best.loc["A", "test_error"] == 0.20  # not 0.10
-    assert best.loc["B", "epoch"] == 1 and best.loc["B", "test_error"] == 0.25  # not 0.05
 
 
 def test_sg_is_judged_at_its_chunk_ends_and_bp_lambda_everywhere():

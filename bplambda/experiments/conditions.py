@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bplambda.labels import DEFAULT_VARIANT
 from bplambda.rules import Rule, make_rule
 
 FIVE_SEEDS = (0, 1, 2, 3, 4)
@@ -16,7 +17,9 @@ FIVE_SEEDS = (0, 1, 2, 3, 4)
 
 @dataclass(frozen=True)
 class Condition:
-    """A rule and the stacked models it trains: one seed and one label set per model."""
+    """A rule and the stacked models it trains: one seed and one label set per model.
+
+    A label set holds :data:`bplambda.labels.LABELS`: what names the model in the tables."""
 
     rule: Rule
     seeds: tuple[int, ...]
@@ -42,7 +45,7 @@ def bp_lambda_condition(
         [float(lmbda) for lmbda in lambdas], seeds,
         lambda per_model: make_rule("bp_lambda", lmbda=per_model, gamma=gamma, scale=scale),
         lambda lmbda: {"condition": f"BP({lmbda:g})", "family": "bp_lambda", "lmbda": lmbda,
-                       "n": np.nan},
+                       "n": np.nan, "variant": DEFAULT_VARIANT},
     )  # fmt: skip
 
 
@@ -59,7 +62,7 @@ def window_condition(
     return _grid_condition(
         windows, seeds, rule_for,
         lambda n: {"condition": f"{DISPLAY_NAMES[name]}({n})", "family": name, "lmbda": np.nan,
-                   "n": n},
+                   "n": n, "variant": DEFAULT_VARIANT},
     )  # fmt: skip
 
 
@@ -70,10 +73,11 @@ DISPLAY_NAMES = {"bptt": "BPTT", "oracle": "oracle", "tbptt": "TBPTT", "sg": "SG
 def single_condition(name: str, seeds: Sequence[int], **options: object) -> Condition:
     """A rule without a grid (not BP(λ), TBPTT or SG), seeds stacked; its name in tables is
     :data:`DISPLAY_NAMES`' (an MDGL variant other than the exact one: ``MDGL-type``)."""
-    display = DISPLAY_NAMES[name]
+    display, variant = DISPLAY_NAMES[name], DEFAULT_VARIANT
     if options.get("variant", "cell_specific") != "cell_specific":
-        display = f"{display}-type"
-    label = {"condition": display, "family": name, "lmbda": np.nan, "n": np.nan}
+        display, variant = f"{display}-type", str(options["variant"])
+    label = {"condition": display, "family": name, "lmbda": np.nan, "n": np.nan,
+             "variant": variant}  # fmt: skip
     return Condition(make_rule(name, **options), tuple(seeds), tuple(label for _ in seeds))
 
 

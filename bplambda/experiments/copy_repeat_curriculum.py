@@ -9,12 +9,13 @@ from typing import ClassVar
 
 import pandas as pd
 
-from bplambda.analysis import bp_label, condition_order, interval_text, per_seed, summarise
+from bplambda.analysis import interval_text, per_seed, summarise
 from bplambda.cells import MaskedCell, make_cell
 from bplambda.experiments.conditions import FIVE_SEEDS, Condition
 from bplambda.experiments.grids import (
     GRID_RULES,
     check_grid,
+    grid_condition_list,
     grid_conditions,
     grid_cost,
     grid_title,
@@ -26,6 +27,7 @@ from bplambda.experiments.runs import (
     run_all,
     run_condition,
 )
+from bplambda.labels import DEFAULT_VARIANT, TRUNCATED, in_condition_order, named, with_labels
 from bplambda.profiles import configure
 from bplambda.train import TrainConfig
 from bplambda.verdicts import increasing
@@ -82,7 +84,7 @@ def copy_repeat_config(profile: str = "quick", **overrides: object) -> CopyRepea
     return configure(CopyRepeatConfig, COPY_DEFAULTS, profile, **overrides)
 
 
-@shardable
+@shardable(conditions=grid_condition_list)
 def run_copy_repeat(cfg: CopyRepeatConfig, store: StateStore | None = None) -> pd.DataFrame:
     """Train every condition with its own curriculum per model.
 
@@ -144,8 +146,9 @@ def copy_repeat_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
                               values="value").reset_index()  # fmt: skip
     final = wide.loc[wide.groupby(["condition", "seed"])["batch"].idxmax()].copy()
     final["solved_T"] = solved_length(final["N"], final["R"])
+    final = with_labels(final, table)
     summary = summarise(final.rename(columns={"solved_T": "value"}), ["condition"])
-    summary = summary.set_index("condition").loc[condition_order(summary.condition)].reset_index()
+    summary = in_condition_order(summary, table)
     timing = table[table.metric.isin(["seconds_per_1000_updates", "mean_T"])]
     timing = timing.pivot_table(index="condition", columns="metric", values="value").reset_index()
     return {"levels": levels, "final": final, "solved": summary, "timing": timing}
@@ -154,10 +157,11 @@ def copy_repeat_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
 def copy_repeat_claims(tables: dict[str, pd.DataFrame], cfg) -> list[dict]:
     """The paper's claim: BP(1) reaches longer sequences than the truncated methods."""
     final = tables["final"]
-    solved = tables["solved"].set_index("condition")["mean"]
-    truncated = solved[solved.index.str.match(r"^(TBPTT|SG)\(")]
-    top = bp_label(max(cfg.lambdas))
-    if top not in solved or not len(truncated):
+    summary = tables["solved"]
+    solved = summary.set_index("condition")["mean"]
+    truncated = solved[summary.family.isin(TRUNCATED).to_numpy()]
+    top = named(summary, family="bp_lambda", lmbda=max(cfg.lambdas), variant=DEFAULT_VARIANT)
+    if top is None or not len(truncated):
         return []
     rival = truncated.idxmax()
 

@@ -28,7 +28,6 @@ from torch import Tensor
 
 from bplambda.analysis import (
     by_run,
-    condition_order,
     interval_text,
     mean_over_steps,
     per_seed,
@@ -61,12 +60,13 @@ from bplambda.experiments.runs import (
     run_all,
     run_condition,
 )
+from bplambda.labels import condition_order, conditions
 from bplambda.outputs import ParamGroups
 from bplambda.parameters import LIU_TASKS
 from bplambda.profiles import configure
 from bplambda.readout import SequenceTargets
 from bplambda.rules import Rule
-from bplambda.train import TrainConfig
+from bplambda.train import Evaluation, TrainConfig
 from bplambda.verdicts import both_ways, finding, increasing
 
 C1_EPS = 1e-6
@@ -310,7 +310,7 @@ def final_curvature(
 
 
 # ----------------------------------------------------------------------------- runs
-@shardable
+@shardable(conditions=liu_conditions)
 def run_generalisation(cfg: GeneralisationConfig, store: StateStore | None = None) -> pd.DataFrame:
     """Every condition on every task; rows labelled with ``task``.
 
@@ -350,7 +350,7 @@ def _generalisation_condition(
     iterations = iterations_of(condition, cfg)
     table, params, seconds = run_condition(
         condition, task, cell, replace(train_config, num_batches=iterations), cfg.device,
-        cfg.dtype, store, (task_name,), evaluate=evaluate, evaluate_every=cfg.checkpoint_every,
+        cfg.dtype, store, (task_name,), evaluation=Evaluation(evaluate, every=cfg.checkpoint_every),
     )  # fmt: skip
     start = time.perf_counter()
     final = final_curvature(cell, condition.rule, params, task, cfg)
@@ -376,7 +376,7 @@ PER_BATCH = ("loss", "update_alignment", "alignment_signal", "alignment_syntheti
 AT_THE_END = ("lambda_max_final", "lambda_max_final_converged", "lambda_max_power", "c1",
               "c1_step", "predicted_lambda_max", "seconds")  # fmt: skip
 GAPS = ("gap_test_loss", "gap_test_error", "gap_test_noisy_loss", "gap_test_noisy_error")
-MODEL = ["task", "condition", "family", "lmbda", "n", "seed", "diverged"]
+MODEL = ["task", "condition", "family", "lmbda", "n", "variant", "seed", "diverged"]
 RUN = ["task", "condition", "family", "seed"]  # names a model, no NaN in it
 CORRELATION_COLUMNS = ["task", "scope", "x", "y", "n", "spearman_r", "spearman_p", "pearson_r",
                        "pearson_p"]  # fmt: skip
@@ -454,7 +454,7 @@ def generalisation_tables(
     ], ignore_index=True)  # fmt: skip
     final.loc[final.diverged.astype(bool), ["value", "last_batch"]] = np.nan
     summary = summarise(final, ["task", "condition", "metric"])
-    order = {c: i for i, c in enumerate(condition_order(summary.condition))}
+    order = {c: i for i, c in enumerate(condition_order(final))}
     summary = summary.sort_values(["task", "metric", "condition"], key=lambda c: c.map(
         order) if c.name == "condition" else c)  # fmt: skip
     timing = at_end[at_end.metric == "seconds"].drop_duplicates(["task", "condition"])
@@ -575,7 +575,8 @@ def generalisation_claims(tables: dict[str, pd.DataFrame], cfg: GeneralisationCo
                             f"n = {row.n}",
                 "verdict": _correlation_verdict(row),
             })  # fmt: skip
-        online = [c for c in condition_order(present) if c.startswith(("BP(", "SG("))]
+        ordered = conditions(final[final.task == task])
+        online = ordered.condition[ordered.family.isin(["bp_lambda", "sg"])].tolist()
         for condition in online:
             for metric in ("lambda_max", "gap_test_loss"):
                 rivals = [r for r in ("BPTT", "e-prop") if r in present]

@@ -89,8 +89,10 @@ def _bp_lambda_grid(cfg: GridConfig, mode: str) -> Condition:
         "bp_lambda", lmbda=grid.rule.lmbda, gamma=cfg.gamma, scale=cfg.scale,
         implementation=getattr(cfg, "implementation", "lambda_return"),
     )  # fmt: skip
-    suffix = "" if mode == "exact" else f" {mode}"
-    labels = tuple({**label, "condition": label["condition"] + suffix} for label in grid.labels)
+    if mode == "exact":
+        return Condition(rule, grid.seeds, grid.labels)
+    labels = tuple({**label, "condition": f"{label['condition']} {mode}", "variant": mode}
+                   for label in grid.labels)  # fmt: skip
     return Condition(rule, grid.seeds, labels)
 
 
@@ -98,6 +100,11 @@ def grid_conditions(cfg: GridConfig) -> list[tuple[Condition, str]]:
     """Notebooks 03-04's (condition, cell name) pairs: :func:`rule_conditions` in the order of
     :data:`GRID_RULES`, every rule on the exact LSTM but BP(λ) in its modes."""
     return [(condition, LSTM_MODES[mode]) for condition, mode in rule_conditions(cfg, GRID_RULES)]
+
+
+def grid_condition_list(cfg: GridConfig) -> list[Condition]:
+    """Notebooks 03-04's conditions, without their cells."""
+    return [condition for condition, _ in grid_conditions(cfg)]
 
 
 def grid_title(pair: tuple[Condition, str]) -> str:

@@ -16,7 +16,6 @@ from bplambda.analysis import (
     FINALS,
     both_finals,
     bp_label,
-    condition_order,
     final_batch,
     final_values,
     mean_over_steps,
@@ -26,6 +25,7 @@ from bplambda.analysis import (
 from bplambda.experiments.conditions import FIVE_SEEDS, bp_lambda_condition, window_condition
 from bplambda.experiments.options import ExperimentConfig, shardable
 from bplambda.experiments.toy_runs import ToyRun, alignment_train_config, run_on_toy
+from bplambda.labels import condition_order
 from bplambda.profiles import configure
 from bplambda.verdicts import increasing, interval
 
@@ -110,7 +110,7 @@ def lambda_sweep_tables(sweep: pd.DataFrame, cfg: LambdaSweepConfig) -> dict[str
     by_batch = mean_over_steps(sweep)
     finals = final_values(by_batch, cfg.batches_per_epoch)
     finals = finals[finals.metric.isin(ALIGNMENTS)]
-    keys = ["rho", "condition", "family", "lmbda", "n", "T", "metric"]
+    keys = ["rho", "condition", "family", "lmbda", "n", "variant", "T", "metric"]
     last = final_batch(sweep)
     by_t = last[(last.t >= 1) & (last.t < last["T"])]
     norms = by_t[(by_t.metric == "future_gradient_norm") & (by_t.condition == bp_label(max(
@@ -208,6 +208,6 @@ def by_length_table(final: pd.DataFrame) -> pd.DataFrame:
     (ordered), one column per T."""
     align = final[(final.metric == ALIGNMENT) & final.rho.isna()]
     table = align.pivot_table(index="condition", columns="T", values="mean")
-    table = table.loc[condition_order(table.index)]
+    table = table.loc[condition_order(align)]
     table.columns = [f"T={T}" for T in table.columns]
     return table.reset_index()

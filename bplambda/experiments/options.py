@@ -6,7 +6,7 @@ device, dtype, progress); and the decorator by which every run function serves s
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,8 @@ from typing import Any
 import pandas as pd
 
 from bplambda.errors import ParameterError
+from bplambda.experiments.conditions import Condition
+from bplambda.labels import DEFAULT_VARIANT
 from bplambda.parameters import project_path
 
 RAW = "raw"
@@ -69,11 +71,22 @@ class ResumableOptions(ExperimentConfig):
     force: bool = False
 
 
-def shardable(run: Callable[..., pd.DataFrame]) -> Callable[..., pd.DataFrame]:
+def shardable(
+    run: Callable[..., pd.DataFrame] | None = None,
+    *,
+    conditions: Callable[[Any], Iterable[Condition]] | None = None,
+) -> Any:
     """A run function ``run(cfg, ...) -> table`` that serves sweeps (:class:`ShardOptions`):
     with ``cfg.merge_from`` it returns the shards' tables of the same function, joined in
     shard order, instead of running; with ``cfg.save_raw`` it writes its table to
-    ``<output_dir>/raw/<function name>.csv.gz``."""
+    ``<output_dir>/raw/<function name>.csv.gz``.
+
+    ``conditions(cfg)``: the conditions the config runs (use as
+    ``@shardable(conditions=...)``), whose labels complete a shard table written before a label
+    existed (its ``variant``: a long campaign's shards run on the code it was pinned to);
+    without it, every condition is its rule as named."""
+    if run is None:
+        return functools.partial(shardable, conditions=conditions)
     name = f"{run.__name__}.csv.gz"
 
     @functools.wraps(run)
@@ -86,7 +99,8 @@ def shardable(run: Callable[..., pd.DataFrame]) -> Callable[..., pd.DataFrame]:
                     f"merge_from: {missing} hold no {RAW}/{name}; did their jobs finish? "
                     "(their logs are in the sweep folder's submitit/)"
                 )
-            return pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+            table = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+            return table if "variant" in table else _with_variants(table, cfg, conditions)
         table = run(cfg, *args, **kwargs)
         if cfg.save_raw:
             path = project_path(cfg.output_dir) / RAW / name
@@ -95,3 +109,15 @@ def shardable(run: Callable[..., pd.DataFrame]) -> Callable[..., pd.DataFrame]:
         return table
 
     return sharded
+
+
+def _with_variants(
+    table: pd.DataFrame, cfg: Any, conditions: Callable[[Any], Iterable[Condition]] | None
+) -> pd.DataFrame:
+    """``table`` (written before conditions carried a ``variant``) with each condition's
+    variant from ``conditions(cfg)``, in the column's place after ``n``."""
+    variants = {label["condition"]: label["variant"] for c in (conditions(cfg) if conditions
+                else ()) for label in c.labels}  # fmt: skip
+    table.insert(table.columns.get_loc("n") + 1, "variant",
+                 table.condition.map(variants).fillna(DEFAULT_VARIANT))  # fmt: skip
+    return table

@@ -38,8 +38,8 @@ R = TypeVar("R")
 
 
 TABLE_COLUMNS = [
-    "condition", "family", "lmbda", "n", "T", "seed", "diverged", "diverged_at", "batch", "t",
-    "metric", "value",
+    "condition", "family", "lmbda", "n", "variant", "T", "seed", "diverged", "diverged_at",
+    "batch", "t", "metric", "value",
 ]  # fmt: skip
 
 
@@ -112,7 +112,7 @@ def run_condition(
     without training, where either carries the same key (the store's config, ``context``,
     the condition, ``train_config``, device and dtype); a finished run is saved there.
     ``context``: what else names the run (e.g. the task of a notebook that runs several).
-    ``train_options`` go to :func:`train` (e.g. ``evaluate``, ``evaluate_every``).
+    ``train_options`` go to :func:`train` (e.g. ``evaluation``).
     """
     names = sorted({label["condition"] for label in condition.labels})
     description = f"{condition_title(condition)} T={getattr(task, 'seq_len', '?')}"

@@ -9,8 +9,6 @@ from typing import ClassVar
 import pandas as pd
 
 from bplambda.analysis import (
-    bp_label,
-    condition_order,
     interval_text,
     per_seed,
     summarise,
@@ -20,6 +18,7 @@ from bplambda.experiments.conditions import FIVE_SEEDS, Condition
 from bplambda.experiments.grids import (
     GRID_RULES,
     check_grid,
+    grid_condition_list,
     grid_conditions,
     grid_cost,
     grid_title,
@@ -31,8 +30,9 @@ from bplambda.experiments.runs import (
     run_all,
     run_condition,
 )
+from bplambda.labels import DEFAULT_VARIANT, TRUNCATED, in_condition_order, named, with_labels
 from bplambda.profiles import configure
-from bplambda.train import TrainConfig
+from bplambda.train import Evaluation, TrainConfig
 from bplambda.verdicts import finding, increasing, paired_difference
 
 
@@ -95,7 +95,7 @@ def mnist_config(profile: str = "quick", **overrides: object) -> MNISTConfig:
     return configure(MNISTConfig, MNIST_DEFAULTS, profile, **overrides)
 
 
-@shardable
+@shardable(conditions=grid_condition_list)
 def run_mnist(cfg: MNISTConfig, store: StateStore | None = None) -> pd.DataFrame:
     """Train every condition; after each epoch log train/validation/test loss and error.
 
@@ -146,7 +146,7 @@ def _mnist_condition(
 
     run = run_condition(
         condition, task, cell, train_config, cfg.device, cfg.dtype, store,
-        evaluate=evaluate, evaluate_every=task.batches_per_epoch,
+        evaluation=Evaluation(evaluate, every=task.batches_per_epoch),
     )  # fmt: skip
     timing = per_seed_rows(
         run.table, "seconds_per_epoch", run.seconds / cfg.epochs, train_config.num_batches
@@ -175,8 +175,9 @@ def mnist_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     models = table.drop_duplicates(["condition", "seed"])[["condition", "seed", "diverged"]]
     missing = models.merge(best[["condition", "seed"]], how="left", indicator=True)
     best = pd.concat([best, missing[missing._merge == "left_only"].drop(columns="_merge")])
+    best = with_labels(best, table)
     summary = summarise(best.rename(columns={"test_error": "value"}), ["condition"])
-    summary = summary.set_index("condition").loc[condition_order(summary.condition)].reset_index()
+    summary = in_condition_order(summary, table)
     timing = table[table.metric == "seconds_per_epoch"].drop_duplicates("condition")
     return {
         "epochs": evals.drop(columns=["t"]),
@@ -190,8 +191,9 @@ def mnist_claims(tables: dict[str, pd.DataFrame], cfg) -> list[dict]:
     """The paper's qualitative seq-MNIST claims and the faithful-vs-exact LSTM finding, on each
     seed's test error at its lowest-validation-loss epoch."""
     best = tables["best"]
-    errors = tables["test_error"].set_index("condition")["mean"]
-    truncated = errors[errors.index.str.match(r"^(TBPTT|SG)\(")]
+    summary = tables["test_error"]
+    errors = summary.set_index("condition")["mean"]
+    truncated = errors[summary.family.isin(TRUNCATED).to_numpy()]
 
     def values(condition: str) -> pd.Series:
         return per_seed(best, "test_error", condition=condition)
@@ -199,31 +201,34 @@ def mnist_claims(tables: dict[str, pd.DataFrame], cfg) -> list[dict]:
     def text(condition: str) -> str:
         return f"{condition} {interval_text(values(condition), best, condition=condition)}"
 
+    def bp(lmbda: float, variant: str = DEFAULT_VARIANT) -> str | None:
+        return named(summary, family="bp_lambda", lmbda=lmbda, variant=variant)
+
     budget = f"{cfg.epochs} epochs"
     claims = []
-    if "BP(1)" in errors and len(truncated):
+    if bp(1.0) and len(truncated):
         rival = truncated.idxmin()
         claims.append({
             "claim": "BP(1) has a lower test error than truncated BPTT(n) and n-step SG(n)",
             "paper": "yes (Table 2 per the ICLR reviews; numbers UNKNOWN)",
             "official_code": "not run here",
-            "bplambda": f"{text('BP(1)')} vs best {text(rival)} (n ∈ {list(cfg.windows)}, "
+            "bplambda": f"{text(bp(1.0))} vs best {text(rival)} (n ∈ {list(cfg.windows)}, "
                         f"{budget})",
-            "verdict": increasing([values("BP(1)"), values(rival)]),
+            "verdict": increasing([values(bp(1.0)), values(rival)]),
         })  # fmt: skip
-    long_windows = [f"TBPTT({n})" for n in cfg.windows if n >= 3 and f"TBPTT({n})" in errors]
-    if "BP(0.5)" in errors and long_windows:
+    long_windows = summary[(summary.family == "tbptt") & (summary.n >= 3)].condition
+    if bp(0.5) and len(long_windows):
         rival = errors[long_windows].idxmin()
         claims.append({
             "claim": "BP(0.5) is not better than truncated BPTT(n ≥ 3)",
             "paper": "yes (per the ICLR reviews)",
             "official_code": "not run here",
-            "bplambda": f"{text('BP(0.5)')} vs best {text(rival)} ({budget})",
-            "verdict": increasing([values(rival), values("BP(0.5)")]),
+            "bplambda": f"{text(bp(0.5))} vs best {text(rival)} ({budget})",
+            "verdict": increasing([values(rival), values(bp(0.5))]),
         })  # fmt: skip
     for lmbda in cfg.lambdas:
-        exact, faithful = bp_label(lmbda), f"{bp_label(lmbda)} faithful"
-        if exact in errors and faithful in errors:
+        exact, faithful = bp(lmbda), bp(lmbda, "faithful")
+        if exact and faithful:
             claims.append({
                 "claim": f"{exact}: the official LSTM quirks (faithful) vs the exact Jacobian",
                 "paper": "not studied",

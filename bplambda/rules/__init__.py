@@ -31,7 +31,13 @@ from bplambda.rules.accumulate import IMPLEMENTATIONS, BPLambda
 from bplambda.rules.base import OnStep, Rule
 from bplambda.rules.eligibility import MDGL, RFLO, EProp
 from bplambda.rules.oracle import Oracle
-from bplambda.rules.truncated import BPTT, NStepSyntheticGradient, TruncatedBPTT, chunk_starts
+from bplambda.rules.truncated import (
+    BPTT,
+    NStepSyntheticGradient,
+    TruncatedBPTT,
+    chunk_starts,
+    true_gradients,
+)
 
 RULES: dict[str, type] = {
     "bptt": BPTT,
@@ -68,5 +74,5 @@ def make_rule(name: str, **options: object) -> Rule:
 __all__ = [
     "BPTT", "IMPLEMENTATIONS", "MDGL", "RFLO", "RULES", "BPLambda", "EProp",
     "NStepSyntheticGradient", "OnStep", "Oracle", "Rule", "TruncatedBPTT", "chunk_starts",
-    "make_rule",
+    "make_rule", "true_gradients",
 ]  # fmt: skip

@@ -309,6 +309,14 @@ class BPTT(OfflineRule, NetworkOnly, KernelChoice):
         return truncated_backprop(cell, params, inputs, targets, None, kernel=self.kernel)
 
 
+def true_gradients(
+    cell: Cell, params: ParamGroups, inputs: Tensor, targets: SequenceTargets
+) -> ParamGroups:
+    """The exact gradient of the batch loss (BPTT's), per group: the reference a rule's
+    update is compared with (``update_alignment``)."""
+    return BPTT().gradients(cell, params, inputs, targets).grads
+
+
 @dataclass(frozen=True)
 class TruncatedBPTT(OfflineRule, NetworkOnly, KernelChoice):
     """BPTT within chunks of ``window`` steps aligned to the sequence end; state detached

@@ -1,10 +1,10 @@
-"""The interface every task provides, and the helpers of its optional held-out protocol."""
+"""The base every task derives from (its hooks do nothing until a task overrides them), and
+the helpers of the held-out protocol."""
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -13,7 +13,11 @@ from torch import Tensor
 from bplambda.readout import SequenceTargets, last_step
 
 
-class Task(Protocol):
+class Task:
+    """What every task provides (``input_size``, ``output_size``, :meth:`sample`) and the hooks
+    the trainer calls on every task: here they do nothing, and a task with state (an epoch
+    order, a curriculum level) or a device of its own overrides the ones it needs."""
+
     input_size: int
     output_size: int
 
@@ -22,39 +26,55 @@ class Task(Protocol):
         targets with the same leading dims. Model k's data come from ``generators[k]`` alone
         (seeded by its seed), so a seed sees the same data in every stack and every condition,
         and a stacked run equals one run per seed."""
-        ...
+        raise NotImplementedError(f"{type(self).__name__} must define sample(generators)")
 
-    # Optional, used by the trainer where a task defines them:
-    #   observe(loss: Tensor (K,)) -> None      after every training batch (a curriculum)
-    #   metrics() -> dict[str, Tensor (K,)]     logged with every logged batch
-    #   reset() -> None                         at the start of every run: a task object
-    #                                           can serve several runs, each from the start
-    #                                           of its own stream (an epoch order, a level)
-    #   state_dict() -> dict, load_state_dict(state: dict) -> None
-    #                                           the task's own state (a curriculum's level,
-    #                                           an epoch's order), saved with a run's
-    #                                           training state (bplambda.resume)
-    #   to(device) -> Task                      the task (itself, or a copy) making its
-    #                                           batches on ``device``, so that a GPU run
-    #                                           uploads no data per batch
-    #
-    # Optional held-out protocol (generalisation gaps, LIU2022.md §4.2), for
-    # bplambda.evaluate.evaluation_metrics:
-    #   SPLITS: tuple[str, ...]                 class attribute: the splits the task knows,
-    #                                           at least "train" (drawn like the training
-    #                                           data) and "test" (the generalisation test)
-    #   evaluation_set(split: str, size: int | None = None, seed: int = 0)
-    #       -> tuple[Tensor, SequenceTargets]
-    #       A FIXED set, the same for every stacked model and every call with the same
-    #       arguments: inputs (T, n, I), targets with values (T, n, O) (or (T, n) class
-    #       indices) and weights (T,). ``size=None`` is the whole split (or the task's stated
-    #       default where a split is unbounded); an unknown split raises ValueError naming the
-    #       valid ones (check_split).
+    def to(self, device: torch.device | str) -> Task:
+        """The task (itself, or a copy) making its batches on ``device``, so that a GPU run
+        uploads no data per batch; by default batches are made on the CPU and uploaded."""
+        return self
+
+    def reset(self) -> None:
+        """Called at the start of every run: a task object can serve several runs, each from
+        the start of its own stream (an epoch order, a curriculum level)."""
+
+    def observe(self, loss: Tensor) -> None:
+        """Called after every training batch with the batch loss ``(K,)`` (``inf`` for a
+        diverged model), e.g. by a curriculum."""
+
+    def metrics(self) -> dict[str, Tensor]:
+        """Logged with every logged batch: ``{name: (K,)}`` (e.g. a curriculum's level)."""
+        return {}
+
+    def state_dict(self) -> dict:
+        """The task's own state, saved with a run's training state (:mod:`bplambda.resume`)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Put back what :meth:`state_dict` returned."""
 
 
-def check_split(task: object, split: str) -> None:
+class HeldOutTask(Task):
+    """A task with fixed held-out sets (generalisation gaps, LIU2022.md §4.2), read by
+    :func:`bplambda.evaluate.evaluation_metrics`. ``SPLITS`` names the splits it knows, at
+    least ``"train"`` (drawn like the training data) and ``"test"`` (the generalisation test).
+    """
+
+    SPLITS: tuple[str, ...]
+
+    def evaluation_set(
+        self, split: str, size: int | None = None, seed: int = 0
+    ) -> tuple[Tensor, SequenceTargets]:
+        """A FIXED set, the same for every stacked model and every call with the same
+        arguments: inputs ``(T, n, I)``, targets with values ``(T, n, O)`` (or ``(T, n)`` class
+        indices) and weights ``(T,)``. ``size=None`` is the whole split (or the task's stated
+        default where a split is unbounded); an unknown split raises ``ValueError`` naming the
+        valid ones (:func:`check_split`)."""
+        raise NotImplementedError(f"{type(self).__name__} must define evaluation_set")
+
+
+def check_split(task: HeldOutTask, split: str) -> None:
     """Raise ``ValueError`` naming ``type(task).SPLITS`` unless ``split`` is one of them."""
-    splits: tuple[str, ...] = type(task).SPLITS  # type: ignore[attr-defined]
+    splits = type(task).SPLITS
     if split not in splits:
         raise ValueError(
             f"split={split!r} is unknown for {type(task).__name__}; choose one of {list(splits)}"

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from bplambda.readout import SequenceTargets
+from bplambda.tasks.base import Task
 
 BITS = 8
 INPUT_SIZE = BITS + 2  # bits, start delimiter, repeat count
@@ -80,7 +81,7 @@ def copy_repeat_batch(
     return inputs, SequenceTargets(targets, weights, "bce")
 
 
-class CopyRepeatTask:
+class CopyRepeatTask(Task):
     """Fresh random batches every step, one curriculum level per stacked model.
 
     State is real (each model's level), hence a class. ``observe(loss)`` applies the

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from bplambda.readout import SequenceTargets
-from bplambda.tasks.base import check_split, evaluation_generator, last_step_targets
+from bplambda.tasks.base import HeldOutTask, check_split, evaluation_generator, last_step_targets
 
 
 def gaussian_bump(cue_len: int, amplitude: float, sigma: float) -> Tensor:
@@ -26,7 +26,7 @@ def gaussian_bump(cue_len: int, amplitude: float, sigma: float) -> Tensor:
 
 
 @dataclass(frozen=True)
-class DelayedMatch:
+class DelayedMatch(HeldOutTask):
     """Delayed match-to-sample: inputs ``(T, *L, 2)``, a 2-way label at ``t = T`` only.
 
     A trial has ``T = cue_len + delay + cue_len`` steps (900 by default, dt = 1 ms). Both

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from bplambda.errors import ParameterError
 from bplambda.readout import SequenceTargets
-from bplambda.tasks.base import check_split, last_step_targets
+from bplambda.tasks.base import HeldOutTask, check_split, last_step_targets
 
 MNIST_FILES = (
     "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -189,7 +189,7 @@ def noisy_images(images: Tensor, sigma: float, seed: int) -> Tensor:
     return (images + sigma * noise).clamp(0.0, 1.0)
 
 
-class SequentialMNIST:
+class SequentialMNIST(HeldOutTask):
     """Training batches in epochs: each stacked model walks its own shuffled permutation,
     drawn from its own generator (so seed s sees the same images in every stack).
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from bplambda.readout import SequenceTargets
-from bplambda.tasks.base import check_split, evaluation_generator
+from bplambda.tasks.base import HeldOutTask, check_split, evaluation_generator
 
 PERIODS = (1000.0, 500.0, 333.0, 200.0)
 AMPLITUDE_RANGE = (0.5, 2.0)
@@ -39,7 +39,7 @@ def sum_of_sines(
 
 
 @dataclass(frozen=True)
-class PatternGeneration:
+class PatternGeneration(HeldOutTask):
     """Frozen noise in, a fixed sum of sines out; the MSE over time: weight 1/T at every step,
     so the loss is the mean squared error over all steps (as the e-prop code), not its sum
     (which grows with T and makes plain SGD at Liu et al.'s lr 0.01 diverge at T = 200).

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from bplambda.readout import SequenceTargets, last_step
+from bplambda.tasks.base import Task
 
 
 @lru_cache(maxsize=8)
@@ -29,7 +30,7 @@ def toy_input_code(input_size: int = 10, seed: int = 123, device: str = "cpu") -
 
 
 @dataclass(frozen=True)
-class ToyTask:
+class ToyTask(Task):
     """Fixed input at t = 1, MSE target ``(0, 1)`` at t = T; batches of identical copies,
     made on ``device``."""
 
