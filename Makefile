@@ -9,7 +9,7 @@ PROFILE ?= quick
 JOBS ?= $(shell nproc)
 SHARED_MNIST := ../shared/data/MNIST
 
-.PHONY: setup test reproduce lab bench lint format data clean browser test-browser
+.PHONY: setup test test-fast reproduce lab bench lint format data clean browser test-browser
 
 setup: $(STAMP)
 
@@ -31,6 +31,11 @@ data: setup
 # fixture (the smoke run of every notebook) runs once.
 test: setup data
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadfile
+
+# The tests that run no notebook, kernel or fresh process: a developer's check in about a minute.
+test-fast: setup data
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadfile \
+		-m "not slow and not browser"
 
 # NOTEBOOKS="01 03" runs a subset (names or numbers), JOBS=n the workers per notebook (default:
 # one per core). Notebooks 03-05 keep every condition's

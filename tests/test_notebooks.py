@@ -16,6 +16,8 @@ from bplambda import reproduce, sweep
 from bplambda.experiments.options import ShardOptions
 from bplambda.results import build_summary
 
+pytestmark = pytest.mark.slow  # every test here runs notebooks through papermill
+
 NOTEBOOKS = reproduce.notebooks()
 ROOT = Path(__file__).resolve().parent.parent
 

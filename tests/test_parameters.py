@@ -208,6 +208,7 @@ def _run_bad(tmp_path: Path, notebook: str, parameters: dict) -> pm.PapermillExe
 
 @pytest.mark.parametrize(("notebook", "parameters", "shown"), BAD_RUNS,
                          ids=[f"{n[:2]}-{next(iter(p))}" for n, p, _ in BAD_RUNS])  # fmt: skip
+@pytest.mark.slow
 def test_a_bad_papermill_parameter_stops_the_first_code_cell_in_one_line(
     tmp_path, notebook, parameters, shown
 ):
@@ -225,6 +226,7 @@ def test_a_bad_papermill_parameter_stops_the_first_code_cell_in_one_line(
     assert len(traceback) == 1 and shown in traceback[0]  # one line, also in JupyterLab
 
 
+@pytest.mark.slow
 def test_a_data_dir_without_mnist_says_how_to_get_it(tmp_path):
     error = _run_bad(tmp_path, "03_sequential_mnist", {"data_dir": str(tmp_path / "empty")})
     assert error.ename == "MissingMNISTError"  # a ParameterError and a FileNotFoundError

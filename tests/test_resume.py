@@ -138,6 +138,7 @@ def _run(folder: Path, table: Path) -> subprocess.Popen:
                             start_new_session=True)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_smoke_run_killed_mid_way_resumes_to_the_tables_of_an_uninterrupted_run(tmp_path):
     state = tmp_path / "killed" / "state" / "BP1.pt"
     run = _run(tmp_path / "killed", tmp_path / "killed.csv")

@@ -271,6 +271,7 @@ def test_a_compiled_step_trains_as_the_eager_one_and_only_for_autograd_rules(mon
     assert len(compiled) == 2  # BP(λ) switches grad mode within a batch: it runs eager
 
 
+@pytest.mark.slow
 def test_a_compiled_step_can_be_made_in_a_fresh_process():
     # torch._functorch.config is a submodule that only an earlier torch.compile imports; the
     # notebook kernel of `-p compile_step True` has none (it raised AttributeError there)

@@ -71,6 +71,7 @@ def _copy_repeat_but_sg_fails(cfg, store, pair):
     return _copy_repeat_condition(cfg, store, pair)
 
 
+@pytest.mark.slow
 def test_the_conditions_finished_before_a_failure_are_reused(tmp_path):
     cfg = ex.copy_repeat_config("smoke", updates=4, output_dir=tmp_path, jobs=2)
     store = ex.state_store(cfg)

@@ -71,7 +71,7 @@ class CopyRepeatConfig(ResumableOptions):
 COPY_DEFAULTS = {
     "smoke": {"seeds": (0,), "updates": 30, "hidden_size": 16, "batch_size": 8,
               "lambdas": (1.0,), "windows": (2,), "log_every": 5, "progress": False},
-    "quick": {"seeds": (0, 1), "updates": 5000, "lambdas": (0.5, 1.0), "windows": (5,),
+    "quick": {"seeds": (0, 1), "updates": 2500, "lambdas": (0.5, 1.0), "windows": (5,),
               "rules": ("bptt", "tbptt", "sg", "bp_lambda")},
     "medium": {"seeds": (0, 1, 2), "updates": 30_000, "lambdas": (0.5, 1.0), "windows": (5,),
                "rules": ("bptt", "tbptt", "sg", "bp_lambda"), "log_every": 100},

@@ -173,7 +173,7 @@ GENERALISATION_DEFAULTS = {
               "delay": 10, "cue_len": 5, "cue_sigma": 2.0, "dms_batch_size": 8,
               "eval_size": 32, "curvature_batch": 16, "curvature_iterations": 20,
               "final_checkpoints": 1, "progress": False},
-    "quick": {"seeds": (0, 1, 2), "iterations": 600, "checkpoint_every": 100, "hidden_size": 64,
+    "quick": {"seeds": (0, 1, 2), "iterations": 400, "checkpoint_every": 100, "hidden_size": 64,
               "rules": ("bptt", "eprop", "mdgl", "bp_lambda"), "mdgl_variants": ("cell_specific",),
               "lambdas": (0.0, 1.0), "pattern_seq_len": 200, "delay": 60, "cue_len": 20,
               "cue_sigma": 5.0, "tau_dms": 20.0, "eval_size": 512, "curvature_batch": 128,

@@ -83,7 +83,7 @@ class MNISTConfig(ResumableOptions):
 MNIST_DEFAULTS = {
     "smoke": {"seeds": (0,), "epochs": 1, "limit": 500, "windows": (1,), "lambdas": (1.0,),
               "batch_size": 50, "log_every": 5, "progress": False},
-    "quick": {"seeds": (0, 1), "epochs": 3, "windows": (1,), "lambdas": (0.5, 1.0),
+    "quick": {"seeds": (0, 1), "epochs": 2, "windows": (1,), "lambdas": (0.5, 1.0),
               "rules": ("bptt", "tbptt", "sg", "bp_lambda")},
     "medium": {"seeds": (0, 1, 2), "epochs": 10, "windows": (1, 3, 5), "lambdas": (0.5, 1.0)},
     "paper": {"seeds": FIVE_SEEDS, "epochs": 50},
