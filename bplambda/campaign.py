@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from bplambda.parameters import project_path, project_root
+from bplambda.paths import project_path, project_root
 
 PLAN = "campaign.json"
 REPORT = "CAMPAIGN.md"

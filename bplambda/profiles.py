@@ -10,8 +10,8 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bplambda.checks import validate
 from bplambda.errors import refuse, refuse_unknown
-from bplambda.parameters import validate
 
 PROFILES = ("smoke", "quick", "medium", "paper")
 
@@ -31,7 +31,7 @@ def configure(
 
     A config with a ``NOTEBOOK`` name and no ``output_dir`` writes to
     ``results_folder(profile) / NOTEBOOK``. Every value is parsed and checked by its validator
-    (:mod:`bplambda.parameters`): papermill's strings and scalars become lists, ranges are
+    (:mod:`bplambda.checks`): papermill's strings and scalars become lists, ranges are
     enforced. Raises :class:`ParameterError` (one line: parameter, value, what is allowed) for
     an unknown profile or parameter or a bad value.
     """
@@ -51,4 +51,4 @@ def configure(
     notebook = getattr(config_type, "NOTEBOOK", None)
     if notebook is not None and values.get("output_dir") is None:
         values["output_dir"] = results_folder(profile) / notebook
-    return config_type(profile=profile, **validate(values))
+    return config_type(profile=profile, **validate(config_type, values))

@@ -53,7 +53,7 @@ from typing import Any
 from papermill.cli import _resolve_type as _papermill_cli_type
 
 from bplambda.errors import ParameterError
-from bplambda.parameters import project_path
+from bplambda.paths import project_path
 from bplambda.reproduce import notebooks, run_notebook
 
 SHARD_BY = ("seeds", "conditions", "conditions-seeds")

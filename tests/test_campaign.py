@@ -65,7 +65,7 @@ def test_todays_code_merges_the_committed_campaign_shards():
     """The finished shards of notebook 03's paper campaign (made by the pinned commit) are read
     and tabled by the current code, as the campaign's merge will do."""
     from bplambda import experiments as ex
-    from bplambda.parameters import project_path
+    from bplambda.paths import project_path
 
     sweep = project_path("results/paper/03_sequential_mnist")
     record = json.loads((sweep / "sweep.json").read_text())

@@ -14,12 +14,8 @@ import torch
 from bplambda import experiments as ex
 from bplambda import reproduce
 from bplambda.errors import ParameterError
-from bplambda.parameters import (
-    injected_names,
-    notebook_parameters,
-    project_path,
-    project_root,
-)
+from bplambda.parameters import injected_names, notebook_parameters
+from bplambda.paths import project_path, project_root
 from bplambda.profiles import PROFILES
 from bplambda.reproduce import NOTEBOOKS
 
@@ -91,6 +87,21 @@ def test_grids_refuse_a_rule_without_its_values_and_unknown_names():
     with pytest.raises(ParameterError, match="profile='fast'"):
         ex.copy_repeat_config("fast")
     assert ex.copy_repeat_config("smoke", rules=["bptt"], windows=[]).rules == ("bptt",)
+
+
+def test_a_config_field_without_a_check_is_refused():
+    from dataclasses import dataclass
+
+    from bplambda.checks import checked, positive_int, validate
+
+    @dataclass(frozen=True)
+    class Config:
+        epochs: int = checked(positive_int, 1)
+        unchecked: int = 0
+
+    assert validate(Config, {"epochs": "3"}) == {"epochs": 3}
+    with pytest.raises(TypeError, match="no check for \\['unchecked'\\]"):
+        validate(Config, {"epochs": 3, "unchecked": 1})
 
 
 def test_every_config_field_has_a_validator_and_every_profile_is_valid():

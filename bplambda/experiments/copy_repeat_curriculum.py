@@ -9,8 +9,10 @@ from typing import ClassVar
 
 import pandas as pd
 
+from bplambda import checks
 from bplambda.analysis import interval_text, per_seed, summarise
-from bplambda.cells import MaskedCell, make_cell
+from bplambda.cells import LSTM_MODES, MaskedCell, make_cell
+from bplambda.checks import checked
 from bplambda.experiments.conditions import FIVE_SEEDS, Condition
 from bplambda.experiments.grids import (
     GRID_RULES,
@@ -29,6 +31,7 @@ from bplambda.experiments.runs import (
 )
 from bplambda.labels import DEFAULT_VARIANT, TRUNCATED, in_condition_order, named, with_labels
 from bplambda.profiles import configure
+from bplambda.rules import IMPLEMENTATIONS, RULES
 from bplambda.train import TrainConfig
 from bplambda.verdicts import increasing
 
@@ -48,21 +51,21 @@ class CopyRepeatConfig(ResumableOptions):
 
     NOTEBOOK: ClassVar[str] = "04_copy_repeat"
     profile: str
-    seeds: tuple[int, ...]
-    updates: int
-    rules: tuple[str, ...] = GRID_RULES
-    lambdas: tuple[float, ...] = (0.0, 0.5, 1.0)
-    windows: tuple[int, ...] = (2, 5, 10)
-    lstm_modes: tuple[str, ...] = ("exact",)
-    hidden_size: int = 100
-    batch_size: int = 100
-    lr: float = 1e-3
-    lr_synthesiser: float = 1e-5
-    gamma: float = 0.9
-    scale: float = 1.0
-    implementation: str = "lambda_return"
-    log_every: int = 50
-    compile_step: bool = False  # torch.compile the LSTM step of BPTT, TBPTT, SG (TrainConfig)
+    seeds: tuple[int, ...] = checked(checks.seeds)
+    updates: int = checked(checks.positive_int)
+    rules: tuple[str, ...] = checked(checks.choices(*RULES), GRID_RULES)
+    lambdas: tuple[float, ...] = checked(checks.lambdas, (0.0, 0.5, 1.0))
+    windows: tuple[int, ...] = checked(checks.positive_ints, (2, 5, 10))
+    lstm_modes: tuple[str, ...] = checked(checks.choices(*LSTM_MODES), ("exact",))
+    hidden_size: int = checked(checks.positive_int, 100)
+    batch_size: int = checked(checks.positive_int, 100)
+    lr: float = checked(checks.non_negative, 1e-3)
+    lr_synthesiser: float = checked(checks.non_negative, 1e-5)
+    gamma: float = checked(checks.gamma, 0.9)
+    scale: float = checked(checks.non_negative, 1.0)
+    implementation: str = checked(checks.choice(*IMPLEMENTATIONS), "lambda_return")
+    log_every: int = checked(checks.positive_int, 50)
+    compile_step: bool = checked(checks.flag, False)  # torch.compile the step (TrainConfig)
 
     def __post_init__(self) -> None:
         check_grid(self)

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from bplambda import checks
 from bplambda.analysis import (
     by_run,
     interval_text,
@@ -34,6 +35,7 @@ from bplambda.analysis import (
     summarise,
 )
 from bplambda.cells import Cell, make_cell
+from bplambda.checks import checked
 from bplambda.curvature import (
     ConvergenceWarning,
     kink_free_step,
@@ -62,16 +64,18 @@ from bplambda.experiments.runs import (
 )
 from bplambda.labels import condition_order, conditions
 from bplambda.outputs import ParamGroups
-from bplambda.parameters import LIU_TASKS
 from bplambda.profiles import configure
 from bplambda.readout import SequenceTargets
-from bplambda.rules import Rule
-from bplambda.train import Evaluation, TrainConfig
+from bplambda.rules import RULES, Rule
+from bplambda.rules.eligibility import VARIANTS
+from bplambda.train import OPTIMISERS, Evaluation, TrainConfig
 from bplambda.verdicts import both_ways, finding, increasing
 
 C1_EPS = 1e-6
 """The largest central-difference step of c₁, in float64; :func:`kink_free_step` shrinks it
 per model until it flips no ReLU unit."""
+LIU_TASKS = ("seq_mnist", "pattern_generation", "delayed_match")
+"""The tasks of Liu et al.'s study (``tasks``)."""
 CHECKPOINT_SOLVERS = {"power": power_iteration, "lanczos": functools.partial(lanczos, which="LM")}
 """The checkpoints' λ_max solvers by name (``GeneralisationConfig.checkpoint_solver``)."""
 LIU_RULES = ("bptt", "eprop", "rflo", "mdgl", "tbptt", "sg", "bp_lambda", "oracle")
@@ -118,39 +122,41 @@ class GeneralisationConfig(ResumableOptions):
 
     NOTEBOOK: ClassVar[str] = "05_generalisation_curvature"
     profile: str
-    seeds: tuple[int, ...]
-    iterations: int
-    checkpoint_every: int
-    slow_iterations: int | None = None
-    tasks: tuple[str, ...] = LIU_TASKS
-    rules: tuple[str, ...] = LIU_RULES
-    mdgl_variants: tuple[str, ...] = ("cell_specific", "cell_type")
-    lambdas: tuple[float, ...] = (0.0, 0.5, 1.0)
-    windows: tuple[int, ...] = (1, 2, 4)
-    hidden_size: int = 128
-    lr: float = 0.01
-    optimiser: str = "sgd"
-    l2: float = 1e-2
-    lr_synthesiser: float = 3e-4
-    gamma: float = 1.0
-    scale: float = 0.1
-    batch_size: int = 256
-    limit: int | None = None
-    pattern_seq_len: int = 1000
-    tau_pattern: float = 20.0
-    delay: int = 700
-    cue_len: int = 100
-    cue_sigma: float = 25.0
-    dms_batch_size: int = 32
-    tau_dms: float = 100.0
-    eval_size: int = 1024
-    eval_seed: int = 0
-    curvature_batch: int = 256
-    curvature_rtol: float = 1e-4
-    curvature_iterations: int = 100
-    checkpoint_solver: str = "power"
-    final_checkpoints: int = 3
-    data_dir: str = "data"
+    seeds: tuple[int, ...] = checked(checks.seeds)
+    iterations: int = checked(checks.positive_int)
+    checkpoint_every: int = checked(checks.positive_int)
+    slow_iterations: int | None = checked(checks.optional_positive_int, None)
+    tasks: tuple[str, ...] = checked(checks.choices(*LIU_TASKS), LIU_TASKS)
+    rules: tuple[str, ...] = checked(checks.choices(*RULES), LIU_RULES)
+    mdgl_variants: tuple[str, ...] = checked(
+        checks.choices(*VARIANTS), ("cell_specific", "cell_type")
+    )
+    lambdas: tuple[float, ...] = checked(checks.lambdas, (0.0, 0.5, 1.0))
+    windows: tuple[int, ...] = checked(checks.positive_ints, (1, 2, 4))
+    hidden_size: int = checked(checks.positive_int, 128)
+    lr: float = checked(checks.non_negative, 0.01)
+    optimiser: str = checked(checks.choice(*OPTIMISERS), "sgd")
+    l2: float = checked(checks.non_negative, 1e-2)
+    lr_synthesiser: float = checked(checks.non_negative, 3e-4)
+    gamma: float = checked(checks.gamma, 1.0)
+    scale: float = checked(checks.non_negative, 0.1)
+    batch_size: int = checked(checks.positive_int, 256)
+    limit: int | None = checked(checks.optional_positive_int, None)
+    pattern_seq_len: int = checked(checks.positive_int, 1000)
+    tau_pattern: float = checked(checks.positive_real, 20.0)
+    delay: int = checked(checks.positive_int, 700)
+    cue_len: int = checked(checks.positive_int, 100)
+    cue_sigma: float = checked(checks.positive_real, 25.0)
+    dms_batch_size: int = checked(checks.positive_int, 32)
+    tau_dms: float = checked(checks.positive_real, 100.0)
+    eval_size: int = checked(checks.positive_int, 1024)
+    eval_seed: int = checked(checks.non_negative_int, 0)
+    curvature_batch: int = checked(checks.positive_int, 256)
+    curvature_rtol: float = checked(checks.positive_real, 1e-4)
+    curvature_iterations: int = checked(checks.positive_int, 100)
+    checkpoint_solver: str = checked(checks.choice(*CHECKPOINT_SOLVERS), "power")
+    final_checkpoints: int = checked(checks.positive_int, 3)
+    data_dir: str = checked(checks.folder, "data")
 
     def __post_init__(self) -> None:
         if self.slow_iterations is not None and self.slow_iterations < self.iterations:

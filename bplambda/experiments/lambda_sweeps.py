@@ -9,6 +9,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from bplambda import checks
 from bplambda.analysis import (
     ALIGNMENT,
     ALIGNMENTS,
@@ -22,6 +23,7 @@ from bplambda.analysis import (
     per_seed,
     summarise_finals,
 )
+from bplambda.checks import checked
 from bplambda.experiments.conditions import FIVE_SEEDS, bp_lambda_condition, window_condition
 from bplambda.experiments.options import ExperimentConfig, shardable
 from bplambda.experiments.toy_runs import ToyRun, alignment_train_config, run_on_toy
@@ -44,19 +46,21 @@ class LambdaSweepConfig(ExperimentConfig):
 
     NOTEBOOK: ClassVar[str] = "02_lambda_sweeps"
     profile: str
-    seeds: tuple[int, ...]
-    epochs: int
-    seq_lens: tuple[int, ...] = (10, 20, 40, 60)
-    lambdas: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
-    windows: tuple[int, ...] = (1, 2, 3, 5, 10)
-    gamma: float = 1.0
-    batches_per_epoch: int = 100
-    batch_size: int = 10
-    hidden_size: int = 30
-    lr_synthesiser: float = 1e-4
-    log_every: int = 100
-    spectral_radii: tuple[float, ...] = (0.9, 1.0)
-    radius_lambdas: tuple[float, ...] = (0.0, 0.5, 1.0)
+    seeds: tuple[int, ...] = checked(checks.seeds)
+    epochs: int = checked(checks.positive_int)
+    seq_lens: tuple[int, ...] = checked(checks.positive_ints, (10, 20, 40, 60))
+    lambdas: tuple[float, ...] = checked(
+        checks.lambdas, tuple(round(0.1 * i, 1) for i in range(11))
+    )
+    windows: tuple[int, ...] = checked(checks.positive_ints, (1, 2, 3, 5, 10))
+    gamma: float = checked(checks.gamma, 1.0)
+    batches_per_epoch: int = checked(checks.positive_int, 100)
+    batch_size: int = checked(checks.positive_int, 10)
+    hidden_size: int = checked(checks.positive_int, 30)
+    lr_synthesiser: float = checked(checks.non_negative, 1e-4)
+    log_every: int = checked(checks.positive_int, 100)
+    spectral_radii: tuple[float, ...] = checked(checks.positive_reals, (0.9, 1.0))
+    radius_lambdas: tuple[float, ...] = checked(checks.lambdas, (0.0, 0.5, 1.0))
 
 
 LAMBDA_SWEEP_DEFAULTS = {

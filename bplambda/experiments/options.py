@@ -13,10 +13,13 @@ from typing import Any
 
 import pandas as pd
 
+from bplambda import checks
+from bplambda.checks import checked
+from bplambda.device import DTYPES
 from bplambda.errors import ParameterError
 from bplambda.experiments.conditions import Condition
 from bplambda.labels import DEFAULT_VARIANT
-from bplambda.parameters import project_path
+from bplambda.paths import project_path
 
 RAW = "raw"
 """The folder of a shard's whole run tables (``save_raw``), beside its usual outputs."""
@@ -31,8 +34,8 @@ class ShardOptions:
     the runs, so that the notebook builds its tables, figures and claims from all shards.
     """
 
-    save_raw: bool = False
-    merge_from: tuple[str, ...] = ()
+    save_raw: bool = checked(checks.flag, False)
+    merge_from: tuple[str, ...] = checked(checks.folders, ())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,7 +44,7 @@ class RunOptions(ShardOptions):
     (:mod:`bplambda.workers`; 1: one after another in the notebook's own process). Never part
     of a run's key: the tables do not depend on it."""
 
-    jobs: int = 1
+    jobs: int = checked(checks.positive_int, 1)
 
 
 DIVERGENCE_THRESHOLD = 1e4
@@ -56,11 +59,11 @@ class ExperimentConfig(RunOptions):
     ``output_dir`` (None: ``results_folder(profile) / NOTEBOOK``), ``device``, ``dtype`` and
     ``progress`` (progress bars)."""
 
-    divergence_threshold: float = DIVERGENCE_THRESHOLD
-    output_dir: str | None = None
-    device: str = "auto"
-    dtype: str = "float32"
-    progress: bool = True
+    divergence_threshold: float = checked(checks.threshold, DIVERGENCE_THRESHOLD)
+    output_dir: str | None = checked(checks.folder, None)
+    device: str = checked(checks.device, "auto")
+    dtype: str = checked(checks.choice(*DTYPES), "float32")
+    progress: bool = checked(checks.flag, True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,7 +71,7 @@ class ResumableOptions(ExperimentConfig):
     """A notebook config whose runs keep their states (:func:`state_store`); ``force``:
     recompute what ``<output_dir>/state`` holds (never part of a run's key)."""
 
-    force: bool = False
+    force: bool = checked(checks.flag, False)
 
 
 def shardable(

@@ -22,7 +22,7 @@ from bplambda.device import resolve_device
 from bplambda.experiments.conditions import Condition, condition_title
 from bplambda.experiments.options import ResumableOptions, RunOptions
 from bplambda.outputs import ParamGroups
-from bplambda.parameters import project_path
+from bplambda.paths import project_path
 from bplambda.resume import (
     SAVE_SECONDS,
     ResumeFile,

@@ -8,12 +8,14 @@ from typing import ClassVar
 
 import pandas as pd
 
+from bplambda import checks
 from bplambda.analysis import (
     interval_text,
     per_seed,
     summarise,
 )
-from bplambda.cells import make_cell
+from bplambda.cells import LSTM_MODES, make_cell
+from bplambda.checks import checked
 from bplambda.experiments.conditions import FIVE_SEEDS, Condition
 from bplambda.experiments.grids import (
     GRID_RULES,
@@ -32,6 +34,7 @@ from bplambda.experiments.runs import (
 )
 from bplambda.labels import DEFAULT_VARIANT, TRUNCATED, in_condition_order, named, with_labels
 from bplambda.profiles import configure
+from bplambda.rules import IMPLEMENTATIONS, RULES
 from bplambda.train import Evaluation, TrainConfig
 from bplambda.verdicts import finding, increasing, paired_difference
 
@@ -55,23 +58,23 @@ class MNISTConfig(ResumableOptions):
 
     NOTEBOOK: ClassVar[str] = "03_sequential_mnist"
     profile: str
-    seeds: tuple[int, ...]
-    epochs: int
-    rules: tuple[str, ...] = GRID_RULES
-    windows: tuple[int, ...] = (1, 2, 3, 4, 5)
-    lambdas: tuple[float, ...] = (0.0, 0.5, 1.0)
-    lstm_modes: tuple[str, ...] = ("exact", "faithful")
-    hidden_size: int = 30
-    batch_size: int = 50
-    lr: float = 3e-4
-    scale: float = 0.1
-    gamma: float = 0.9
-    implementation: str = "lambda_return"
-    limit: int | None = None
-    split_seed: int = 0
-    log_every: int = 96
-    compile_step: bool = False  # torch.compile the LSTM step of BPTT, TBPTT, SG (TrainConfig)
-    data_dir: str = "data"
+    seeds: tuple[int, ...] = checked(checks.seeds)
+    epochs: int = checked(checks.positive_int)
+    rules: tuple[str, ...] = checked(checks.choices(*RULES), GRID_RULES)
+    windows: tuple[int, ...] = checked(checks.positive_ints, (1, 2, 3, 4, 5))
+    lambdas: tuple[float, ...] = checked(checks.lambdas, (0.0, 0.5, 1.0))
+    lstm_modes: tuple[str, ...] = checked(checks.choices(*LSTM_MODES), ("exact", "faithful"))
+    hidden_size: int = checked(checks.positive_int, 30)
+    batch_size: int = checked(checks.positive_int, 50)
+    lr: float = checked(checks.non_negative, 3e-4)
+    scale: float = checked(checks.non_negative, 0.1)
+    gamma: float = checked(checks.gamma, 0.9)
+    implementation: str = checked(checks.choice(*IMPLEMENTATIONS), "lambda_return")
+    limit: int | None = checked(checks.optional_positive_int, None)
+    split_seed: int = checked(checks.non_negative_int, 0)
+    log_every: int = checked(checks.positive_int, 96)
+    compile_step: bool = checked(checks.flag, False)  # torch.compile the step (TrainConfig)
+    data_dir: str = checked(checks.folder, "data")
 
     def __post_init__(self) -> None:
         from bplambda.tasks.mnist import require_mnist

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 import pandas as pd
 
+from bplambda import checks
 from bplambda.analysis import (
     ALIGNMENT,
     APPLIED,
@@ -21,6 +22,7 @@ from bplambda.analysis import (
     per_seed,
     summarise_finals,
 )
+from bplambda.checks import checked
 from bplambda.experiments.conditions import (
     FIVE_SEEDS,
     bp_lambda_condition,
@@ -46,22 +48,22 @@ class ToyConfig(ExperimentConfig):
 
     NOTEBOOK: ClassVar[str] = "01_toy_alignment"
     profile: str
-    seeds: tuple[int, ...]
-    epochs: int
-    log_every: int
-    seq_len: int = 10
-    batches_per_epoch: int = 100
-    batch_size: int = 10
-    hidden_size: int = 30
-    lambdas: tuple[float, ...] = (0.0, 0.5, 1.0)
-    windows: tuple[int, ...] = (1, 2, 3, 5)
-    gamma: float = 1.0
-    lr_synthesiser: float = 1e-4
-    plastic_epochs: int = 10
-    plastic_lr_rnn: float = 1e-3
-    plastic_lr_synthesiser: float = 1e-3
-    plastic_scale: float = 1.0
-    plastic_seeds: tuple[int, ...] = tuple(range(10))
+    seeds: tuple[int, ...] = checked(checks.seeds)
+    epochs: int = checked(checks.positive_int)
+    log_every: int = checked(checks.positive_int)
+    seq_len: int = checked(checks.positive_int, 10)
+    batches_per_epoch: int = checked(checks.positive_int, 100)
+    batch_size: int = checked(checks.positive_int, 10)
+    hidden_size: int = checked(checks.positive_int, 30)
+    lambdas: tuple[float, ...] = checked(checks.lambdas, (0.0, 0.5, 1.0))
+    windows: tuple[int, ...] = checked(checks.positive_ints, (1, 2, 3, 5))
+    gamma: float = checked(checks.gamma, 1.0)
+    lr_synthesiser: float = checked(checks.non_negative, 1e-4)
+    plastic_epochs: int = checked(checks.positive_int, 10)
+    plastic_lr_rnn: float = checked(checks.non_negative, 1e-3)
+    plastic_lr_synthesiser: float = checked(checks.non_negative, 1e-3)
+    plastic_scale: float = checked(checks.non_negative, 1.0)
+    plastic_seeds: tuple[int, ...] = checked(checks.seeds, tuple(range(10)))
 
 
 TOY_DEFAULTS = {
