@@ -17,7 +17,7 @@ import pandas as pd
 from bplambda.device import resolve_device
 from bplambda.results import markdown_table
 from bplambda.resume import NOT_IN_KEY
-from bplambda.verdicts import both_ways, interval, mean_ci
+from bplambda.verdicts import both_ways, interval, interval_kind, mean_ci
 
 ALIGNMENT = "alignment_synthetic"  # g(s_t) at every state
 APPLIED = "alignment_applied"  # g(s_t) where the rule applies it: the fair SG-vs-BP(λ) basis
@@ -97,19 +97,22 @@ def final_values(by_batch: pd.DataFrame, window: int) -> pd.DataFrame:
 
 
 def summarise(final: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
-    """Mean and 95% interval over seeds of ``value`` per group, diverged models counted apart.
+    """Mean and interval over seeds of ``value`` per group, diverged models counted apart.
 
-    Columns: the ``by`` keys, ``mean``, ``low``, ``high``, ``seeds`` (finite values of models
-    that did not diverge: what the mean is over) and ``diverged`` (models that diverged; their
-    values never enter the mean).
+    Columns: the ``by`` keys, ``mean``, ``low``, ``high``, ``interval`` (what [low, high] is:
+    ``"95% CI"``, a percentile bootstrap, or ``"range"``, the seeds' min–max, with ≤ 3 seeds),
+    ``seeds`` (finite values of models that did not diverge: what the mean is over) and
+    ``diverged`` (models that diverged; their values never enter the mean).
     """
     rows = []
     for key, group in final.groupby(list(by), dropna=False, sort=True):
         healthy = group[~group.diverged.astype(bool)] if "diverged" in group else group
         mean, low, high = mean_ci(healthy.value.to_numpy())
         diverged = group.seed.nunique() - healthy.seed.nunique() if "seed" in group else 0
+        seeds = int(healthy.value.notna().sum())
         rows.append({**dict(zip(by, key)), "mean": mean, "low": low, "high": high,
-                     "seeds": int(healthy.value.notna().sum()), "diverged": diverged})  # fmt: skip
+                     "interval": interval_kind(seeds), "seeds": seeds,
+                     "diverged": diverged})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -169,3 +172,13 @@ def summary_markdown(title: str, cfg: object, table: pd.DataFrame, notes: str = 
             notes,
         ] if part
     )  # fmt: skip
+
+
+def still_improving(improving: pd.DataFrame) -> str:
+    """``"still improving: k/n conditions"`` from per-model flags (columns ``condition``,
+    ``improving``): a condition counts where most of its seeds were still improving when the
+    budget ran out, so its verdict describes a point on the way, not where the rule ends up;
+    empty where none was."""
+    per_condition = improving.groupby("condition")["improving"].mean() > 0.5
+    count = int(per_condition.sum())
+    return f"still improving: {count}/{len(per_condition)} conditions" if count else ""

@@ -1,6 +1,8 @@
 """Seaborn figures used by the notebooks. Each function takes a tidy table, returns a figure.
 
-Bands are 95% bootstrap intervals over seeds (seaborn's ``errorbar=("ci", 95)``).
+A condition with more than ``RANGE_ONLY`` (3) seeds gets a 95% bootstrap band (or bar); with
+fewer, an interval says no more than the seeds' range, so each seed is drawn instead (thin
+lines, or a bar from the lowest seed to the highest), and the titles say which.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import seaborn as sns
 
 from bplambda.analysis import by_run
 from bplambda.labels import DEFAULT_VARIANT, condition_order, conditions, with_labels
+from bplambda.verdicts import RANGE_ONLY
 
 P = ParamSpec("P")
 
@@ -36,13 +39,21 @@ METRIC_LABELS = {
     "val_error": "validation error (fraction)",
     "val_loss": "validation loss (cross-entropy, nats)",
     "train_loss": "training loss (cross-entropy, nats)",
-    "T": "sequence length T (steps)",
+    "T": "T being trained (steps)",
+    "solved_T": "largest T solved (steps)",
     "N": "pattern length N (steps)",
     "R": "repeats R",
 }
 AXIS_LABELS = {"lmbda": "λ", "T": "sequence length T", "t": "time step t",
                "batch": "batch (optimiser steps)", "epoch": "epoch", "n": "window n"}  # fmt: skip
-BANDS = "lines: mean over seeds; bands: 95% bootstrap interval"
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+"""One per line of a panel, a few along each: lines that coincide (two rules at the same
+curriculum level) stay visible."""
+SPREADS = {
+    "band": "bands: 95% bootstrap interval over seeds",
+    "seeds": f"thin lines: each seed (≤ {RANGE_ONLY} seeds: no interval)",
+}
+"""How a line's spread over seeds is drawn, as the titles say it."""
 
 
 def _house_style(figure: Callable[P, plt.Figure]) -> Callable[P, plt.Figure]:
@@ -91,17 +102,44 @@ def _lines_with_bands(
     order: Sequence[str],
     palette: dict[str, tuple],
     legend: bool,
-) -> None:
+) -> set[str]:
     """A line per ``hue`` value (in ``order``, coloured by ``palette``): the mean of ``value``
-    over the rows at each ``x``, with its 95% bootstrap band (:func:`bootstrap_bands`)."""
+    over the rows at each ``x`` (with its own markers), with its 95% bootstrap band
+    (:func:`bootstrap_bands`), or,
+    for a value with at most ``RANGE_ONLY`` rows at every ``x``, each seed as a thin line.
+    Returns how the spreads were drawn (keys of :data:`SPREADS`)."""
     bands = bootstrap_bands(data, [hue, x])
-    for name in (n for n in order if n in set(bands[hue])):
+    sizes = data[data.value.notna()].groupby([hue, x]).size().groupby(level=0).max()
+    drawn = set()
+    for i, name in enumerate(n for n in order if n in set(bands[hue])):
         line = bands[bands[hue] == name]
-        ax.plot(line[x], line["mean"], color=palette[name], label=name)
-        ax.fill_between(line[x], line["low"], line["high"], color=palette[name], alpha=0.2,
-                        linewidth=0)  # fmt: skip
+        ax.plot(line[x], line["mean"], color=palette[name], label=name,
+                marker=MARKERS[i % len(MARKERS)], markersize=4,
+                markevery=max(1, len(line) // 8))  # fmt: skip
+        if sizes[name] > RANGE_ONLY or "seed" not in data:
+            ax.fill_between(line[x], line["low"], line["high"], color=palette[name], alpha=0.2,
+                            linewidth=0)  # fmt: skip
+            drawn.add("band")
+            continue
+        for _, seed in data[data[hue] == name].groupby("seed"):
+            ax.plot(seed[x], seed.value, color=palette[name], linewidth=0.6, alpha=0.5)
+        drawn.add("seeds")
     if legend:
         ax.legend(title=hue)
+    return drawn
+
+
+def _spread_note(drawn: set[str]) -> str:
+    """The title's note on the lines of a figure: the mean, and how its spread was drawn."""
+    return "; ".join(["lines: mean over seeds", *(SPREADS[k] for k in SPREADS if k in drawn)])
+
+
+def _interval_bars(data: pd.DataFrame, x: str | list[str], y: str) -> tuple[tuple[str, int], str]:
+    """seaborn's ``errorbar`` for per-condition points and the title's words for it: a 95%
+    bootstrap interval, or the range of the seeds where a condition has ≤ ``RANGE_ONLY``."""
+    if data[data[y].notna()].groupby(x).size().min() <= RANGE_ONLY:
+        return ("pi", 100), f"bars: range of the seeds (≤ {RANGE_ONLY} seeds)"
+    return ("ci", 95), "bars: 95% bootstrap interval"
 
 
 LIU_SHADES = {("mdgl", DEFAULT_VARIANT): 0, ("mdgl", "cell_type"): 1, ("eprop", DEFAULT_VARIANT): 2,
@@ -147,13 +185,14 @@ def lines(
         order = sorted(data[hue].unique())
         palette = dict(zip(order, sns.color_palette("viridis", len(order))))
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4), squeeze=False)
+    drawn: set[str] = set()
     for ax, metric in zip(axes[0], metrics):
         subset = data[data.metric == metric]
-        _lines_with_bands(ax, subset, x, hue, order, palette, legend=ax is axes[0][-1])
+        drawn |= _lines_with_bands(ax, subset, x, hue, order, palette, legend=ax is axes[0][-1])
         ax.set(ylabel=METRIC_LABELS.get(metric, metric), xlabel=xlabel or AXIS_LABELS.get(x, x))
         if metric in log_y:
             ax.set_yscale("log")
-    fig.suptitle(f"{title}\n({BANDS})", fontsize="medium")
+    fig.suptitle(f"{title}\n({_spread_note(drawn)})", fontsize="medium")
     _legend_right(fig, axes[0][-1])
     return fig
 
@@ -173,17 +212,19 @@ def heatmap(summary: pd.DataFrame, index: str, columns: str, title: str, label: 
 
 @_house_style
 def points(data: pd.DataFrame, x: str, y: str, title: str, ylabel: str) -> plt.Figure:
-    """Mean and 95% interval over seeds per condition, with each seed as a dot."""
+    """Mean and interval over seeds per condition (:func:`_interval_bars`), with each seed as a
+    dot."""
     order = condition_order(data)
     palette = _palette(data)
+    errorbar, bars = _interval_bars(data, x, y)
     fig, ax = plt.subplots(figsize=(0.7 * len(order) + 2.5, 4))
-    sns.pointplot(data, x=x, y=y, order=order, hue=x, palette=palette, errorbar=("ci", 95),
+    sns.pointplot(data, x=x, y=y, order=order, hue=x, palette=palette, errorbar=errorbar,
                   linestyle="none", markers="D", ax=ax, legend=False)  # fmt: skip
     sns.stripplot(data, x=x, y=y, order=order, color="0.4", size=3, alpha=0.6, ax=ax)
     ax.set(
         xlabel="",
         ylabel=ylabel,
-        title=f"{title}\n(diamonds: mean over seeds, 95% bootstrap interval; dots: seeds)",
+        title=f"{title}\n(diamonds: mean over seeds; {bars}; dots: seeds)",
     )
     ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
@@ -218,13 +259,16 @@ def curvature_trajectories(checkpoints: pd.DataFrame, lr: float, title: str) -> 
     data = checkpoints[checkpoints.metric == "lambda_max"]
     fig, axes, tasks = _panels(data, "task")
     order, palette = condition_order(data), _palette(data)
+    drawn: set[str] = set()
     for ax, task in zip(axes, tasks):
         subset = data[data.task == task]
-        _lines_with_bands(ax, subset, "batch", "condition", order, palette, ax is axes[-1])
+        drawn |= _lines_with_bands(ax, subset, "batch", "condition", order, palette,
+                                   ax is axes[-1])  # fmt: skip
         ax.axhline(2 / lr, color="0.3", linestyle="--", linewidth=1, label="2/η")
         ax.set(yscale=_scale(subset.value), title=task, xlabel="iterations",
                ylabel=r"$\lambda_{\max}$")  # fmt: skip
-    fig.suptitle(f"{title}\n({BANDS}; dashed: 2/η = {2 / lr:g})", fontsize="medium")
+    fig.suptitle(f"{title}\n({_spread_note(drawn)}; dashed: 2/η = {2 / lr:g})",
+                 fontsize="medium")  # fmt: skip
     _legend_right(fig, axes[-1])
     return fig
 
@@ -262,17 +306,18 @@ def points_by_panel(
     """:func:`points` (mean and interval over seeds per condition, seeds as dots), one panel
     per value of ``panel`` (e.g. the task)."""
     fig, axes, names = _panels(data, panel)
+    errorbar, bars = _interval_bars(data, ["condition", panel], y)
     for ax, name in zip(axes, names):
         subset = data[data[panel] == name]
         order, palette = condition_order(subset), _palette(subset)
         sns.pointplot(subset, x="condition", y=y, order=order, hue="condition",
-                      palette=palette, errorbar=("ci", 95), linestyle="none",
+                      palette=palette, errorbar=errorbar, linestyle="none",
                       markers="D", ax=ax, legend=False)  # fmt: skip
         sns.stripplot(subset, x="condition", y=y, order=order, color="0.4", size=3, alpha=0.6,
                       ax=ax)  # fmt: skip
         ax.set(title=name, xlabel="", ylabel=ylabel, yscale="log" if log else "linear")
         ax.tick_params(axis="x", rotation=60)
-    fig.suptitle(f"{title}\n(diamonds: mean over seeds, 95% bootstrap interval; dots: seeds)",
+    fig.suptitle(f"{title}\n(diamonds: mean over seeds; {bars}; dots: seeds)",
                  fontsize="medium")  # fmt: skip
     fig.tight_layout()
     return fig

@@ -15,7 +15,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-CLAIM_COLUMNS = ["experiment", "claim", "paper", "official_code", "bplambda", "verdict"]
+CLAIM_COLUMNS = [
+    "experiment", "claim", "paper", "official_code", "bplambda", "verdict", "still_improving",
+]  # fmt: skip
+"""``still_improving``: how many conditions were still improving when the budget ran out
+(:func:`bplambda.analysis.still_improving`; empty where the notebook does not assess it)."""
 
 
 def _umask() -> int:

@@ -4,7 +4,8 @@ separate. Pure numpy: the analysis and plots use it without importing any traini
 A claim "A < B < C" is **reproduced** when every consecutive pair's 95% intervals separate in
 the claimed direction, **NOT reproduced** when some pair separates the other way, and
 **inconclusive (n seeds)** otherwise. With n ≤ 3 seeds a percentile-bootstrap "interval" is the
-range of the seeds (min–max), and is labelled so.
+range of the seeds (min–max), and is labelled so; a separation of 2-seed ranges decides nothing
+(two seeds separate by chance far too often) and is reported as **indicative (2 seeds; …)**.
 """
 
 from __future__ import annotations
@@ -15,11 +16,20 @@ from dataclasses import dataclass
 import numpy as np
 
 RANGE_ONLY = 3
-"""With this many seeds or fewer, the bootstrap interval is the min–max range of the seeds."""
+"""With this many seeds or fewer, the bootstrap interval is the min–max range of the seeds (the
+chance that every resample is the lowest seed, (1/n)^n, exceeds 2.5% up to n = 3)."""
+INDICATIVE_ONLY = 2
+"""With this many seeds or fewer, separated ranges make a verdict only indicative."""
 
 # two-sided 95% Student-t quantiles by degrees of freedom (for a mean ± sd reported elsewhere)
 T_QUANTILE_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365,
                  8: 2.306, 9: 2.262, 10: 2.228}  # fmt: skip
+
+
+def interval_kind(n: int) -> str:
+    """What a bootstrap interval over ``n`` seeds is: ``"range"`` (the seeds' min–max) up to
+    :data:`RANGE_ONLY` seeds, else ``"95% CI"``."""
+    return "range" if n <= RANGE_ONLY else "95% CI"
 
 
 @dataclass(frozen=True)
@@ -34,9 +44,8 @@ class Interval:
     def text(self, digits: int = 2) -> str:
         if self.n == 0:
             return "n/a"
-        kind = "range" if self.n <= RANGE_ONLY else "95% CI"
         return (f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}] "
-                f"({kind}, {self.n} seeds)")  # fmt: skip
+                f"({interval_kind(self.n)}, {self.n} seeds)")  # fmt: skip
 
 
 def mean_ci(
@@ -82,10 +91,13 @@ def separated(a: Interval, b: Interval) -> int:
     return 0
 
 
-def _ranges_note(intervals: Sequence[Interval]) -> str:
-    """Said with every decided verdict that rests on ranges of ≤ 3 seeds."""
+def _decided(verdict: str, intervals: Sequence[Interval]) -> str:
+    """A verdict whose intervals separate, said with what it rests on: ranges of ≤ 3 seeds are
+    named, and ≤ 2 seeds make it only indicative."""
     fewest = min(i.n for i in intervals)
-    return f" (on {fewest}-seed ranges)" if fewest <= RANGE_ONLY else ""
+    if fewest <= INDICATIVE_ONLY:
+        return f"indicative ({fewest} seeds; ranges: {verdict})"
+    return verdict + (f" (on {fewest}-seed ranges)" if fewest <= RANGE_ONLY else "")
 
 
 def increasing(values: Sequence[Sequence[float]]) -> str:
@@ -93,9 +105,9 @@ def increasing(values: Sequence[Sequence[float]]) -> str:
     intervals = [interval(v) for v in values]
     signs = [separated(b, a) for a, b in zip(intervals, intervals[1:])]
     if any(s < 0 for s in signs):
-        return "NOT reproduced" + _ranges_note(intervals)
+        return _decided("NOT reproduced", intervals)
     if all(s > 0 for s in signs):
-        return "reproduced" + _ranges_note(intervals)
+        return _decided("reproduced", intervals)
     return f"inconclusive ({min(i.n for i in intervals)} seeds)"
 
 
@@ -113,7 +125,7 @@ def finding(a: Sequence[float], b: Sequence[float], name_a: str, name_b: str) ->
     sign = separated(ia, ib)
     if sign == 0:
         return f"inconclusive ({min(ia.n, ib.n)} seeds)"
-    return f"finding: {name_a} {'>' if sign > 0 else '<'} {name_b}" + _ranges_note([ia, ib])
+    return _decided(f"finding: {name_a} {'>' if sign > 0 else '<'} {name_b}", [ia, ib])
 
 
 def both_ways(primary: str, secondary: str, names: tuple[str, str]) -> str:

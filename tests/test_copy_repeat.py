@@ -2,6 +2,7 @@
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 from conftest import assert_grads_close, assert_stacked_run_equals_runs_alone, relative_error
@@ -180,3 +181,16 @@ def test_largest_solved_length_is_the_previous_level():
         assert solved_length(pd.Series([int(N)]), pd.Series([int(R)]))[0] == previous
         previous = int(sequence_length(N, R))
         N, R = next_level(N, R, torch.tensor([True]))
+
+
+def test_copy_repeat_counts_a_model_whose_solved_length_still_grew_as_improving():
+    from bplambda.experiments.copy_repeat_curriculum import _improving_at_the_end
+
+    def levels(condition, seed, solved):
+        return [{"condition": condition, "seed": seed, "batch": b, "metric": "solved_T",
+                 "value": v} for b, v in solved]  # fmt: skip
+
+    rows = (levels("BPTT", 0, [(0, 0), (60, 9), (90, 15)])  # grew after 60 of 90
+            + levels("SG(5)", 0, [(0, 0), (60, 9), (90, 9)]))  # fmt: skip
+    flags = _improving_at_the_end(pd.DataFrame(rows)).set_index("condition").improving
+    assert flags["BPTT"] and not flags["SG(5)"]

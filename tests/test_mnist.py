@@ -8,6 +8,7 @@ import torch
 from conftest import assert_stacked_run_equals_runs_alone
 
 from bplambda import TrainConfig, make_rule, train
+from bplambda.analysis import still_improving
 from bplambda.cells import make_cell
 from bplambda.evaluate import classification_metrics
 from bplambda.experiments.sequential_mnist import mnist_tables
@@ -196,3 +197,15 @@ def test_the_mnist_checkpoint_is_the_lowest_validation_loss_epoch():
     best = mnist_tables(pd.DataFrame(rows))["best"].set_index("condition")
     assert best.loc["A", "epoch"] == 2 and best.loc["A", "test_error"] == 0.20  # not 0.10
     assert best.loc["B", "epoch"] == 1 and best.loc["B", "test_error"] == 0.25  # not 0.05
+
+
+def test_a_claim_says_when_most_models_were_still_improving_at_the_end():
+    from bplambda.experiments.sequential_mnist import _improving_at_the_end
+
+    epochs = pd.DataFrame({"condition": ["A"] * 3 + ["B"] * 3, "epoch": [1, 2, 3] * 2})
+    best = pd.DataFrame({"condition": ["A", "A", "B", "B"], "seed": [0, 1, 0, 1],
+                         "epoch": [3, 3, 3, 1]})  # fmt: skip
+    flags = _improving_at_the_end({"best": best, "epochs": epochs})
+    assert flags.improving.tolist() == [True, True, True, False]
+    assert still_improving(flags) == "still improving: 1/2 conditions"  # B: 1 of 2, no majority
+    assert still_improving(flags.assign(improving=False)) == ""

@@ -29,8 +29,8 @@ def test_a_claim_is_decided_only_where_the_intervals_separate():
     assert increasing([HIGH, MID]) == "NOT reproduced (on 3-seed ranges)"
     assert increasing([LOW, MID, [0.4, 0.6, 0.5, 0.45, 0.55]]) == "inconclusive (5 seeds)"
     assert increasing([LOW, [0.0, 1.0]]) == "inconclusive (2 seeds)"  # two seeds: min–max
-    assert increasing([LOW, MID, [0.2, 0.3]]) == "NOT reproduced (on 2-seed ranges)"
-    assert increasing([LOW, MID, HIGH[:2]]) == "reproduced (on 2-seed ranges)"
+    assert increasing([LOW, MID, [0.2, 0.3]]) == "indicative (2 seeds; ranges: NOT reproduced)"
+    assert increasing([LOW, MID, HIGH[:2]]) == "indicative (2 seeds; ranges: reproduced)"
     with_diverged = [np.nan, 0.1, 0.12, 0.11, 0.1]  # the diverged seed (NaN) is left out
     assert increasing([with_diverged, MID]) == "reproduced"
 
@@ -132,3 +132,13 @@ def test_the_toy_network_is_rescaled_to_the_spectral_radius_asked_for():
     ratio = unit["rnn"]["weight_hh"] / paper["rnn"]["weight_hh"]  # a scale, nothing else
     assert torch.allclose(ratio, ratio[:, :1, :1].expand_as(ratio))
     assert torch.equal(unit["rnn"]["weight_ih"], paper["rnn"]["weight_ih"])
+
+
+@pytest.mark.parametrize("seeds", [2, 3])
+def test_a_range_label_is_what_the_interval_is(seeds):
+    """Up to RANGE_ONLY seeds the 95% percentile bootstrap is exactly the seeds' min–max."""
+    values = np.random.default_rng(seeds).normal(size=seeds)
+    found = interval(values)
+    assert (found.low, found.high) == (values.min(), values.max())
+    four = interval(np.random.default_rng(4).normal(size=4))
+    assert "95% CI" in four.text() and "range" in found.text()

@@ -10,7 +10,7 @@ from typing import ClassVar
 import pandas as pd
 
 from bplambda import checks
-from bplambda.analysis import interval_text, per_seed, summarise
+from bplambda.analysis import interval_text, per_seed, still_improving, summarise
 from bplambda.cells import LSTM_MODES, MaskedCell, make_cell
 from bplambda.checks import checked
 from bplambda.experiments.conditions import FIVE_SEEDS, Condition
@@ -142,13 +142,19 @@ def solved_length(N: pd.Series, R: pd.Series) -> pd.Series:
 
 
 def copy_repeat_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """``levels``: N, R, T per logged update; ``final``: each seed's last level and the
-    largest T solved; ``solved``: mean and 95% interval over seeds; ``timing``."""
+    """``levels``: per logged update the level being trained (N, R, T) and ``solved_T``, the
+    largest T solved so far (what the claims compare); ``final``: each seed's last level and
+    the largest T solved; ``solved``: mean and interval over seeds; ``timing``."""
     levels = table[table.metric.isin(["N", "R", "T"])]
     wide = levels.pivot_table(index=["condition", "seed", "diverged", "batch"], columns="metric",
                               values="value").reset_index()  # fmt: skip
+    wide["solved_T"] = solved_length(wide["N"], wide["R"])
+    at = ["condition", "seed", "batch"]
+    trained = levels[levels.metric == "T"].drop(columns="value")
+    solved = trained.merge(wide[[*at, "solved_T"]], on=at).rename(columns={"solved_T": "value"})
+    levels = pd.concat([levels, solved.assign(metric="solved_T")[levels.columns]],
+                       ignore_index=True)  # fmt: skip
     final = wide.loc[wide.groupby(["condition", "seed"])["batch"].idxmax()].copy()
-    final["solved_T"] = solved_length(final["N"], final["R"])
     final = with_labels(final, table)
     summary = summarise(final.rename(columns={"solved_T": "value"}), ["condition"])
     summary = in_condition_order(summary, table)
@@ -175,6 +181,7 @@ def copy_repeat_claims(tables: dict[str, pd.DataFrame], cfg) -> list[dict]:
         return f"{condition} {interval_text(values(condition), final, condition=condition)}"
 
     return [{
+        "still_improving": still_improving(_improving_at_the_end(tables["levels"])),
         "experiment": "copy-repeat",
         "claim": f"{top} solves longer sequences than truncated BPTT(n) and SG(n)",
         "paper": "yes (per the ICLR reviews; lengths UNKNOWN)",
@@ -183,3 +190,12 @@ def copy_repeat_claims(tables: dict[str, pd.DataFrame], cfg) -> list[dict]:
                     f"({cfg.updates:,} updates, n ∈ {list(cfg.windows)})",
         "verdict": increasing([values(rival), values(top)]),
     }]  # fmt: skip
+
+
+def _improving_at_the_end(levels: pd.DataFrame) -> pd.DataFrame:
+    """Per model: did the largest T it solved grow over the last third of the updates?"""
+    solved = levels[levels.metric == "solved_T"].sort_values("batch")
+    cut = 2 * solved.groupby("condition")["batch"].transform("max") / 3
+    end = solved.groupby(["condition", "seed"])["value"].last()
+    before = solved[solved.batch <= cut].groupby(["condition", "seed"])["value"].last()
+    return (end > before.reindex(end.index)).rename("improving").reset_index()

@@ -12,6 +12,7 @@ from bplambda import checks
 from bplambda.analysis import (
     interval_text,
     per_seed,
+    still_improving,
     summarise,
 )
 from bplambda.cells import LSTM_MODES, make_cell
@@ -240,4 +241,13 @@ def mnist_claims(tables: dict[str, pd.DataFrame], cfg) -> list[dict]:
                             f"{paired_difference(values(faithful), values(exact)).text(3)}",
                 "verdict": finding(values(faithful), values(exact), "faithful", "exact"),
             })  # fmt: skip
-    return [{"experiment": "seq-MNIST test error", **c} for c in claims]
+    note = still_improving(_improving_at_the_end(tables))
+    return [{"experiment": "seq-MNIST test error", **c, "still_improving": note} for c in claims]
+
+
+def _improving_at_the_end(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per model: is its lowest validation loss at the last epoch (the budget ended before its
+    checkpoint rule could pick an earlier one)?"""
+    best = tables["best"]
+    last = tables["epochs"].groupby("condition")["epoch"].max()
+    return best.assign(improving=best.epoch == best.condition.map(last))[["condition", "improving"]]

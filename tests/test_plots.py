@@ -1,0 +1,51 @@
+"""Figures say what their spreads are: a 95% bootstrap band only where a condition has more than
+three seeds, each seed drawn (and a range named) where it has fewer."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from bplambda.plots import lines, points  # noqa: E402
+
+
+def _table(seeds: int) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = [{"condition": c, "family": f, "lmbda": lm, "n": np.nan, "variant": "default",
+             "seed": s, "batch": b, "metric": "loss", "value": rng.normal()}
+            for c, f, lm in (("BP(1)", "bp_lambda", 1.0), ("BPTT", "bptt", np.nan))
+            for s in range(seeds) for b in range(4)]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("seeds, words, absent", [(3, "each seed", "bootstrap"),
+                                                  (5, "95% bootstrap", "each seed")])  # fmt: skip
+def test_lines_draw_bands_only_beyond_three_seeds(seeds, words, absent):
+    fig = lines(_table(seeds), x="batch", metrics=["loss"], title="t")
+    title = fig._suptitle.get_text()
+    assert words in title and absent not in title
+    ax = fig.axes[0]
+    assert len(ax.collections) == (0 if seeds <= 3 else 2)  # the bands
+    assert len(ax.lines) == (2 + 2 * seeds if seeds <= 3 else 2)  # means (+ each seed)
+    plt.close(fig)
+
+
+def test_points_with_few_seeds_show_their_range():
+    final = _table(2)[lambda t: t.batch == 3].rename(columns={"value": "score"})
+    fig = points(final, x="condition", y="score", title="t", ylabel="s")
+    title = fig.axes[0].get_title()
+    assert "range of the seeds" in title and "bootstrap" not in title
+    bars = [
+        line.get_ydata()
+        for line in fig.axes[0].lines
+        if len(line.get_xdata()) == 2
+        and line.get_xdata()[0] == line.get_xdata()[1] == 0
+        and np.isfinite(line.get_ydata()).all()  # seaborn adds an empty one per hue level
+    ]
+    scores = final[final.condition == "BP(1)"].score  # BP(1)'s bar: lowest seed to highest
+    assert len(bars) == 1 and np.allclose(sorted(bars[0]), [scores.min(), scores.max()])
+    plt.close(fig)
