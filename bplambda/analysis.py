@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bplambda.device import resolve_device
+from bplambda.provenance import provenance_line
 from bplambda.results import markdown_table
 from bplambda.resume import NOT_IN_KEY
 from bplambda.verdicts import both_ways, interval, interval_kind, mean_ci
@@ -154,7 +155,8 @@ def both_finals(check: Callable[[str], str]) -> str:
 
 
 def summary_markdown(title: str, cfg: object, table: pd.DataFrame, notes: str = "") -> str:
-    """The notebook's ``summary.md``: profile, settings, key table and notes.
+    """The notebook's ``summary.md``: profile, settings, key table, notes and where it came
+    from (:func:`~bplambda.provenance.provenance_line`).
 
     The settings are those that decide the result: not where it runs or is written, nor the
     shard plumbing (a merge's shard folders are machine paths); the experiment's own first,
@@ -170,6 +172,7 @@ def summary_markdown(title: str, cfg: object, table: pd.DataFrame, notes: str = 
             f"Settings: {settings}.",
             markdown_table(table),
             notes,
+            provenance_line(cfg),
         ] if part
     )  # fmt: skip
 

@@ -2,6 +2,7 @@
 
 import os
 import stat
+import subprocess
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -83,3 +84,20 @@ def test_the_summary_settings_leave_out_where_a_run_was_written_and_merged_from(
     assert "seeds=" in text and "updates=" in text
     for plumbing in ("merge_from", "save_raw", "output_dir", "/somewhere"):
         assert plumbing not in text
+
+
+def test_a_summary_says_which_code_made_it():
+    from types import SimpleNamespace
+
+    from bplambda.analysis import summary_markdown
+    from bplambda.provenance import provenance
+
+    cfg = SimpleNamespace(profile="smoke", device="cpu", jobs=2, seeds=(0,))
+    made = provenance(cfg)
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                          text=True, check=False).stdout.strip()  # fmt: skip
+    assert made["commit"] == (head or "unknown") and made["changes"] in (
+        "clean", "uncommitted changes", "unknown")  # fmt: skip
+    text = summary_markdown("t", cfg, pd.DataFrame({"a": [1]}))
+    assert f"commit `{made['commit']}`" in text and "2 worker(s)" in text
+    assert f"torch {made['torch']}" in text and "profile `smoke`" in text
