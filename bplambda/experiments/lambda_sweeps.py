@@ -67,7 +67,7 @@ LAMBDA_SWEEP_DEFAULTS = {
     "smoke": {"seeds": (0, 1), "epochs": 1, "batches_per_epoch": 20, "seq_lens": (5, 10),
               "lambdas": (0.0, 1.0), "windows": (1, 3), "log_every": 10, "spectral_radii": (1.0,),
               "radius_lambdas": (1.0,), "progress": False},
-    "quick": {"seeds": FIVE_SEEDS, "epochs": 10, "log_every": 20},
+    "quick": {"seeds": FIVE_SEEDS, "epochs": 5, "log_every": 20},
     "paper": {"seeds": FIVE_SEEDS, "epochs": 10, "log_every": 20},
 }  # fmt: skip
 
