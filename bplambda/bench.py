@@ -188,12 +188,12 @@ def stacking_speedup(
 ) -> pd.DataFrame:
     """The λ sweep's BP(λ) grid (11 λ × 5 seeds, toy task) trained as one stacked model vs one
     model at a time, ``num_batches`` batches each; seconds per 1,000 batches."""
+    from bplambda.experiments import lambda_sweeps
     from bplambda.experiments.conditions import bp_lambda_condition
-    from bplambda.experiments.lambda_sweeps import lambda_sweep_config
     from bplambda.tasks.toy import ToyTask
     from bplambda.train import TrainConfig, train
 
-    cfg = lambda_sweep_config("quick")
+    cfg = lambda_sweeps.config("quick")
     config = TrainConfig(num_batches=num_batches,
                          lr={"rnn": 0, "readout": 0, "synthesiser": cfg.lr_synthesiser},
                          track_alignment=True,
@@ -271,12 +271,14 @@ def seq_mnist_grid_epoch(
     ``stacked`` (the notebook: a window grid is one stacked model) or ``one window per
     condition``. Random images: the time does not depend on the pixels."""
     from bplambda.evaluate import classification_metrics
+    from bplambda.experiments import sequential_mnist
     from bplambda.experiments.grids import grid_conditions
-    from bplambda.experiments.sequential_mnist import MNIST_DEFAULTS, MNISTConfig
     from bplambda.tasks.mnist import SequentialMNIST
 
-    defaults = {f.name: f.default for f in fields(MNISTConfig) if f.default is not MISSING}
-    cfg = SimpleNamespace(**{**defaults, **MNIST_DEFAULTS["paper"]})
+    defaults = {
+        f.name: f.default for f in fields(sequential_mnist.Config) if f.default is not MISSING
+    }
+    cfg = SimpleNamespace(**{**defaults, **sequential_mnist.DEFAULTS["paper"]})
     g = torch.Generator().manual_seed(0)
     images = torch.rand(eval_images, 28, 28, generator=g)
     labels = torch.randint(0, 10, (eval_images,), generator=g)
@@ -313,10 +315,10 @@ def copy_repeat_per_1000(
     """Seconds per 1,000 updates of notebook 04's conditions (BPTT, TBPTT(5), SG(5), BP(0.5)
     and BP(1) stacked; 3 seeds) with every model held at one curriculum ``level`` (5, 5):
     T = 33, the paper's copy-repeat size (LSTM 100, batch 100)."""
-    from bplambda.experiments.copy_repeat_curriculum import copy_repeat_config
+    from bplambda.experiments import copy_repeat_curriculum
     from bplambda.experiments.grids import grid_conditions
 
-    cfg = copy_repeat_config("quick", seeds=(0, 1, 2))
+    cfg = copy_repeat_curriculum.config("quick", seeds=(0, 1, 2))
     task = CopyRepeatTask(cfg.batch_size, threshold_bits=0.0, start=level)
     config = TrainConfig(num_batches=updates,
                          lr={"rnn": cfg.lr, "readout": cfg.lr, "synthesiser": cfg.lr_synthesiser},

@@ -71,12 +71,12 @@ def _copy_repeat_unit(batches: int, pair: tuple) -> float:
 
     from bplambda.bench import _seconds_per_batch
     from bplambda.cells import MaskedCell, make_cell
-    from bplambda.experiments.copy_repeat_curriculum import copy_repeat_config
+    from bplambda.experiments import copy_repeat_curriculum
     from bplambda.tasks.copy_repeat import CopyRepeatTask
     from bplambda.train import TrainConfig
 
     condition, cell_name = pair
-    cfg = copy_repeat_config("paper")
+    cfg = copy_repeat_curriculum.config("paper")
     task = CopyRepeatTask(cfg.batch_size, threshold_bits=0.0, start=(5, 5))
     config = TrainConfig(num_batches=batches, lr={"rnn": cfg.lr, "readout": cfg.lr,
                          "synthesiser": cfg.lr_synthesiser}, log_every=cfg.log_every,
@@ -88,18 +88,22 @@ def _copy_repeat_unit(batches: int, pair: tuple) -> float:
 
 def _mnist_paper() -> SimpleNamespace:
     """Notebook 03's ``paper`` settings (without the data check of its config)."""
-    from bplambda.experiments.sequential_mnist import MNIST_DEFAULTS, MNISTConfig
+    from bplambda.experiments import sequential_mnist
 
-    defaults = {f.name: f.default for f in fields(MNISTConfig) if f.default is not MISSING}
-    return SimpleNamespace(**{**defaults, **MNIST_DEFAULTS["paper"]})
+    defaults = {
+        f.name: f.default for f in fields(sequential_mnist.Config) if f.default is not MISSING
+    }
+    return SimpleNamespace(**{**defaults, **sequential_mnist.DEFAULTS["paper"]})
 
 
 def _grids() -> dict[str, tuple]:
     """Per workload: (its units, the function timing one, the unit of its result)."""
-    from bplambda.experiments.copy_repeat_curriculum import copy_repeat_config
+    from bplambda.experiments import copy_repeat_curriculum
     from bplambda.experiments.grids import grid_conditions
 
-    copy_repeat = copy_repeat_config("paper", seeds=(0, 1, 2), windows=(5,), lambdas=(0.5, 1.0))
+    copy_repeat = copy_repeat_curriculum.config(
+        "paper", seeds=(0, 1, 2), windows=(5,), lambdas=(0.5, 1.0)
+    )
     return {
         "seq-MNIST paper grid": (grid_conditions(_mnist_paper()), _seq_mnist_unit, "min/epoch"),
         "copy-repeat (3 seeds, T = 33)": (

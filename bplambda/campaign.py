@@ -61,10 +61,10 @@ class ShardProgress:
 
 def batches_per_condition(notebook: str, parameters: dict, profile: str) -> list[int]:
     """The training batches of each condition a shard of ``notebook`` runs."""
-    from bplambda.experiments import BUILDERS
+    from bplambda.experiments import EXPERIMENTS
     from bplambda.experiments.grids import grid_conditions
 
-    cfg = BUILDERS[notebook](profile, **parameters)
+    cfg = EXPERIMENTS[notebook].config(profile, **parameters)
     if notebook == "03_sequential_mnist":
         from bplambda.tasks.mnist import VALIDATION_SIZE
 

@@ -103,13 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"reproduce: {error}", file=sys.stderr)
         return 2
-    from bplambda.experiments import CONFIGS, NOTEBOOK_PROFILES  # imports torch: only here
+    from bplambda.experiments import EXPERIMENTS  # imports torch: only here
     from bplambda.experiments.options import ResumableOptions
 
-    resumable = {c.NOTEBOOK for c in CONFIGS if issubclass(c, ResumableOptions)}
+    resumable = {name for name, e in EXPERIMENTS.items() if issubclass(e.Config, ResumableOptions)}
 
+    profiles = {name: tuple(e.DEFAULTS) for name, e in EXPERIMENTS.items()}
     without = [n.stem for n in selected  # a notebook without a config takes any profile
-               if args.profile not in NOTEBOOK_PROFILES.get(n.stem, PROFILES)]  # fmt: skip
+               if args.profile not in profiles.get(n.stem, PROFILES)]  # fmt: skip
     if without and args.only:
         print(f"reproduce: {without} have no {args.profile} profile", file=sys.stderr)
         return 2

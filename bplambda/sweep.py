@@ -104,11 +104,11 @@ def shard_parameters(
     The notebook's config is built first (profile defaults and ``parameters``), so that a bad
     parameter is refused here, before anything is submitted.
     """
-    from bplambda.experiments import BUILDERS
+    from bplambda.experiments import EXPERIMENTS
 
     if shard_by not in SHARD_BY:
         raise ParameterError(f"--shard-by {shard_by!r} is unknown; choose one of {list(SHARD_BY)}")
-    cfg = BUILDERS[notebook](profile, **parameters)
+    cfg = EXPERIMENTS[notebook].config(profile, **parameters)
     by_rule = [("", parameters)]
     if shard_by.startswith("conditions"):
         if not hasattr(cfg, "rules"):

@@ -141,3 +141,30 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> Interval:
     in both conditions); pairs with a non-finite side are left out."""
     diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     return interval(diff)
+
+
+def variance_ratio(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
+    """``var(a)/var(b)`` over seeds (NaNs left out) and its 95% F-interval
+    (normal seeds assumed); NaNs where either has fewer than 2 values or ``b`` does not vary."""
+    from scipy import stats
+
+    a, b = _present(a), _present(b)
+    if len(a) < 2 or len(b) < 2 or b.var(ddof=1) == 0:
+        return np.nan, np.nan, np.nan
+    ratio = a.var(ddof=1) / b.var(ddof=1)
+    low_q, high_q = stats.f.ppf([0.975, 0.025], len(a) - 1, len(b) - 1)
+    return ratio, ratio / low_q, ratio / high_q
+
+
+def correlation(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
+    """Spearman's and Pearson's r and their p-values between paired values, and ``n``."""
+    from scipy import stats
+
+    spearman, pearson = stats.spearmanr(x, y), stats.pearsonr(x, y)
+    return {"n": len(x), "spearman_r": spearman.statistic, "spearman_p": spearman.pvalue,
+            "pearson_r": pearson.statistic, "pearson_p": pearson.pvalue}  # fmt: skip
+
+
+def _present(values: Sequence[float]) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    return values[~np.isnan(values)]

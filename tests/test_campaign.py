@@ -64,7 +64,7 @@ def test_the_report_is_written_beside_the_plan_and_a_folder_without_one_is_refus
 def test_todays_code_merges_the_committed_campaign_shards():
     """The finished shards of notebook 03's paper campaign (made by the pinned commit) are read
     and tabled by the current code, as the campaign's merge will do."""
-    from bplambda import experiments as ex
+    from bplambda.experiments import sequential_mnist
     from bplambda.paths import project_path
 
     sweep = project_path("results/paper/03_sequential_mnist")
@@ -73,8 +73,8 @@ def test_todays_code_merges_the_committed_campaign_shards():
     finished = [f for f in bptt if (Path(f) / "raw").exists()]
     if len(finished) < len(bptt):
         pytest.skip("the campaign's BPTT shards are not all finished")
-    cfg = ex.mnist_config("paper", rules=["bptt"], merge_from=finished)
-    tables = ex.mnist_tables(ex.run_mnist(cfg))
+    cfg = sequential_mnist.config("paper", rules=["bptt"], merge_from=finished)
+    tables = sequential_mnist.tables(sequential_mnist.run(cfg), cfg)
     best = tables["best"]
     assert sorted(best.seed) == [0, 1, 2, 3, 4] and set(best.condition) == {"BPTT"}
     assert tables["epochs"].epoch.max() == 50

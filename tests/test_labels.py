@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bplambda import experiments as ex
+from bplambda.experiments import sequential_mnist
 from bplambda.experiments.grids import grid_condition_list
 from bplambda.experiments.options import _with_variants
 from bplambda.labels import LABELS, condition_order, in_condition_order, named
@@ -67,7 +67,7 @@ def test_colours_follow_the_family():
 
 
 def test_a_shard_table_from_before_variants_gets_them_from_the_config():
-    cfg = ex.mnist_config("smoke", lambdas=(1.0,), lstm_modes=("exact", "faithful"))
+    cfg = sequential_mnist.config("smoke", lambdas=(1.0,), lstm_modes=("exact", "faithful"))
     old = pd.DataFrame({"condition": ["BP(1)", "BP(1) faithful", "BPTT"], "family": "x",
                         "lmbda": NAN, "n": NAN, "T": 28})  # fmt: skip
     table = _with_variants(old, cfg, grid_condition_list)

@@ -15,7 +15,7 @@ LAYERS = [
     ["cells", "outputs", "readout", "synthesiser", "regularisation"],
     ["bp_lambda", "metrics", "rules", "stacking"],
     ["tasks"],
-    ["train", "resume", "evaluate", "curvature"],
+    ["train", "resume", "evaluate", "curvature", "sharpness"],
     ["parameters", "profiles", "analysis", "verdicts", "results", "plots"],
     ["experiments"],
     ["reproduce", "sweep", "campaign", "bench", "bench_workers"],

@@ -11,7 +11,7 @@ from bplambda import TrainConfig, make_rule, train
 from bplambda.analysis import still_improving
 from bplambda.cells import make_cell
 from bplambda.evaluate import classification_metrics
-from bplambda.experiments.sequential_mnist import mnist_tables
+from bplambda.experiments import sequential_mnist
 from bplambda.stacking import init_stacked_network
 from bplambda.tasks.mnist import (
     SequentialMNIST,
@@ -194,7 +194,9 @@ def test_the_mnist_checkpoint_is_the_lowest_validation_loss_epoch():
                         "value": value,
                     }
                 )
-    best = mnist_tables(pd.DataFrame(rows))["best"].set_index("condition")
+    best = sequential_mnist.tables(pd.DataFrame(rows), sequential_mnist.config("smoke"))[
+        "best"
+    ].set_index("condition")
     assert best.loc["A", "epoch"] == 2 and best.loc["A", "test_error"] == 0.20  # not 0.10
     assert best.loc["B", "epoch"] == 1 and best.loc["B", "test_error"] == 0.25  # not 0.05
 

@@ -141,12 +141,12 @@ def test_the_readme_papermill_examples_run(tmp_path):
 
 
 def test_unknown_profile_or_parameter_is_refused():
-    from bplambda.experiments import toy_config
+    from bplambda.experiments import toy_alignment
 
     with pytest.raises(ValueError, match="profile"):
-        toy_config("fast")
+        toy_alignment.config("fast")
     with pytest.raises(ValueError, match="lambda_values"):
-        toy_config("smoke", lambda_values=[0.5])
+        toy_alignment.config("smoke", lambda_values=[0.5])
 
 
 def _rows_sorted(table: pd.DataFrame) -> pd.DataFrame:

@@ -11,9 +11,15 @@ import papermill as pm
 import pytest
 import torch
 
-from bplambda import experiments as ex
 from bplambda import reproduce
 from bplambda.errors import ParameterError
+from bplambda.experiments import (
+    EXPERIMENTS,
+    copy_repeat_curriculum,
+    generalisation,
+    sequential_mnist,
+    toy_alignment,
+)
 from bplambda.parameters import injected_names, notebook_parameters
 from bplambda.paths import project_path, project_root
 from bplambda.profiles import PROFILES
@@ -33,16 +39,18 @@ ROOT = Path(__file__).resolve().parent.parent
     ],
 )
 def test_seeds_in_every_form_papermill_passes(given, parsed):
-    assert ex.toy_config("smoke", seeds=given).seeds == parsed
+    assert toy_alignment.config("smoke", seeds=given).seeds == parsed
 
 
 def test_lists_of_numbers_and_names_in_every_form():
-    assert ex.toy_config("smoke", lambdas=0.5).lambdas == (0.5,)
-    assert ex.toy_config("smoke", lambdas="[0, 0.5, 1]").lambdas == (0.0, 0.5, 1.0)
-    assert ex.toy_config("smoke", windows="2").windows == (2,)
-    cfg = ex.copy_repeat_config("smoke", lstm_modes="[exact, faithful]", rules="bptt, bp_lambda")
+    assert toy_alignment.config("smoke", lambdas=0.5).lambdas == (0.5,)
+    assert toy_alignment.config("smoke", lambdas="[0, 0.5, 1]").lambdas == (0.0, 0.5, 1.0)
+    assert toy_alignment.config("smoke", windows="2").windows == (2,)
+    cfg = copy_repeat_curriculum.config(
+        "smoke", lstm_modes="[exact, faithful]", rules="bptt, bp_lambda"
+    )
     assert cfg.lstm_modes == ("exact", "faithful") and cfg.rules == ("bptt", "bp_lambda")
-    assert ex.copy_repeat_config("smoke", lstm_modes="exact").lstm_modes == ("exact",)
+    assert copy_repeat_curriculum.config("smoke", lstm_modes="exact").lstm_modes == ("exact",)
 
 
 @pytest.mark.parametrize(
@@ -69,7 +77,7 @@ def test_lists_of_numbers_and_names_in_every_form():
 )
 def test_a_bad_value_names_parameter_value_and_what_is_allowed(overrides, shown):
     with pytest.raises(ParameterError) as info:
-        ex.toy_config("smoke", **overrides)
+        toy_alignment.config("smoke", **overrides)
     message = str(info.value)
     assert shown in message and "\n" not in message
     assert "pass" in message or "choose" in message or "its parameters are" in message
@@ -77,16 +85,16 @@ def test_a_bad_value_names_parameter_value_and_what_is_allowed(overrides, shown)
 
 def test_grids_refuse_a_rule_without_its_values_and_unknown_names():
     with pytest.raises(ParameterError, match="windows=.*'sg', 'tbptt'"):
-        ex.copy_repeat_config("smoke", windows=[])
+        copy_repeat_curriculum.config("smoke", windows=[])
     with pytest.raises(ParameterError, match="rules=.*'rtrl'"):
-        ex.copy_repeat_config("smoke", rules=["bptt", "rtrl"])
+        copy_repeat_curriculum.config("smoke", rules=["bptt", "rtrl"])
     with pytest.raises(ParameterError, match="lstm_modes=.*exact"):
-        ex.copy_repeat_config("smoke", lstm_modes=["fast"])
+        copy_repeat_curriculum.config("smoke", lstm_modes=["fast"])
     with pytest.raises(ParameterError, match="implementation='magic'"):
-        ex.copy_repeat_config("smoke", implementation="magic")
+        copy_repeat_curriculum.config("smoke", implementation="magic")
     with pytest.raises(ParameterError, match="profile='fast'"):
-        ex.copy_repeat_config("fast")
-    assert ex.copy_repeat_config("smoke", rules=["bptt"], windows=[]).rules == ("bptt",)
+        copy_repeat_curriculum.config("fast")
+    assert copy_repeat_curriculum.config("smoke", rules=["bptt"], windows=[]).rules == ("bptt",)
 
 
 def test_a_config_field_without_a_check_is_refused():
@@ -105,10 +113,8 @@ def test_a_config_field_without_a_check_is_refused():
 
 
 def test_every_config_field_has_a_validator_and_every_profile_is_valid():
-    builders = (ex.toy_config, ex.lambda_sweep_config, ex.mnist_config, ex.copy_repeat_config,
-                ex.generalisation_config)  # fmt: skip
-    for build, config in zip(builders, ex.CONFIGS):
-        profiles = ex.NOTEBOOK_PROFILES[config.NOTEBOOK]
+    for experiment in EXPERIMENTS.values():
+        build, config, profiles = experiment.config, experiment.Config, experiment.DEFAULTS
         assert {"smoke", "quick", "paper"} <= set(profiles) <= set(PROFILES)
         for profile in profiles:
             build(profile)  # configure validates every field, defaults included
@@ -118,14 +124,14 @@ def test_every_config_field_has_a_validator_and_every_profile_is_valid():
 
 
 def test_reproduce_refuses_a_notebook_named_without_the_profile(capsys):
-    assert ex.NOTEBOOK_PROFILES["01_toy_alignment"] == ("smoke", "quick", "paper")
+    assert tuple(EXPERIMENTS["01_toy_alignment"].DEFAULTS) == ("smoke", "quick", "paper")
     assert reproduce.main(["--profile", "medium", "--only", "01"]) == 2
     assert "no medium profile" in capsys.readouterr().err
 
 
 def test_the_missing_data_message_says_how_to_get_mnist(tmp_path):
     with pytest.raises(ParameterError) as info:
-        ex.mnist_config("smoke", data_dir=tmp_path / "nowhere")
+        sequential_mnist.config("smoke", data_dir=tmp_path / "nowhere")
     message = str(info.value)
     assert "data_dir=" in message and "nowhere" in message and "\n" not in message
     assert "copy the four files" in message and "internet" in message
@@ -139,15 +145,18 @@ def test_papermill_injected_names_are_read_from_the_history():
     namespace = {"In": history, "profile": "smoke", "lamdas": 1, "seeds": None}
     with pytest.raises(ParameterError, match=r"lamdas=1 is not a parameter of this notebook "
                        r"\(did you mean 'lambdas'\?\); its parameters are \["):  # fmt: skip
-        notebook_parameters(namespace, ex.ToyConfig)
+        notebook_parameters(namespace, toy_alignment.Config)
     singular = {"In": ["# Parameters\ntask = 'delayed_match'\n"], "task": "delayed_match"}
     with pytest.raises(ParameterError, match=r"\(did you mean 'tasks'\?\)"):
-        notebook_parameters(singular, ex.GeneralisationConfig)
+        notebook_parameters(singular, generalisation.Config)
     far = {"In": ["# Parameters\nxyzzy = 1\n"], "xyzzy": 1}
     with pytest.raises(ParameterError, match=r"xyzzy=1 is not a parameter of this notebook; "):
-        notebook_parameters(far, ex.ToyConfig)  # nothing near: no guess
+        notebook_parameters(far, toy_alignment.Config)  # nothing near: no guess
     namespace["In"] = history[:1]  # JupyterLab: no injected cell, nothing to refuse
-    assert notebook_parameters(namespace, ex.ToyConfig) == {"profile": "smoke", "seeds": None}
+    assert notebook_parameters(namespace, toy_alignment.Config) == {
+        "profile": "smoke",
+        "seeds": None,
+    }
 
 
 def test_relative_paths_resolve_against_the_project_wherever_the_kernel_starts(tmp_path):
@@ -158,7 +167,7 @@ def test_relative_paths_resolve_against_the_project_wherever_the_kernel_starts(t
 
 
 def test_every_notebook_parameter_is_a_config_field():
-    configs = {config.NOTEBOOK[:2]: config for config in ex.CONFIGS}
+    configs = {config.NOTEBOOK[:2]: config for config in (e.Config for e in EXPERIMENTS.values())}
     assert sorted(configs) == sorted(n.stem[:2] for n in NOTEBOOKS.glob("*.ipynb"))
     for notebook in sorted(NOTEBOOKS.glob("*.ipynb")):
         nb = nbformat.read(notebook, as_version=4)

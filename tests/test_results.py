@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from bplambda.analysis import summary_markdown
-from bplambda.experiments.copy_repeat_curriculum import copy_repeat_config
+from bplambda.experiments import copy_repeat_curriculum
 from bplambda.results import markdown_table, save_figure, write_table
 
 
@@ -78,7 +78,9 @@ def test_the_summary_puts_each_budgets_verdict_beside_the_quick_one(tmp_path):
 
 
 def test_the_summary_settings_leave_out_where_a_run_was_written_and_merged_from():
-    cfg = copy_repeat_config("smoke", merge_from=("/somewhere/shards/0-bptt",), save_raw=True)
+    cfg = copy_repeat_curriculum.config(
+        "smoke", merge_from=("/somewhere/shards/0-bptt",), save_raw=True
+    )
     table = pd.DataFrame({"condition": ["BPTT"], "mean": [3.0]})
     text = summary_markdown("Copy-repeat", cfg, table)
     assert "seeds=" in text and "updates=" in text

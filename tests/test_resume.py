@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from bplambda import TrainConfig, make_rule, train
-from bplambda import experiments as ex
 from bplambda.cells import MaskedCell, make_cell
-from bplambda.experiments import runs
+from bplambda.experiments import copy_repeat_curriculum, runs
+from bplambda.experiments.runs import state_store
 from bplambda.resume import ResumeFile, fingerprint
 from bplambda.tasks.copy_repeat import CopyRepeatTask
 from bplambda.tasks.mnist import SequentialMNIST
@@ -98,17 +98,19 @@ def test_a_saved_state_with_another_key_or_forced_is_not_resumed(tmp_path):
 
 
 def test_keys_follow_the_parameters_and_ignore_where_results_go():
-    a = ex.copy_repeat_config("smoke", output_dir="/tmp/a")
-    assert fingerprint(a) == fingerprint(ex.copy_repeat_config("smoke", output_dir="/tmp/b"))
-    assert fingerprint(a) == fingerprint(ex.copy_repeat_config("smoke", force=True,
+    a = copy_repeat_curriculum.config("smoke", output_dir="/tmp/a")
+    assert fingerprint(a) == fingerprint(
+        copy_repeat_curriculum.config("smoke", output_dir="/tmp/b")
+    )
+    assert fingerprint(a) == fingerprint(copy_repeat_curriculum.config("smoke", force=True,
                                                                output_dir="/tmp/a"))  # fmt: skip
-    assert fingerprint(a) != fingerprint(ex.copy_repeat_config("smoke", lr=0.5,
+    assert fingerprint(a) != fingerprint(copy_repeat_curriculum.config("smoke", lr=0.5,
                                                                output_dir="/tmp/a"))  # fmt: skip
 
 
 def test_a_finished_condition_is_reused_unless_forced_or_changed(tmp_path, monkeypatch):
-    cfg = ex.copy_repeat_config("smoke", updates=4, output_dir=tmp_path)
-    first = ex.run_copy_repeat(cfg, ex.state_store(cfg))
+    cfg = copy_repeat_curriculum.config("smoke", updates=4, output_dir=tmp_path)
+    first = copy_repeat_curriculum.run(cfg, state_store(cfg))
     saved = [p.name for p in (tmp_path / "state").iterdir()]
     assert len(saved) == len(set(first.condition)) and all(n.endswith(".done.pt") for n in saved)
 
@@ -116,20 +118,22 @@ def test_a_finished_condition_is_reused_unless_forced_or_changed(tmp_path, monke
         raise AssertionError("trained again")
 
     monkeypatch.setattr(runs, "train", no_training)
-    again = ex.run_copy_repeat(cfg, ex.state_store(cfg))
+    again = copy_repeat_curriculum.run(cfg, state_store(cfg))
     pd.testing.assert_frame_equal(again, first)
     for changed in ({"force": True}, {"lr": 0.5}):
-        other = ex.copy_repeat_config("smoke", updates=4, output_dir=tmp_path, **changed)
+        other = copy_repeat_curriculum.config("smoke", updates=4, output_dir=tmp_path, **changed)
         with pytest.raises(AssertionError, match="trained again"):
-            ex.run_copy_repeat(other, ex.state_store(other))
+            copy_repeat_curriculum.run(other, state_store(other))
 
 
 SCRIPT = """
 import sys
-from bplambda import experiments as ex
-cfg = ex.copy_repeat_config("smoke", updates=60, rules=["bp_lambda"], output_dir=sys.argv[1])
-store = ex.StateStore(ex.state_store(cfg).folder, cfg, every_seconds=0)
-ex.run_copy_repeat(cfg, store).to_csv(sys.argv[2], index=False)
+from bplambda.experiments import copy_repeat_curriculum
+from bplambda.experiments.runs import StateStore, state_store
+cfg = copy_repeat_curriculum.config("smoke", updates=60, rules=["bp_lambda"],
+                                    output_dir=sys.argv[1])
+store = StateStore(state_store(cfg).folder, cfg, every_seconds=0)
+copy_repeat_curriculum.run(cfg, store).to_csv(sys.argv[2], index=False)
 """
 
 

@@ -19,6 +19,7 @@ from bplambda.verdicts import (
     increasing,
     interval,
     reported_interval,
+    variance_ratio,
 )
 
 LOW, MID, HIGH = [0.1, 0.12, 0.11, 0.13, 0.09], [0.5, 0.52, 0.49, 0.51, 0.5], [0.9, 0.91, 0.92]
@@ -142,3 +143,12 @@ def test_a_range_label_is_what_the_interval_is(seeds):
     assert (found.low, found.high) == (values.min(), values.max())
     four = interval(np.random.default_rng(4).normal(size=4))
     assert "95% CI" in four.text() and "range" in found.text()
+
+
+def test_the_variance_ratio_interval_excludes_1_only_where_the_spreads_differ():
+    wide = np.array([0.0, 10.0, -10.0, 5.0, -5.0, np.nan])  # a missing seed is left out
+    narrow = wide / 100
+    ratio, low, high = variance_ratio(wide, narrow)
+    assert ratio == pytest.approx(1e4) and low > 1 < high
+    assert variance_ratio(narrow, narrow)[1] < 1 < variance_ratio(narrow, narrow)[2]
+    assert np.isnan(variance_ratio(wide, np.ones(5))).all()  # no spread to compare against

@@ -7,12 +7,12 @@ import os
 import pandas as pd
 import pytest
 
-from bplambda import experiments as ex
 from bplambda.bench_workers import schedule
+from bplambda.experiments import copy_repeat_curriculum
 from bplambda.experiments.conditions import condition_title
 from bplambda.experiments.copy_repeat_curriculum import _copy_repeat_condition
 from bplambda.experiments.grids import grid_conditions
-from bplambda.experiments.runs import run_all
+from bplambda.experiments.runs import run_all, state_store
 from bplambda.workers import WorkerError, check_jobs, log_name, run_units, threads_per_worker
 
 
@@ -62,7 +62,7 @@ def test_a_bad_worker_count_is_refused(jobs):
 @pytest.mark.parametrize("jobs", [0, -1, 1.5])
 def test_a_notebook_refuses_a_bad_worker_count(jobs):
     with pytest.raises(ValueError, match="jobs"):
-        ex.copy_repeat_config("smoke", jobs=jobs)
+        copy_repeat_curriculum.config("smoke", jobs=jobs)
 
 
 def _copy_repeat_but_sg_fails(cfg, store, pair):
@@ -73,19 +73,19 @@ def _copy_repeat_but_sg_fails(cfg, store, pair):
 
 @pytest.mark.slow
 def test_the_conditions_finished_before_a_failure_are_reused(tmp_path):
-    cfg = ex.copy_repeat_config("smoke", updates=4, output_dir=tmp_path, jobs=2)
-    store = ex.state_store(cfg)
+    cfg = copy_repeat_curriculum.config("smoke", updates=4, output_dir=tmp_path, jobs=2)
+    store = state_store(cfg)
     work = functools.partial(_copy_repeat_but_sg_fails, cfg, store)
     with pytest.raises(WorkerError, match=r"^SG\(2\) failed: RuntimeError: injected failure"):
         run_all(work, grid_conditions(cfg), cfg, lambda pair: condition_title(pair[0]))
     saved = {p.name: p.stat().st_mtime_ns for p in store.folder.glob("*.done.pt")}
     assert saved and not any(name.startswith("SG") for name in saved)
-    table = ex.run_copy_repeat(cfg, store)  # the finished ones are read, not trained again
+    table = copy_repeat_curriculum.run(cfg, store)  # the finished ones are read, not trained again
     assert set(table.condition) >= {"BPTT", "TBPTT(2)", "SG(2)"}
     for name, mtime in saved.items():
         assert (store.folder / name).stat().st_mtime_ns == mtime
-    single = ex.copy_repeat_config("smoke", updates=4, output_dir=tmp_path / "one", jobs=1)
-    alone = ex.run_copy_repeat(single, ex.state_store(single))
+    single = copy_repeat_curriculum.config("smoke", updates=4, output_dir=tmp_path / "one", jobs=1)
+    alone = copy_repeat_curriculum.run(single, state_store(single))
     timing = ["seconds_per_1000_updates"]
     pd.testing.assert_frame_equal(
         table[~table.metric.isin(timing)].reset_index(drop=True),

@@ -37,7 +37,7 @@ from bplambda.verdicts import increasing
 
 
 @dataclass(frozen=True)
-class CopyRepeatConfig(ResumableOptions):
+class Config(ResumableOptions):
     """Copy-repeat with a curriculum (PAPER.md §6.4): LSTM 100, batch 100, Adam lr 1e-3 (RNN,
     readout) and 1e-5 (synthesiser), γ = 0.9, s = 1; ``paper``: 15,000 epochs × 10 batches =
     150,000 updates. Conditions (:func:`grid_conditions`): the ``rules`` of
@@ -71,7 +71,7 @@ class CopyRepeatConfig(ResumableOptions):
         check_grid(self)
 
 
-COPY_DEFAULTS = {
+DEFAULTS = {
     "smoke": {"seeds": (0,), "updates": 30, "hidden_size": 16, "batch_size": 8,
               "lambdas": (1.0,), "windows": (2,), "log_every": 5, "progress": False},
     "quick": {"seeds": (0, 1), "updates": 2500, "lambdas": (0.5, 1.0), "windows": (5,),
@@ -82,13 +82,13 @@ COPY_DEFAULTS = {
 }  # fmt: skip
 
 
-def copy_repeat_config(profile: str = "quick", **overrides: object) -> CopyRepeatConfig:
+def config(profile: str = "quick", **overrides: object) -> Config:
     """The copy-repeat config: profile defaults, then the overrides that are not None."""
-    return configure(CopyRepeatConfig, COPY_DEFAULTS, profile, **overrides)
+    return configure(Config, DEFAULTS, profile, **overrides)
 
 
-@shardable(conditions=grid_condition_list)
-def run_copy_repeat(cfg: CopyRepeatConfig, store: StateStore | None = None) -> pd.DataFrame:
+@shardable("run_copy_repeat", conditions=grid_condition_list)
+def run(cfg: Config, store: StateStore | None = None) -> pd.DataFrame:
     """Train every condition with its own curriculum per model.
 
     Rows: ``loss`` and the level ``N``, ``R``, ``T`` every ``log_every`` updates (``batch`` =
@@ -96,14 +96,14 @@ def run_copy_repeat(cfg: CopyRepeatConfig, store: StateStore | None = None) -> p
     stacked run; it grows with the level reached, reported as ``mean_T``).
     """
     work = functools.partial(_copy_repeat_condition, cfg, store)
-    tables = run_all(work, grid_conditions(cfg), cfg, grid_title, grid_cost)
-    return pd.concat(tables, ignore_index=True)
+    parts = run_all(work, grid_conditions(cfg), cfg, grid_title, grid_cost)
+    return pd.concat(parts, ignore_index=True)
 
 
 def _copy_repeat_condition(
-    cfg: CopyRepeatConfig, store: StateStore | None, pair: tuple[Condition, str]
+    cfg: Config, store: StateStore | None, pair: tuple[Condition, str]
 ) -> pd.DataFrame:
-    """One condition of :func:`run_copy_repeat` (its rows, ``mean_T`` and timing rows)."""
+    """One condition of :func:`run` (its rows, ``mean_T`` and timing rows)."""
     from bplambda.tasks.copy_repeat import CopyRepeatTask
 
     condition, cell_name = pair
@@ -141,7 +141,7 @@ def solved_length(N: pd.Series, R: pd.Series) -> pd.Series:
     return solved.where((N > 1) | (R > 1), 0)
 
 
-def copy_repeat_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def tables(table: pd.DataFrame, cfg: Config) -> dict[str, pd.DataFrame]:
     """``levels``: per logged update the level being trained (N, R, T) and ``solved_T``, the
     largest T solved so far (what the claims compare); ``final``: each seed's last level and
     the largest T solved; ``solved``: mean and interval over seeds; ``timing``."""
@@ -163,7 +163,7 @@ def copy_repeat_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {"levels": levels, "final": final, "solved": summary, "timing": timing}
 
 
-def copy_repeat_claims(tables: dict[str, pd.DataFrame], cfg) -> list[dict]:
+def claims(tables: dict[str, pd.DataFrame], cfg: Config) -> list[dict]:
     """The paper's claim: BP(1) reaches longer sequences than the truncated methods."""
     final = tables["final"]
     summary = tables["solved"]

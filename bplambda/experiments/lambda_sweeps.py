@@ -33,7 +33,7 @@ from bplambda.verdicts import increasing, interval
 
 
 @dataclass(frozen=True)
-class LambdaSweepConfig(ExperimentConfig):
+class Config(ExperimentConfig):
     """λ × sequence length on the toy task (fixed RNN), with n-step SG on the same axes.
 
     Per T, all λ values and seeds train as one stacked model. ``gamma`` is a parameter
@@ -63,7 +63,7 @@ class LambdaSweepConfig(ExperimentConfig):
     radius_lambdas: tuple[float, ...] = checked(checks.lambdas, (0.0, 0.5, 1.0))
 
 
-LAMBDA_SWEEP_DEFAULTS = {
+DEFAULTS = {
     "smoke": {"seeds": (0, 1), "epochs": 1, "batches_per_epoch": 20, "seq_lens": (5, 10),
               "lambdas": (0.0, 1.0), "windows": (1, 3), "log_every": 10, "spectral_radii": (1.0,),
               "radius_lambdas": (1.0,), "progress": False},
@@ -72,13 +72,13 @@ LAMBDA_SWEEP_DEFAULTS = {
 }  # fmt: skip
 
 
-def lambda_sweep_config(profile: str = "quick", **overrides: object) -> LambdaSweepConfig:
+def config(profile: str = "quick", **overrides: object) -> Config:
     """The λ-sweep config: profile defaults, then the overrides that are not None."""
-    return configure(LambdaSweepConfig, LAMBDA_SWEEP_DEFAULTS, profile, **overrides)
+    return configure(Config, DEFAULTS, profile, **overrides)
 
 
-@shardable
-def run_lambda_sweep(cfg: LambdaSweepConfig) -> pd.DataFrame:
+@shardable("run_lambda_sweep")
+def run(cfg: Config) -> pd.DataFrame:
     """For every T: BP(λ) over the λ grid (one stacked run) and SG(n) for every n, with the
     paper's initialisation; then, for every spectral radius of ``spectral_radii``, BP(λ) for
     ``radius_lambdas`` and SG(n) again (``rho`` names it; NaN: the paper's initialisation)."""
@@ -105,7 +105,7 @@ def rho_label(rho: float) -> str:
     return "init (ρ ≈ 0.58)" if pd.isna(rho) else f"ρ = {rho:g}"
 
 
-def lambda_sweep_tables(sweep: pd.DataFrame, cfg: LambdaSweepConfig) -> dict[str, pd.DataFrame]:
+def tables(sweep: pd.DataFrame, cfg: Config) -> dict[str, pd.DataFrame]:
     """``final_by_seed`` (each model's last-epoch mean and last batch), ``final`` (over seeds),
     ``by_t`` (per step at the last batch: the alignment and the true gradient's norm),
     ``gradient_ratio`` (per ρ, T and seed: ‖∂L_{>t}/∂s_t‖ at t = 1 over t = T − 1, the last step
@@ -150,13 +150,13 @@ def _leads(finals: pd.DataFrame, top: float) -> pd.DataFrame:
     return table.assign(rho_label=table.rho.map(rho_label))
 
 
-def lambda_sweep_claims(tables: dict[str, pd.DataFrame], cfg: LambdaSweepConfig) -> list[dict]:
+def claims(tables: dict[str, pd.DataFrame], cfg: Config) -> list[dict]:
     """Does BP(λ)'s advantage over n-step SG grow with the sequence length, with the paper's
     initialisation and where the fixed RNN keeps long-range gradients (ρ → 1)?"""
     finals, leads = tables["final_by_seed"], tables["lead"]
     top, low = bp_label(max(cfg.lambdas)), bp_label(min(cfg.lambdas))
     short, long = min(cfg.seq_lens), max(cfg.seq_lens)
-    claims = []
+    found = []
     for rho in [np.nan, *cfg.spectral_radii]:
         at_rho = leads[leads.rho.isna() if pd.isna(rho) else leads.rho == rho]
 
@@ -172,7 +172,7 @@ def lambda_sweep_claims(tables: dict[str, pd.DataFrame], cfg: LambdaSweepConfig)
         ratios = ratios[ratios.rho.isna() if pd.isna(rho) else ratios.rho == rho]
         vanish = ratios[ratios["T"] == long].value.median()
         paper_claim = pd.isna(rho)
-        claims.append({
+        found.append({
             "claim": f"{top} beats the best n-step SG by more at longer T ({rho_label(rho)}; "
                      "alignment where each rule applies g)"
                      + (" (\"particularly suited for longer timescales\")" if paper_claim
@@ -197,14 +197,14 @@ def lambda_sweep_claims(tables: dict[str, pd.DataFrame], cfg: LambdaSweepConfig)
     overall = (verdicts.pop() if len(verdicts) == 1 else
                "NOT reproduced" if "NOT reproduced" in verdicts else
                f"inconclusive ({len(cfg.seeds)} seeds)")  # fmt: skip
-    claims.append({
+    found.append({
         "claim": f"{top} aligns better than {low} at every T",
         "paper": "yes (qualitative)",
         "official_code": "T = 10: 0.93 ± 0.06 vs 0.28 ± 0.11 (5 seeds)",
         "bplambda": ", ".join(f"T={T}: {v}" for T, v in per_T.items()),
         "verdict": overall,
     })  # fmt: skip
-    return [{"experiment": "λ sweep", **c} for c in claims]
+    return [{"experiment": "λ sweep", **c} for c in found]
 
 
 def by_length_table(final: pd.DataFrame) -> pd.DataFrame:

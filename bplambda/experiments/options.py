@@ -75,23 +75,25 @@ class ResumableOptions(ExperimentConfig):
 
 
 def shardable(
-    run: Callable[..., pd.DataFrame] | None = None,
-    *,
-    conditions: Callable[[Any], Iterable[Condition]] | None = None,
-) -> Any:
+    raw: str, conditions: Callable[[Any], Iterable[Condition]] | None = None
+) -> Callable[[Callable[..., pd.DataFrame]], Callable[..., pd.DataFrame]]:
     """A run function ``run(cfg, ...) -> table`` that serves sweeps (:class:`ShardOptions`):
     with ``cfg.merge_from`` it returns the shards' tables of the same function, joined in
     shard order, instead of running; with ``cfg.save_raw`` it writes its table to
-    ``<output_dir>/raw/<function name>.csv.gz``.
+    ``<output_dir>/raw/<raw>.csv.gz``. ``raw`` names that file once and for all: a campaign's
+    finished shards, made by the code it was pinned to, are merged by today's code.
 
-    ``conditions(cfg)``: the conditions the config runs (use as
-    ``@shardable(conditions=...)``), whose labels complete a shard table written before a label
-    existed (its ``variant``: a long campaign's shards run on the code it was pinned to);
-    without it, every condition is its rule as named."""
-    if run is None:
-        return functools.partial(shardable, conditions=conditions)
-    name = f"{run.__name__}.csv.gz"
+    ``conditions(cfg)``: the conditions the config runs, whose labels complete a shard table
+    written before a label existed (its ``variant``); without it, every condition is its rule
+    as named."""
+    return functools.partial(_sharded, name=f"{raw}.csv.gz", conditions=conditions)
 
+
+def _sharded(
+    run: Callable[..., pd.DataFrame],
+    name: str,
+    conditions: Callable[[Any], Iterable[Condition]] | None,
+) -> Callable[..., pd.DataFrame]:
     @functools.wraps(run)
     def sharded(cfg: Any, *args: Any, **kwargs: Any) -> pd.DataFrame:
         if cfg.merge_from:

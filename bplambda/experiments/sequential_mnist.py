@@ -41,7 +41,7 @@ from bplambda.verdicts import finding, increasing, paired_difference
 
 
 @dataclass(frozen=True)
-class MNISTConfig(ResumableOptions):
+class Config(ResumableOptions):
     """Sequential MNIST (PAPER.md §6.3): LSTM 30, last-step 10-way readout, cross-entropy,
     batch 50, Adam lr 3e-4 for RNN, readout and synthesiser, BP(λ) scale s = 0.1, γ = 0.9;
     ``paper``: 50 epochs, the checkpoint with the lowest validation loss gives the test error.
@@ -84,7 +84,7 @@ class MNISTConfig(ResumableOptions):
         require_mnist(self.data_dir)
 
 
-MNIST_DEFAULTS = {
+DEFAULTS = {
     "smoke": {"seeds": (0,), "epochs": 1, "limit": 500, "windows": (1,), "lambdas": (1.0,),
               "batch_size": 50, "log_every": 5, "progress": False},
     "quick": {"seeds": (0, 1), "epochs": 2, "windows": (1,), "lambdas": (0.5, 1.0),
@@ -94,13 +94,13 @@ MNIST_DEFAULTS = {
 }  # fmt: skip
 
 
-def mnist_config(profile: str = "quick", **overrides: object) -> MNISTConfig:
+def config(profile: str = "quick", **overrides: object) -> Config:
     """The seq-MNIST config: profile defaults, then the overrides that are not None."""
-    return configure(MNISTConfig, MNIST_DEFAULTS, profile, **overrides)
+    return configure(Config, DEFAULTS, profile, **overrides)
 
 
-@shardable(conditions=grid_condition_list)
-def run_mnist(cfg: MNISTConfig, store: StateStore | None = None) -> pd.DataFrame:
+@shardable("run_mnist", conditions=grid_condition_list)
+def run(cfg: Config, store: StateStore | None = None) -> pd.DataFrame:
     """Train every condition; after each epoch log train/validation/test loss and error.
 
     Rows: ``loss`` (the training batch, every ``log_every`` batches) and, per epoch,
@@ -110,8 +110,8 @@ def run_mnist(cfg: MNISTConfig, store: StateStore | None = None) -> pd.DataFrame
     evaluation included.
     """
     work = functools.partial(_mnist_condition, cfg, store)
-    tables = run_all(work, grid_conditions(cfg), cfg, grid_title, grid_cost)
-    return pd.concat(tables, ignore_index=True)
+    parts = run_all(work, grid_conditions(cfg), cfg, grid_title, grid_cost)
+    return pd.concat(parts, ignore_index=True)
 
 
 @functools.lru_cache(maxsize=1)
@@ -123,9 +123,9 @@ def _splits(data_dir: str, split_seed: int, limit: int | None):
 
 
 def _mnist_condition(
-    cfg: MNISTConfig, store: StateStore | None, pair: tuple[Condition, str]
+    cfg: Config, store: StateStore | None, pair: tuple[Condition, str]
 ) -> pd.DataFrame:
-    """One condition of :func:`run_mnist` (its rows and its timing rows)."""
+    """One condition of :func:`run` (its rows and its timing rows)."""
     from bplambda.evaluate import classification_metrics
     from bplambda.tasks.mnist import SequentialMNIST
 
@@ -164,7 +164,7 @@ def _mnist_condition(
 EVALUATIONS = ("train_loss", "train_error", "val_loss", "val_error", "test_loss", "test_error")
 
 
-def mnist_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def tables(table: pd.DataFrame, cfg: Config) -> dict[str, pd.DataFrame]:
     """``epochs``: per-epoch train/validation/test loss and error per condition and seed;
     ``best``: each seed's test error at its lowest-validation-loss epoch (the paper's
     checkpoint rule); ``test_error``: mean and 95% interval over seeds; ``timing``."""
@@ -191,7 +191,7 @@ def mnist_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     }
 
 
-def mnist_claims(tables: dict[str, pd.DataFrame], cfg) -> list[dict]:
+def claims(tables: dict[str, pd.DataFrame], cfg: Config) -> list[dict]:
     """The paper's qualitative seq-MNIST claims and the faithful-vs-exact LSTM finding, on each
     seed's test error at its lowest-validation-loss epoch."""
     best = tables["best"]
@@ -209,10 +209,10 @@ def mnist_claims(tables: dict[str, pd.DataFrame], cfg) -> list[dict]:
         return named(summary, family="bp_lambda", lmbda=lmbda, variant=variant)
 
     budget = f"{cfg.epochs} epochs"
-    claims = []
+    found = []
     if bp(1.0) and len(truncated):
         rival = truncated.idxmin()
-        claims.append({
+        found.append({
             "claim": "BP(1) has a lower test error than truncated BPTT(n) and n-step SG(n)",
             "paper": "yes (Table 2 per the ICLR reviews; numbers UNKNOWN)",
             "official_code": "not run here",
@@ -223,7 +223,7 @@ def mnist_claims(tables: dict[str, pd.DataFrame], cfg) -> list[dict]:
     long_windows = summary[(summary.family == "tbptt") & (summary.n >= 3)].condition
     if bp(0.5) and len(long_windows):
         rival = errors[long_windows].idxmin()
-        claims.append({
+        found.append({
             "claim": "BP(0.5) is not better than truncated BPTT(n ≥ 3)",
             "paper": "yes (per the ICLR reviews)",
             "official_code": "not run here",
@@ -233,7 +233,7 @@ def mnist_claims(tables: dict[str, pd.DataFrame], cfg) -> list[dict]:
     for lmbda in cfg.lambdas:
         exact, faithful = bp(lmbda), bp(lmbda, "faithful")
         if exact and faithful:
-            claims.append({
+            found.append({
                 "claim": f"{exact}: the official LSTM quirks (faithful) vs the exact Jacobian",
                 "paper": "not studied",
                 "official_code": "faithful is what it runs",
@@ -242,7 +242,7 @@ def mnist_claims(tables: dict[str, pd.DataFrame], cfg) -> list[dict]:
                 "verdict": finding(values(faithful), values(exact), "faithful", "exact"),
             })  # fmt: skip
     note = still_improving(_improving_at_the_end(tables))
-    return [{"experiment": "seq-MNIST test error", **c, "still_improving": note} for c in claims]
+    return [{"experiment": "seq-MNIST test error", **c, "still_improving": note} for c in found]
 
 
 def _improving_at_the_end(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -36,7 +36,7 @@ from bplambda.verdicts import consistent, increasing, paired_difference, reporte
 
 
 @dataclass(frozen=True)
-class ToyConfig(ExperimentConfig):
+class Config(ExperimentConfig):
     """The toy alignment experiment (fixed RNN) and its plastic-RNN part.
 
     Fixed RNN (PAPER.md §6.1): linear RNN H = 30, batch 10, 100 batches per epoch, 10 epochs,
@@ -66,7 +66,7 @@ class ToyConfig(ExperimentConfig):
     plastic_seeds: tuple[int, ...] = checked(checks.seeds, tuple(range(10)))
 
 
-TOY_DEFAULTS = {
+DEFAULTS = {
     "smoke": {"seeds": (0, 1), "epochs": 2, "batches_per_epoch": 50, "windows": (1, 3),
               "plastic_epochs": 1, "plastic_seeds": (0, 1), "log_every": 10, "progress": False},
     "quick": {"seeds": FIVE_SEEDS, "epochs": 10, "plastic_epochs": 10, "log_every": 10},
@@ -74,13 +74,13 @@ TOY_DEFAULTS = {
 }  # fmt: skip
 
 
-def toy_config(profile: str = "quick", **overrides: object) -> ToyConfig:
+def config(profile: str = "quick", **overrides: object) -> Config:
     """The toy experiment's config: profile defaults, then the overrides that are not None."""
-    return configure(ToyConfig, TOY_DEFAULTS, profile, **overrides)
+    return configure(Config, DEFAULTS, profile, **overrides)
 
 
-@shardable
-def run_toy_alignment(cfg: ToyConfig) -> pd.DataFrame:
+@shardable("run_toy_alignment")
+def run(cfg: Config) -> pd.DataFrame:
     """Fixed RNN: BP(λ) for every λ (one stacked run), SG(n) for every n, and the oracle.
 
     The SG runs report two alignments: the synthesiser's own output at every t
@@ -97,8 +97,8 @@ def run_toy_alignment(cfg: ToyConfig) -> pd.DataFrame:
     return run_on_toy([ToyRun(c, cfg.seq_len) for c in conditions], cfg, train_config)
 
 
-@shardable
-def run_toy_plastic(cfg: ToyConfig) -> pd.DataFrame:
+@shardable("run_toy_plastic")
+def run_plastic(cfg: Config) -> pd.DataFrame:
     """Plastic RNN: BP(λ) (s = ``plastic_scale``) vs truncated BPTT(n), SG(n) and full BPTT.
 
     The true gradient for the alignment is recomputed by BPTT on the current weights at every
@@ -127,7 +127,7 @@ OFFICIAL_SG_SIGNAL = {1: (0.25, 0.27), 2: (0.76, 0.15), 3: (0.97, 0.02), 5: (1.0
 OFFICIAL_SG_SYNTHETIC = {1: 0.25, 2: 0.28, 3: 0.33, 5: 0.17}  # 3 seeds, means only
 
 
-def toy_tables(fixed: pd.DataFrame, cfg: ToyConfig) -> dict[str, pd.DataFrame]:
+def tables(fixed: pd.DataFrame, cfg: Config) -> dict[str, pd.DataFrame]:
     """Tidy tables of the toy notebook's fixed-RNN part.
 
     ``alignment_by_batch``: mean over t < T per seed and logged batch; ``alignment_by_t``: per
@@ -145,7 +145,7 @@ def toy_tables(fixed: pd.DataFrame, cfg: ToyConfig) -> dict[str, pd.DataFrame]:
     }
 
 
-def plastic_tables(plastic: pd.DataFrame, cfg: ToyConfig) -> dict[str, pd.DataFrame]:
+def plastic_tables(plastic: pd.DataFrame, cfg: Config) -> dict[str, pd.DataFrame]:
     """``plastic_by_batch`` (mean over t < T per seed and logged batch), ``plastic_by_seed``
     (final values per seed) and ``plastic_summary`` (over seeds; diverged models apart)."""
     by_batch = mean_over_steps(plastic)
@@ -157,7 +157,7 @@ def plastic_tables(plastic: pd.DataFrame, cfg: ToyConfig) -> dict[str, pd.DataFr
     }
 
 
-def toy_claims(tables: dict[str, pd.DataFrame], cfg: ToyConfig) -> list[dict]:
+def claims(tables: dict[str, pd.DataFrame], cfg: Config) -> list[dict]:
     """Claims of the toy experiment, each with a verdict computed from per-seed values."""
     finals = tables["final_by_seed"]
     lambdas = sorted(cfg.lambdas)
@@ -166,7 +166,7 @@ def toy_claims(tables: dict[str, pd.DataFrame], cfg: ToyConfig) -> list[dict]:
     def values(condition: str, metric: str, column: str = "value") -> pd.Series:
         return per_seed(finals, column, condition=condition, metric=metric)
 
-    claims = [{
+    found = [{
         "claim": f"alignment of g(s_t) increases with λ (fixed RNN, T = {cfg.seq_len})",
         "paper": "yes (qualitative)",
         "official_code": " < ".join(f"{OFFICIAL_TOY[lm][0]:.2f}" for lm in lambdas
@@ -179,7 +179,7 @@ def toy_claims(tables: dict[str, pd.DataFrame], cfg: ToyConfig) -> list[dict]:
     if cfg.seq_len == 10 and cfg.epochs == 10:
         for lmbda in (lm for lm in lambdas if lm in OFFICIAL_TOY):
             mean, sd = OFFICIAL_TOY[lmbda]
-            claims.append({
+            found.append({
                 "claim": f"{bp_label(lmbda)} final alignment vs the official code "
                          "(mean over t < T)",
                 "paper": "UNKNOWN",
@@ -200,7 +200,7 @@ def toy_claims(tables: dict[str, pd.DataFrame], cfg: ToyConfig) -> list[dict]:
                              (("applied", APPLIED), ("all states", ALIGNMENT),
                               ("signal", SIGNAL)))  # fmt: skip
 
-        claims.append({
+        found.append({
             "claim": "BP(λ)'s synthetic gradients align better than n-step SG's, where each "
                      "rule applies them (BP(λ): every state; SG(n): chunk ends)",
             "paper": "yes (qualitative)",
@@ -213,7 +213,7 @@ def toy_claims(tables: dict[str, pd.DataFrame], cfg: ToyConfig) -> list[dict]:
         })  # fmt: skip
     for n in (n for n in cfg.windows if n in OFFICIAL_SG_SIGNAL):
         mean, sd = OFFICIAL_SG_SIGNAL[n]
-        claims.append({
+        found.append({
             "claim": f"SG({n}): alignment of the learning signal the RNN receives vs the "
                      "official code",
             "paper": "UNKNOWN",
@@ -225,8 +225,8 @@ def toy_claims(tables: dict[str, pd.DataFrame], cfg: ToyConfig) -> list[dict]:
                 values(f"SG({n})", SIGNAL, c), reported_interval(m, s, 3))),
         })  # fmt: skip
     if "plastic_by_seed" in tables:
-        claims += _plastic_claims(tables, lambdas, values(top, ALIGNMENT))
-    return [{"experiment": "toy alignment", **c} for c in claims]
+        found += _plastic_claims(tables, lambdas, values(top, ALIGNMENT))
+    return [{"experiment": "toy alignment", **c} for c in found]
 
 
 def _plastic_claims(

@@ -1,0 +1,194 @@
+"""Notebook 05's claims: Liu et al.'s (three-factor rules generalise worse and reach higher
+curvature than BPTT, their gaps vary more over seeds, the gap correlates with λ_max, λ_max
+follows the stability bound 2/(η·c₁)) and where BP(λ) and SG(n) land, per task, each
+verdict from per-seed values at equal training steps and at matched training loss."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from bplambda.analysis import by_run, interval_text, per_seed
+from bplambda.labels import conditions
+from bplambda.verdicts import both_ways, correlation, finding, increasing, variance_ratio
+
+GAP_NAMES = {"gap_test_loss": "test − train loss",
+             "gap_test_noisy_loss": "noisy test − train loss"}  # fmt: skip
+LIU_CONDITIONS = ("e-prop", "RFLO", "MDGL", "MDGL-type")
+"""Liu et al.'s three-factor rules, as the tables name them."""
+
+
+class ClaimSettings(Protocol):
+    """What the claims read from notebook 05's config."""
+
+    tasks: tuple[str, ...]
+    seeds: tuple[int, ...]
+    iterations: int
+    slow_iterations: int | None
+    lr: float
+
+
+@dataclass(frozen=True)
+class _AtTask:
+    """One task's per-seed values at equal steps (``final``) and at matched loss (``matched``)."""
+
+    task: str
+    final: pd.DataFrame
+    matched: pd.DataFrame
+
+    def values(self, condition: str, metric: str, frame: pd.DataFrame | None = None) -> pd.Series:
+        frame = self.final if frame is None else frame
+        return per_seed(frame, task=self.task, condition=condition, metric=metric)
+
+    def text(self, condition: str, metric: str) -> str:
+        return f"{condition} {interval_text(self.values(condition, metric))}"
+
+    def both(self, check: Callable[[pd.DataFrame], str]) -> str:
+        """``check`` at equal steps and at matched loss, one verdict where they agree."""
+        return both_ways(check(self.final), check(self.matched), ("equal steps", "matched loss"))
+
+    def present(self) -> set[str]:
+        return set(self.final[self.final.task == self.task].condition)
+
+    def gaps(self) -> list[str]:
+        metrics = set(self.final[self.final.task == self.task].metric)
+        return [g for g in GAP_NAMES if g in metrics]
+
+
+def claims(tables: dict[str, pd.DataFrame], cfg: ClaimSettings) -> list[dict]:
+    """Every claim of every task in ``cfg.tasks``, each row labelled with the experiment."""
+    slow = (
+        ""
+        if cfg.slow_iterations in (None, cfg.iterations)
+        else f" ({cfg.slow_iterations:,} for the three-factor rules, compared at matched loss)"
+    )
+    budget = f"{cfg.iterations:,} iterations{slow}, lr {cfg.lr:g}, {len(cfg.seeds)} seeds"
+    found = []
+    for task in cfg.tasks:
+        at = _AtTask(task, tables["final_by_seed"], tables["matched"])
+        found += _liu_versus_bptt(at, budget, len(cfg.seeds))
+        found += _gap_correlations(at, tables["correlations"])
+        found += _online_rules(at)
+        found += _stability_bound(at)
+    return [{"experiment": "generalisation & curvature", **c} for c in found]
+
+
+def _liu_versus_bptt(at: _AtTask, budget: str, seeds: int) -> list[dict]:
+    """Each three-factor rule vs BPTT: a larger gap, a higher λ_max, a more variable gap."""
+    present = at.present()
+    if "BPTT" not in present:
+        return []
+    checks = [(g, f"generalises worse ({GAP_NAMES[g]})") for g in at.gaps()]
+    checks.append(("lambda_max", "reaches higher curvature (λ_max)"))
+    found = []
+    for rule in (c for c in LIU_CONDITIONS if c in present):
+        for metric, what in checks:
+            found.append({
+                "claim": f"{at.task}: {rule} {what} than BPTT",
+                "paper": "yes (qualitative)",
+                "official_code": "not run here",
+                "bplambda": f"{at.text(rule, metric)} vs {at.text('BPTT', metric)} ({budget})",
+                "verdict": at.both(lambda f, r=rule, m=metric: increasing(
+                    [at.values("BPTT", m, f), at.values(r, m, f)])),
+            })  # fmt: skip
+        ratio, low, high = variance_ratio(at.values(rule, "gap_test_loss"),
+                                          at.values("BPTT", "gap_test_loss"))  # fmt: skip
+        verdict = ("reproduced" if low > 1 else "NOT reproduced" if high < 1 else
+                   f"inconclusive ({seeds} seeds)")  # fmt: skip
+        found.append({
+            "claim": f"{at.task}: {rule}'s gap is more variable over seeds than BPTT's",
+            "paper": "yes (qualitative)",
+            "official_code": "not run here",
+            "bplambda": f"variance ratio {ratio:.3g}, 95% F-interval [{low:.3g}, {high:.3g}]",
+            "verdict": verdict,
+        })  # fmt: skip
+    return found
+
+
+def _gap_correlations(at: _AtTask, correlations: pd.DataFrame) -> list[dict]:
+    """The gap vs λ_max over the pooled runs of the task."""
+    found = []
+    for gap in at.gaps():
+        pooled = correlations[(correlations.task == at.task) & (correlations.scope == "pooled")
+                              & (correlations.y == gap)]  # fmt: skip
+        row = pooled.iloc[0] if len(pooled) else None
+        found.append({
+            "claim": f"{at.task}: the gap ({GAP_NAMES[gap]}) correlates with λ_max (pooled runs)",
+            "paper": "yes (\"correlated significantly\")",
+            "official_code": "not run here",
+            "bplambda": "no pooled correlation (too few runs)" if row is None else
+                        f"Spearman r = {row.spearman_r:.2f} (p = {row.spearman_p:.2g}), "
+                        f"Pearson r = {row.pearson_r:.2f} (p = {row.pearson_p:.2g}), n = {row.n}",
+            "verdict": _correlation_verdict(row),
+        })  # fmt: skip
+    return found
+
+
+def _online_rules(at: _AtTask) -> list[dict]:
+    """Where each BP(λ) and SG(n) lands on λ_max and the gap, against BPTT and e-prop."""
+    present = at.present()
+    ordered = conditions(at.final[at.final.task == at.task])
+    online = ordered.condition[ordered.family.isin(["bp_lambda", "sg"])].tolist()
+    rivals = [r for r in ("BPTT", "e-prop") if r in present]
+    found = []
+    for condition in online:
+        for metric in ("lambda_max", "gap_test_loss"):
+            found.append({
+                "claim": f"{at.task}: where {condition} lands on {metric} (vs "
+                         f"{' and '.join(rivals)})",
+                "paper": "not studied",
+                "official_code": "not run",
+                "bplambda": "; ".join(at.text(c, metric) for c in [condition, *rivals]),
+                "verdict": "; ".join(f"vs {r}: " + at.both(lambda f, r=r, m=metric, c=condition:
+                                     finding(at.values(c, m, f), at.values(r, m, f), c, r))
+                                     for r in rivals),
+            })  # fmt: skip
+    return found
+
+
+def _stability_bound(at: _AtTask) -> list[dict]:
+    """The end-of-run λ_max vs Liu et al.'s prediction 2/(η·c₁), over the task's runs."""
+    final = at.final
+    ends = final[(final.task == at.task) & final.metric.isin(["lambda_max_final",
+                 "predicted_lambda_max"])]  # fmt: skip
+    wide = by_run(ends, ["condition", "seed"])[["lambda_max_final", "predicted_lambda_max"]]
+    wide = wide.replace([np.inf, -np.inf], np.nan).dropna()
+    if len(wide) < 4:
+        return []
+    rho = correlation(wide.lambda_max_final, wide.predicted_lambda_max)
+    ratio = (wide.lambda_max_final / wide.predicted_lambda_max).median()
+    c1 = interval_text(at.values("BPTT", "c1")) if "BPTT" in at.present() else "-"
+    return [{
+        "claim": f"{at.task}: λ_max ≈ 2/(η·c₁) (Liu et al.'s stability bound, where it binds)",
+        "paper": "yes (theorem; form reconstructed, LIU2022.md §4.4)",
+        "official_code": "not run",
+        "bplambda": f"Spearman r = {rho['spearman_r']:.2f} (p = {rho['spearman_p']:.2g}, n = "
+                    f"{len(wide)}) between measured and predicted; median measured / "
+                    f"predicted {ratio:.2g}; BPTT's c₁ (should be 1) {c1}",
+        "verdict": _bound_verdict(rho["spearman_r"], rho["spearman_p"], ratio, len(wide)),
+    }]  # fmt: skip
+
+
+def _bound_verdict(r: float, p: float, ratio: float, n: int) -> str:
+    """λ_max vs 2/(η·c₁): a bound tested only where it binds (median measured/predicted in
+    [0.5, 2] and a significant positive rank correlation); well below it the runs sit in
+    regions flatter than the bound (not at the edge of stability), so nothing is tested."""
+    if ratio < 0.5:
+        return f"inconclusive (λ_max stays below the bound: median ratio {ratio:.2g})"
+    if ratio > 2:
+        return f"NOT reproduced (λ_max exceeds the bound: median ratio {ratio:.2g})"
+    if p < 0.05:
+        return "reproduced" if r > 0 else "NOT reproduced (ordering reversed)"
+    return f"inconclusive ({n} runs, p = {p:.2g})"
+
+
+def _correlation_verdict(row: pd.Series | None) -> str:
+    if row is None:
+        return "inconclusive (too few runs)"
+    if row.spearman_p < 0.05:
+        return "reproduced" if row.spearman_r > 0 else "NOT reproduced"
+    return f"inconclusive ({row.n} runs, Spearman p = {row.spearman_p:.2g})"

@@ -1,0 +1,54 @@
+"""The three tasks of Liu et al.'s study (LIU2022.md §6), each with the rate cell it trains: the
+leak α = exp(−1/τ) is the task's (seq-MNIST: α = 0)."""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+from bplambda.cells import Cell, make_cell
+from bplambda.errors import refuse
+from bplambda.tasks.base import Task
+
+LIU_TASKS = ("seq_mnist", "pattern_generation", "delayed_match")
+"""The tasks of Liu et al.'s study, by name (notebook 05's ``tasks``)."""
+
+
+class LiuTaskSettings(Protocol):
+    """What the tasks read from notebook 05's config."""
+
+    data_dir: str
+    limit: int | None
+    batch_size: int
+    hidden_size: int
+    pattern_seq_len: int
+    tau_pattern: float
+    delay: int
+    cue_len: int
+    cue_sigma: float
+    dms_batch_size: int
+    tau_dms: float
+
+
+def liu_task(name: str, cfg: LiuTaskSettings) -> tuple[Task, Cell]:
+    """The task ``name`` and its rate cell (the leak α = exp(−1/τ) the task uses)."""
+    if name == "seq_mnist":
+        from bplambda.tasks.mnist import SequentialMNIST, load_mnist, split_mnist
+
+        splits = split_mnist(load_mnist(cfg.data_dir), limit=cfg.limit, validation_size=5000)
+        task, alpha = SequentialMNIST.from_splits(splits, cfg.batch_size), 0.0
+    elif name == "pattern_generation":
+        from bplambda.tasks.pattern_generation import PatternGeneration
+
+        T = cfg.pattern_seq_len
+        periods = tuple(round(T / k) for k in (1, 2, 3, 5))
+        task, alpha = PatternGeneration(seq_len=T, periods=periods), math.exp(-1 / cfg.tau_pattern)
+    elif name == "delayed_match":
+        from bplambda.tasks.delayed_match import DelayedMatch
+
+        task = DelayedMatch(delay=cfg.delay, cue_len=cfg.cue_len, sigma=cfg.cue_sigma,
+                            batch_size=cfg.dms_batch_size)  # fmt: skip
+        alpha = math.exp(-1 / cfg.tau_dms)
+    else:
+        raise refuse("tasks", name, f"choose from {list(LIU_TASKS)}")
+    return task, make_cell("rate_rnn", task.input_size, cfg.hidden_size, alpha=alpha)
