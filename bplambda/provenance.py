@@ -1,19 +1,24 @@
 """Where a result came from: the code's commit (and whether the code had uncommitted changes),
-Python and torch versions, the device, the profile and the worker count, said once in every
-``summary.md`` so that a committed result can be traced to the code that made it."""
+Python and torch versions, the device, the profile, the worker count and the wall time, said
+in every ``summary.md``, every row of every ``claims.csv`` and the metadata of every executed
+notebook, so that a committed result can be traced to the code that made it."""
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
+import time
+from pathlib import Path
 
-import torch
-
-from bplambda.device import resolve_device
 from bplambda.paths import project_root
 
 CODE = ("bplambda", "notebooks", "pyproject.toml")
 """What makes a result; the results folders themselves do not count as a change."""
+STARTED = time.time()
+"""When this process imported the package: a notebook's wall time is counted from here."""
+METADATA_KEY = "bplambda"
+"""Where an executed notebook's metadata holds its provenance."""
 
 
 def _git(*args: str) -> str | None:
@@ -28,7 +33,12 @@ def _git(*args: str) -> str | None:
 def provenance(cfg: object) -> dict[str, str]:
     """``commit`` (12 hex digits, or ``"unknown"`` outside a git checkout), ``changes``
     (``"uncommitted changes"`` where the package or notebooks differ from the commit, else
-    ``"clean"``), ``python``, ``torch``, ``device``, ``profile`` and ``jobs`` of ``cfg``."""
+    ``"clean"``), ``python``, ``torch``, ``device``, ``profile`` and ``jobs`` of ``cfg``, and
+    ``wall_seconds`` since the package was imported."""
+    import torch  # here: reproduce stamps notebooks without loading torch in its own process
+
+    from bplambda.device import resolve_device
+
     commit = _git("rev-parse", "--short=12", "HEAD")
     status = _git("status", "--porcelain", "--", *CODE)
     return {
@@ -39,6 +49,7 @@ def provenance(cfg: object) -> dict[str, str]:
         "device": str(resolve_device(getattr(cfg, "device", "auto"))),
         "profile": str(getattr(cfg, "profile", "")),
         "jobs": str(getattr(cfg, "jobs", 1)),
+        "wall_seconds": f"{time.time() - STARTED:.0f}",
     }
 
 
@@ -47,4 +58,26 @@ def provenance_line(cfg: object) -> str:
     p = provenance(cfg)
     return (f"Made at commit `{p['commit']}` ({p['changes']}), Python {p['python']}, torch "
             f"{p['torch']}, device `{p['device']}`, profile `{p['profile']}`, "
-            f"{p['jobs']} worker(s).")  # fmt: skip
+            f"{p['jobs']} worker(s), {p['wall_seconds']} s.")  # fmt: skip
+
+
+def stamp_notebook(notebook: dict, output: Path, cfg: object, seconds: float) -> dict:
+    """An executed notebook (nbformat's dict), to be written to ``output``, with
+    :func:`provenance` in its metadata (``wall_seconds``: the whole execution's, ``seconds``)
+    and papermill's input and output paths relative to the project, so that a committed
+    notebook names no one's machine."""
+    metadata = notebook.setdefault("metadata", {})
+    metadata[METADATA_KEY] = {**provenance(cfg), "wall_seconds": f"{seconds:.0f}"}
+    papermill = metadata.setdefault("papermill", {})
+    if papermill.get("input_path"):
+        papermill["input_path"] = _relative(papermill["input_path"])
+    papermill["output_path"] = _relative(str(output))
+    return notebook
+
+
+def _relative(path: str) -> str:
+    """``path`` relative to the project where it lies inside it, else its file name only."""
+    try:
+        return str(Path(path).resolve().relative_to(project_root()))
+    except ValueError:
+        return os.path.basename(path)

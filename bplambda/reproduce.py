@@ -24,10 +24,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import nbformat
 import papermill as pm
 
 from bplambda.profiles import PROFILES, results_folder
+from bplambda.provenance import stamp_notebook
 from bplambda.results import OTHER_BUDGETS, build_summary
 from bplambda.workers import usable_cores
 
@@ -54,17 +57,15 @@ def run_notebook(
 ) -> Path:
     """Execute one notebook with papermill; its executed copy lands in ``output_dir`` when it
     ran through, in ``build/failed/`` when it did not (then papermill's error is raised)."""
+    parameters = {"profile": profile, "output_dir": str(output_dir), **(parameters or {})}
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         executed = Path(scratch) / notebook.name
         try:
             pm.execute_notebook(
                 str(notebook),
                 str(executed),
-                parameters={
-                    "profile": profile,
-                    "output_dir": str(output_dir),
-                    **(parameters or {}),
-                },
+                parameters=parameters,
                 cwd=str(ROOT),
                 kernel_name="python3",
                 progress_bar=False,
@@ -74,8 +75,13 @@ def run_notebook(
             FAILED.mkdir(parents=True, exist_ok=True)
             shutil.move(executed, FAILED / notebook.name)
             raise
+        output = output_dir / notebook.name
+        made = SimpleNamespace(**{"device": "auto", "jobs": 1, **parameters})
+        stamped = stamp_notebook(nbformat.read(executed, as_version=4), output, made,
+                                 time.perf_counter() - start)  # fmt: skip
+        nbformat.write(stamped, executed)
         output_dir.mkdir(parents=True, exist_ok=True)
-        return Path(shutil.move(executed, output_dir / notebook.name))
+        return Path(shutil.move(executed, output))
 
 
 def main(argv: list[str] | None = None) -> int:

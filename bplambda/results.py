@@ -15,6 +15,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from bplambda.provenance import provenance
+
 CLAIM_COLUMNS = [
     "experiment", "claim", "paper", "official_code", "bplambda", "verdict", "still_improving",
 ]  # fmt: skip
@@ -86,34 +88,51 @@ def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
     return "\n".join([header, rule, *rows])
 
 
-def write_claims(claims: Sequence[dict], output_dir: str | Path) -> Path:
-    """``claims.csv``: one row per checked claim, columns ``CLAIM_COLUMNS``."""
-    return write_table(pd.DataFrame(list(claims), columns=CLAIM_COLUMNS), output_dir, "claims")
+def write_claims(claims: Sequence[dict], output_dir: str | Path, cfg: object) -> Path:
+    """``claims.csv``: one row per checked claim, columns ``CLAIM_COLUMNS``, then the
+    provenance of the run (:func:`~bplambda.provenance.provenance` of ``cfg``) on every row."""
+    table = pd.DataFrame(list(claims), columns=CLAIM_COLUMNS)
+    return write_table(table.assign(**provenance(cfg)), output_dir, "claims")
 
 
 OTHER_BUDGETS = ("medium", "paper")
-"""Profiles whose results live in ``results/<profile>/``: their verdicts join the claims table
-of ``results/README.md`` as one column each, so a reader sees how a verdict moves with budget."""
+"""Profiles whose results live in ``results/<profile>/`` (quick's live in ``results/``)."""
+BY_STRENGTH = ("paper", "medium", "quick")
+"""The budgets, strongest first: a claim's main verdict comes from the first that ran it."""
 
 
 def _claims(folders: list[Path]) -> pd.DataFrame | None:
-    tables = [pd.read_csv(p / "claims.csv") for p in folders if (p / "claims.csv").exists()]
+    tables = [pd.read_csv(p / "claims.csv").assign(notebook=p.name) for p in folders
+              if (p / "claims.csv").exists()]  # fmt: skip
     return pd.concat(tables, ignore_index=True).astype(object).fillna("") if tables else None
 
 
-def _with_budget(claims: pd.DataFrame, other: pd.DataFrame, budget: str) -> pd.DataFrame:
-    """``claims`` with the column ``verdict (<budget>)`` from ``other`` (``not run`` where
-    that budget lacks the claim); a claim only ``other`` has gets its own row (``not run`` at
-    this budget), after its experiment's rows."""
-    key, column = ["experiment", "claim"], f"verdict ({budget})"
-    verdicts = other[[*key, "verdict"]].rename(columns={"verdict": column})
-    merged = claims.merge(verdicts, on=key, how="left").fillna({column: "not run"})
-    only = other[~other.set_index(key).index.isin(claims.set_index(key).index)]
-    only = only.assign(**{column: only.verdict, "verdict": "not run",
-                          "bplambda": f"see {budget}/README.md"})  # fmt: skip
-    merged = pd.concat([merged, only[merged.columns]], ignore_index=True)
-    order = {e: i for i, e in enumerate(dict.fromkeys(merged.experiment))}
-    return merged.sort_values("experiment", key=lambda e: e.map(order), kind="stable")
+def claims_by_budget(root: Path) -> pd.DataFrame | None:
+    """One row per claim found under ``root`` at any budget (``root/<notebook>/claims.csv`` is
+    quick, ``root/<budget>/<notebook>/`` the others): its columns from the strongest budget
+    that ran it (``budget`` names it; its numbers are in that budget's README), and a
+    ``verdict (<budget>)`` column per budget present (``not run`` where the claim was not).
+    Rows follow the notebooks, then each notebook's own order of claims."""
+    found = {"quick": _claims(_experiment_folders(root))}
+    for budget in OTHER_BUDGETS:
+        if (root / budget).is_dir():
+            found[budget] = _claims(_experiment_folders(root / budget))
+    found = {b: t for b, t in found.items() if t is not None}
+    if not found:
+        return None
+    key = ["experiment", "claim"]
+    ordered = [b for b in BY_STRENGTH if b in found]
+    rows = pd.concat([found[b].assign(budget=b) for b in ordered], ignore_index=True)
+    main = rows.drop_duplicates(key, keep="first")  # the strongest budget's row of each claim
+    for budget in reversed(ordered):
+        column = f"verdict ({budget})"
+        verdicts = found[budget][[*key, "verdict"]].rename(columns={"verdict": column})
+        main = main.merge(verdicts, on=key, how="left").fillna({column: "not run"})
+    first_seen = pd.concat([found[b] for b in reversed(ordered)])[key].drop_duplicates()
+    main = first_seen.merge(main, on=key, how="left").sort_values("notebook", kind="stable")
+    columns = [*CLAIM_COLUMNS[:5], "verdict", "budget", *(f"verdict ({b})" for b in
+               reversed(ordered)), "still_improving"]  # fmt: skip
+    return main.reindex(columns=columns).fillna("").reset_index(drop=True)
 
 
 def _experiment_folders(root: Path) -> list[Path]:
@@ -122,8 +141,8 @@ def _experiment_folders(root: Path) -> list[Path]:
 
 def build_summary(results_dir: str | Path = "results") -> Path:
     """Gather every experiment folder's ``summary.md``, figures and ``claims.csv`` into
-    ``<results_dir>/README.md``; claims also run at a budget of :data:`OTHER_BUDGETS`
-    (``<results_dir>/<profile>/``) get that budget's verdict beside their own."""
+    ``<results_dir>/README.md``, with the claims of every budget under it
+    (:func:`claims_by_budget`)."""
     root = Path(results_dir)
     folders = _experiment_folders(root)
     parts = [
@@ -133,22 +152,21 @@ def build_summary(results_dir: str | Path = "results") -> Path:
         "notebook, tidy CSV tables and every figure as PNG and SVG.",
         "",
     ]
-    claims = _claims(folders)
-    budgets = [b for b in OTHER_BUDGETS if (root / b).is_dir() and _claims(
-        _experiment_folders(root / b)) is not None]  # fmt: skip
+    claims = claims_by_budget(root)
     if claims is not None:
-        for budget in budgets:
-            claims = _with_budget(claims, _claims(_experiment_folders(root / budget)), budget)
+        elsewhere = [b for b in OTHER_BUDGETS if f"verdict ({b})" in claims]
         parts += [
             "## Paper vs official code vs bplambda",
             "",
             "“paper” is what the paper states (numbers are UNKNOWN where its text was not "
             "available, see PAPER.md); “official code” are numbers measured by running the "
-            "authors' code; a disagreement is reported, not hidden."
+            "authors' code; a disagreement is reported, not hidden. “verdict” and “bplambda” "
+            "come from the strongest budget that ran the claim (“budget”: paper, then medium, "
+            "then quick); the verdict at every budget stands beside it, so a reader sees how "
+            "it moves with the budget. Quick runs are short and most use 2–3 seeds: their "
+            "verdicts are indicative."
             + "".join(
-                f" “verdict ({b})”: the same claim at the `{b}` budget, whose numbers "
-                f"are in [{b}/README.md]({b}/README.md)."
-                for b in budgets
+                f" The `{b}` numbers are in [{b}/README.md]({b}/README.md)." for b in elsewhere
             ),
             "",
             markdown_table(claims),

@@ -56,25 +56,34 @@ def test_a_task_with_no_finite_bound_gets_a_panel_that_says_so():
     plt.close(fig)
 
 
-def test_the_summary_puts_each_budgets_verdict_beside_the_quick_one(tmp_path):
-    from bplambda.results import build_summary
+def test_each_claims_main_verdict_comes_from_the_strongest_budget_that_ran_it(tmp_path):
+    from bplambda.results import build_summary, claims_by_budget
 
     def experiment(folder, verdicts):
         folder.mkdir(parents=True)
         (folder / "summary.md").write_text("summary")
         pd.DataFrame([{"experiment": "x", "claim": claim, "paper": "yes", "official_code": "",
-                       "bplambda": "numbers", "verdict": verdict}
+                       "bplambda": f"numbers of {folder.parent.name}", "verdict": verdict}
                       for claim, verdict in verdicts.items()]).to_csv(folder / "claims.csv",
                                                                       index=False)  # fmt: skip
 
-    experiment(tmp_path / "05_x", {"a": "inconclusive (3 seeds)", "b": "reproduced"})
+    experiment(tmp_path / "05_x", {"a": "indicative (2 seeds)", "b": "reproduced"})
     experiment(tmp_path / "medium" / "05_x", {"a": "reproduced", "c": "NOT reproduced"})
+    experiment(tmp_path / "paper" / "05_x", {"c": "inconclusive (5 seeds)"})
+    claims = claims_by_budget(tmp_path).set_index("claim")
+    assert list(claims.index) == ["a", "b", "c"]  # quick's order, then the claims it lacks
+    assert claims.loc["a", ["verdict", "budget"]].tolist() == ["reproduced", "medium"]
+    assert claims.loc["a", "bplambda"] == "numbers of medium"
+    assert claims.loc["a", ["verdict (quick)", "verdict (paper)"]].tolist() == [
+        "indicative (2 seeds)", "not run"]  # fmt: skip
+    assert claims.loc["b", ["verdict", "budget", "verdict (medium)"]].tolist() == [
+        "reproduced", "quick", "not run"]  # fmt: skip
+    only_stronger = ["verdict", "budget", "verdict (medium)", "verdict (quick)"]
+    assert claims.loc["c", only_stronger].tolist() == [
+        "inconclusive (5 seeds)", "paper", "NOT reproduced", "not run"]  # fmt: skip
     readme = build_summary(tmp_path).read_text()
-    assert "| verdict | verdict (medium) |" in readme
-    assert "| inconclusive (3 seeds) | reproduced |" in readme
-    assert "| reproduced | not run |" in readme and "medium/README.md" in readme
-    only_medium = "| x | c | yes |  | see medium/README.md | not run | NOT reproduced |"
-    assert only_medium in readme  # a claim only the medium budget tests keeps its row
+    assert "| verdict | budget | verdict (quick) | verdict (medium) | verdict (paper) |" in readme
+    assert "medium/README.md" in readme and "paper/README.md" in readme
 
 
 def test_the_summary_settings_leave_out_where_a_run_was_written_and_merged_from():
