@@ -5,8 +5,9 @@ result (run the smoke profile before and after, then compare).
 
 Every CSV under ``BEFORE`` (its relative path) must exist under ``AFTER`` with the same rows
 and columns and values within ``rtol``; with ``--added-columns`` ``AFTER`` may hold columns
-``BEFORE`` lacks (a change that adds a label), compared on ``BEFORE``'s. Wall times are not
-results: a column, or a row whose ``metric``, that names seconds is left out.
+``BEFORE`` lacks (a change that adds a label), compared on ``BEFORE``'s. Wall times and
+provenance are not results: a column, or a row whose ``metric``, that names seconds is left
+out, and so are the provenance columns (:data:`bplambda.provenance.FIELDS`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bplambda.provenance import FIELDS
 
-def _without_timing(table: pd.DataFrame) -> pd.DataFrame:
-    table = table[[c for c in table.columns if "second" not in c]]
+
+def results_only(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` without wall times and provenance (see the module's docstring)."""
+    table = table[[c for c in table.columns if "second" not in c and c not in FIELDS]]
     if "metric" in table.columns:
         table = table[~table["metric"].astype(str).str.contains("second")]
     return table.reset_index(drop=True)
@@ -37,7 +41,7 @@ def differences(
         if not other.exists():
             found.append(f"{name}: missing in {after}")
             continue
-        a, b = (_without_timing(pd.read_csv(p)) for p in (path, other))
+        a, b = (results_only(pd.read_csv(p)) for p in (path, other))
         if added_columns:
             b = b[[c for c in b.columns if c in set(a.columns)]]
         if list(a.columns) != list(b.columns) or len(a) != len(b):
@@ -72,9 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     found = differences(args.before, args.after, args.rtol, args.added_columns)
     for line in found:
         print(line)
-    print(
-        f"{tables - len(found)} of {tables} tables agree (rtol {args.rtol:g}, wall times left out)"
-    )
+    left_out = "wall times and provenance left out"
+    print(f"{tables - len(found)} of {tables} tables agree (rtol {args.rtol:g}, {left_out})")
     return 1 if found else 0
 
 

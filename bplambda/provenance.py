@@ -17,6 +17,8 @@ CODE = ("bplambda", "notebooks", "pyproject.toml")
 """What makes a result; the results folders themselves do not count as a change."""
 STARTED = time.time()
 """When this process imported the package: a notebook's wall time is counted from here."""
+FIELDS = ("commit", "changes", "python", "torch", "device", "profile", "jobs", "wall_seconds")
+"""What :func:`provenance` records, in order (the columns it adds to ``claims.csv``)."""
 METADATA_KEY = "bplambda"
 """Where an executed notebook's metadata holds its provenance."""
 
