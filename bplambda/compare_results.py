@@ -52,7 +52,7 @@ def differences(
             if pd.api.types.is_numeric_dtype(x) and pd.api.types.is_numeric_dtype(y):
                 same = np.isclose(x, y, rtol=rtol, atol=0, equal_nan=True)
             else:
-                same = (x.astype(str) == y.astype(str)).to_numpy()
+                same = ((x.astype(str) == y.astype(str)) | (x.isna() & y.isna())).to_numpy()
             if not same.all():
                 row = int(np.flatnonzero(~same)[0])
                 found.append(f"{name}: column {column!r} differs from row {row} "

@@ -231,6 +231,30 @@ def points(data: pd.DataFrame, x: str, y: str, title: str, ylabel: str) -> plt.F
     return fig
 
 
+@_house_style
+def window_bounds(bounds: pd.DataFrame, windows: Sequence[int], title: str) -> plt.Figure:
+    """n*(T) per ρ (``rho_label``): a bar from ``n_star_low`` to ``n_star_high`` at each T,
+    the line through the upper bounds; a bound no window reached (``inf``) is drawn above the
+    largest window, at the dotted line."""
+    beyond = 1.5 * max(windows)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    shift = 0.6 * (np.arange(bounds.rho_label.nunique()) - (bounds.rho_label.nunique() - 1) / 2)
+    for offset, (label, rows) in zip(shift, bounds.groupby("rho_label", sort=False)):
+        low, high = (rows[c].replace(np.inf, beyond) for c in ("n_star_low", "n_star_high"))
+        x = rows["T"] + offset  # side by side where bounds coincide
+        line = ax.plot(x, high, marker="o", label=label)[0]
+        ax.vlines(x, low, high, color=line.get_color(), linewidth=3, alpha=0.5)
+    ax.axhline(beyond, color="0.5", linestyle=":", linewidth=1)
+    ax.set(xlabel=AXIS_LABELS.get("T", "T"), ylabel="n* (SG window)", yscale="log",
+           yticks=[*sorted(windows), beyond], yticklabels=[*map(str, sorted(windows)),
+           f"> {max(windows)}"],
+           title=f"{title}\n(bars: from the first window not separated below BP(1) to the "
+                 "first that also reaches its mean)")  # fmt: skip
+    ax.minorticks_off()
+    _legend_right(fig, ax)
+    return fig
+
+
 def _panels(data: pd.DataFrame, panel: str) -> tuple[plt.Figure, list, list[str]]:
     names = list(dict.fromkeys(data[panel]))
     fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.2), squeeze=False)

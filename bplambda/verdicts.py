@@ -111,6 +111,17 @@ def increasing(values: Sequence[Sequence[float]]) -> str:
     return f"inconclusive ({min(i.n for i in intervals)} seeds)"
 
 
+def all_positive(differences: Sequence[Sequence[float]]) -> str:
+    """Verdict on "every mean difference is above 0" (one array of paired per-seed differences
+    each, e.g. one per sequence length)."""
+    intervals = [interval(d) for d in differences]
+    if any(i.high < 0 for i in intervals if i.n):
+        return _decided("NOT reproduced", intervals)
+    if intervals and all(i.n and i.low > 0 for i in intervals):
+        return _decided("reproduced", intervals)
+    return f"inconclusive ({min((i.n for i in intervals), default=0)} seeds)"
+
+
 def consistent(ours: Sequence[float], theirs: Interval) -> str:
     """Our values against a reported mean ± sd: do the 95% intervals overlap?"""
     mine = interval(ours)

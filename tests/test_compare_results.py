@@ -38,3 +38,11 @@ def test_added_columns_pass_only_when_allowed(tmp_path):
     assert differences(tmp_path / "a", tmp_path / "b")[0].startswith("nb/t.csv: columns")
     assert differences(tmp_path / "a", tmp_path / "b", added_columns=True) == []
     assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--added-columns"]) == 0
+
+
+def test_missing_labels_and_provenance_do_not_make_a_difference(tmp_path):
+    for folder, jobs in (("a", 1), ("b", 2)):
+        (tmp_path / folder / "nb").mkdir(parents=True)
+        pd.DataFrame({"steps": ["1 2", None], "jobs": [jobs, jobs], "commit": ["x", "x"]}).to_csv(
+            tmp_path / folder / "nb" / "t.csv", index=False)  # fmt: skip
+    assert differences(tmp_path / "a", tmp_path / "b") == []

@@ -26,10 +26,17 @@ from bplambda.analysis import (
 from bplambda.checks import checked
 from bplambda.experiments.conditions import FIVE_SEEDS, bp_lambda_condition, window_condition
 from bplambda.experiments.options import ExperimentConfig, shardable
+from bplambda.experiments.sg_windows import (
+    at_boundaries,
+    bootstraps,
+    grows,
+    smallest_matching_window,
+    window_table,
+)
 from bplambda.experiments.toy_runs import ToyRun, alignment_train_config, run_on_toy
 from bplambda.labels import condition_order
 from bplambda.profiles import configure
-from bplambda.verdicts import increasing, interval
+from bplambda.verdicts import all_positive, increasing, interval
 
 
 @dataclass(frozen=True)
@@ -109,8 +116,12 @@ def tables(sweep: pd.DataFrame, cfg: Config) -> dict[str, pd.DataFrame]:
     """``final_by_seed`` (each model's last-epoch mean and last batch), ``final`` (over seeds),
     ``by_t`` (per step at the last batch: the alignment and the true gradient's norm),
     ``gradient_ratio`` (per ρ, T and seed: ‖∂L_{>t}/∂s_t‖ at t = 1 over t = T − 1, the last step
-    with a future) and ``lead`` (per ρ, T and seed: BP(max λ) minus the best SG(n) on the
-    alignment where each applies g, paired by seed: the same seed is the same fixed RNN)."""
+    with a future), ``lead`` (per ρ, T and seed: BP(max λ) minus the best SG(n) that
+    bootstraps, on the alignment where each applies g, paired by seed: the same seed is the
+    same fixed RNN), ``windows`` (per n and T: which boundaries bootstrap), ``boundaries`` (g's
+    alignment at SG(n)'s bootstrapped boundaries, SG(n) and BP(max λ) at the same states) and
+    ``n_star`` (per ρ and T: bounds of the smallest window whose learning signal matches
+    BP(max λ)'s)."""
     by_batch = mean_over_steps(sweep)
     finals = final_values(by_batch, cfg.batches_per_epoch)
     finals = finals[finals.metric.isin(ALIGNMENTS)]
@@ -122,22 +133,63 @@ def tables(sweep: pd.DataFrame, cfg: Config) -> dict[str, pd.DataFrame]:
     first = norms[norms.t == 1].set_index(["rho", "T", "seed"]).value
     latest = norms[norms.t == norms["T"] - 1].set_index(["rho", "T", "seed"]).value
     ratio = (first / latest).rename("value").reset_index()
+    top = bp_label(max(cfg.lambdas))
     return {
         "final_by_seed": finals,
         "final": summarise_finals(finals, keys),
         "by_t": by_t[by_t.metric.isin([ALIGNMENT, APPLIED, "future_gradient_norm"])],
         "gradient_ratio": ratio.assign(rho_label=ratio.rho.map(rho_label)),
         "lead": _leads(finals, max(cfg.lambdas)),
+        "windows": window_table(cfg.windows, cfg.seq_lens),
+        "boundaries": _at_boundaries(sweep, top, cfg),
+        "n_star": _n_star(finals, top, cfg.windows),
     }
 
 
+def _last_epoch_per_step(sweep: pd.DataFrame, batches_per_epoch: int) -> pd.DataFrame:
+    """Per (ρ, T, condition, seed, step): ``value``, the mean over the last epoch's logged
+    batches (one noisy batch does not decide)."""
+    last = sweep.groupby(["rho", "T"], dropna=False).batch.transform("max")
+    recent = sweep[(sweep.batch > last - batches_per_epoch) & (sweep.t >= 1)]
+    keys = ["rho", "T", "condition", "seed", "t", "metric"]
+    return recent.groupby(keys, dropna=False, as_index=False).value.mean()
+
+
+def _at_boundaries(sweep: pd.DataFrame, top: str, cfg: Config) -> pd.DataFrame:
+    """Per ρ, T, window n that bootstraps at T, and seed: g's alignment at SG(n)'s
+    bootstrapped boundaries for SG(n) and for ``top`` at the same states
+    (:func:`~bplambda.experiments.sg_windows.at_boundaries`)."""
+    per_step = _last_epoch_per_step(sweep[sweep.metric == ALIGNMENT], cfg.batches_per_epoch)
+    frames = [
+        at_boundaries(group, top, n, T).assign(rho=rho, T=T, n=n)
+        for (rho, T), group in per_step.groupby(["rho", "T"], dropna=False)
+        for n in cfg.windows if bootstraps(T, n)
+    ]  # fmt: skip
+    table = pd.concat(frames, ignore_index=True)
+    return table.assign(rho_label=table.rho.map(rho_label))[
+        ["rho", "rho_label", "T", "n", "seed", "sg", "bp", "difference"]]  # fmt: skip
+
+
+def _n_star(finals: pd.DataFrame, top: str, windows: tuple[int, ...]) -> pd.DataFrame:
+    """Per ρ and T: the bounds of n*, the smallest SG window whose learning signal matches
+    ``top``'s (:func:`~bplambda.experiments.sg_windows.smallest_matching_window`)."""
+    rows = []
+    for (rho, T), group in finals.groupby(["rho", "T"], dropna=False):
+        low, high = smallest_matching_window(group, top, windows)
+        rows.append({"rho": rho, "rho_label": rho_label(rho), "T": T, "n_star_low": low,
+                     "n_star_high": high})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def _leads(finals: pd.DataFrame, top: float) -> pd.DataFrame:
-    """Per (ρ, T) and seed: BP(top) − the best SG(n) (by mean) on ``alignment_applied``; both
-    definitions of the final value (``value``, ``last_batch``)."""
+    """Per (ρ, T) and seed: BP(top) − the best SG(n) (by mean) on ``alignment_applied``, among
+    the windows with a bootstrapped boundary at T; both definitions of the final value
+    (``value``, ``last_batch``)."""
     applied = finals[finals.metric == APPLIED]
     rows = []
     for (rho, T), group in applied.groupby(["rho", "T"], dropna=False):
         sg = group[group.family == "sg"].dropna(subset=["value"])
+        sg = sg[[bootstraps(T, int(n)) for n in sg.n]]  # a window that never bootstraps is BPTT
         if sg.empty:
             continue
         best = sg.groupby("condition").value.mean().idxmax()
@@ -145,7 +197,8 @@ def _leads(finals: pd.DataFrame, top: float) -> pd.DataFrame:
         other = group[group.condition == best].set_index("seed")
         for column in FINALS:
             lead = (bp[column] - other[column]).rename("value").reset_index()
-            rows.append(lead.assign(rho=rho, T=T, best_sg=best, final=column))
+            rows.append(lead.assign(rho=rho, T=T, best_sg=best, best_n=other.n.iloc[0],
+                                    final=column))  # fmt: skip
     table = pd.concat(rows, ignore_index=True)
     return table.assign(rho_label=table.rho.map(rho_label))
 
@@ -158,7 +211,7 @@ def claims(tables: dict[str, pd.DataFrame], cfg: Config) -> list[dict]:
     short, long = min(cfg.seq_lens), max(cfg.seq_lens)
     found = []
     for rho in [np.nan, *cfg.spectral_radii]:
-        at_rho = leads[leads.rho.isna() if pd.isna(rho) else leads.rho == rho]
+        at_rho = _at_rho(leads, rho)
 
         def lead(T: int, column: str, at_rho: pd.DataFrame = at_rho) -> pd.Series:
             return at_rho[(at_rho["T"] == T) & (at_rho.final == column)].set_index("seed").value
@@ -169,12 +222,12 @@ def claims(tables: dict[str, pd.DataFrame], cfg: Config) -> list[dict]:
             for T in cfg.seq_lens if (at_rho["T"] == T).any()
         )  # fmt: skip
         ratios = tables["gradient_ratio"]
-        ratios = ratios[ratios.rho.isna() if pd.isna(rho) else ratios.rho == rho]
+        ratios = _at_rho(ratios, rho)
         vanish = ratios[ratios["T"] == long].value.median()
         paper_claim = pd.isna(rho)
         found.append({
-            "claim": f"{top} beats the best n-step SG by more at longer T ({rho_label(rho)}; "
-                     "alignment where each rule applies g)"
+            "claim": f"{top} beats the best n-step SG that bootstraps by more at longer T "
+                     f"({rho_label(rho)}; alignment where each rule applies g)"
                      + (" (\"particularly suited for longer timescales\")" if paper_claim
                         else ": where the network keeps long-range gradients"),
             "paper": "yes (qualitative)" if paper_claim else "not studied",
@@ -184,6 +237,7 @@ def claims(tables: dict[str, pd.DataFrame], cfg: Config) -> list[dict]:
             "verdict": both_finals(lambda c, lead=lead: increasing([lead(short, c),
                                                                     lead(long, c)])),
         })  # fmt: skip
+        found += _bias_claims(tables, top, rho, cfg)
     paper_rows = finals[finals.rho.isna() & (finals.metric == ALIGNMENT)]
     per_T = {}
     for T in cfg.seq_lens:
@@ -215,3 +269,49 @@ def by_length_table(final: pd.DataFrame) -> pd.DataFrame:
     table = table.loc[condition_order(align)]
     table.columns = [f"T={T}" for T in table.columns]
     return table.reset_index()
+
+
+def _bias_claims(tables: dict[str, pd.DataFrame], top: str, rho: float, cfg: Config) -> list[dict]:
+    """At ρ: where the bias lives (g at SG(n)'s bootstrapped boundaries vs ``top``'s g at the
+    same states, against the SG window the lead uses) and whether n* grows with T."""
+    leads, boundaries, n_star = (_at_rho(tables[name], rho) for name in
+                                 ("lead", "boundaries", "n_star"))  # fmt: skip
+    shown, differences = [], []
+    for T in cfg.seq_lens:
+        best = leads[leads["T"] == T].best_n
+        if best.empty:
+            continue
+        n = int(best.iloc[0])
+        difference = boundaries[(boundaries["T"] == T) & (boundaries.n == n)].difference
+        shown.append(f"T={T} vs SG({n}): {interval(difference).text()}")
+        differences.append(difference.to_numpy())
+    bounds = {T: (low, high) for T, low, high in
+              n_star[["T", "n_star_low", "n_star_high"]].itertuples(index=False)}  # fmt: skip
+    short, long = min(cfg.seq_lens), max(cfg.seq_lens)
+    return [{
+        "claim": f"{top}'s g aligns better than SG(n)'s at SG(n)'s bootstrapped boundaries, "
+                 f"the same states ({rho_label(rho)}; the best SG(n) that bootstraps)",
+        "paper": "not studied (where the bias lives)",
+        "official_code": "not run",
+        "bplambda": f"{top} − SG(n), paired by seed: " + "; ".join(shown),
+        "verdict": all_positive(differences),
+    }, {
+        "claim": f"n*(T), the smallest SG window whose learning signal matches {top}'s, grows "
+                 f"with T ({rho_label(rho)})",
+        "paper": "not studied (\"particularly suited for longer timescales\")",
+        "official_code": "not run",
+        "bplambda": "n* between " + ", ".join(
+            f"T={T}: [{_window_text(low, cfg.windows)}, {_window_text(high, cfg.windows)}]"
+            for T, (low, high) in bounds.items()) + f" (from 95% intervals; windows "
+            f"{list(cfg.windows)})",
+        "verdict": grows(bounds[short], bounds[long]),
+    }]  # fmt: skip
+
+
+def _at_rho(table: pd.DataFrame, rho: float) -> pd.DataFrame:
+    """The rows of ``table`` at spectral radius ``rho`` (NaN: the paper's initialisation)."""
+    return table[table.rho.isna() if pd.isna(rho) else table.rho == rho]
+
+
+def _window_text(n: float, windows: tuple[int, ...]) -> str:
+    return f"> {max(windows)}" if n == np.inf else f"{n:g}"

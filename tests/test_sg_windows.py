@@ -1,0 +1,81 @@
+"""Which SG(n) boundaries bootstrap, n*(T), and the "best SG" that leaves degenerate windows
+out (notebooks 01 and 02), on hand-made cases and against the rule's own chunk layout."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from bplambda.experiments import lambda_sweeps
+from bplambda.experiments.sg_windows import (
+    bootstrapped_steps,
+    bootstraps,
+    exact_steps,
+    grows,
+    smallest_matching_window,
+    window_table,
+)
+from bplambda.rules.truncated import chunk_layout, chunk_starts
+from bplambda.verdicts import all_positive
+
+
+def test_boundaries_bootstrap_except_the_last_and_none_does_where_n_is_half_the_length():
+    assert bootstrapped_steps(10, 3) == [1, 4] and exact_steps(10, 3) == [7]
+    assert not bootstraps(10, 5) and not bootstraps(20, 10) and not bootstraps(10, 10)
+    assert bootstrapped_steps(40, 10) == [10, 20] and exact_steps(40, 10) == [30]
+    assert exact_steps(10, 10) == []  # one chunk: g is never applied
+    table = window_table([1, 5, 10], [10, 20]).set_index(["n", "T"])
+    assert table.loc[(5, 10), "boundaries"] == 1 and not table.loc[(5, 10), "bootstraps"]
+    assert table.loc[(5, 20), "bootstrapped_steps"] == "5 10"
+
+
+@pytest.mark.parametrize("T", [5, 10, 20, 40, 60])
+def test_the_bootstrapped_steps_are_where_the_rules_targets_carry_a_g(T):
+    """The rule's layout puts γ^n at a chunk's end c where the chunk started at a carry: the
+    target of g applied at that chunk's start bootstraps from g(s_c)."""
+    for n in (1, 2, 3, 5, 10):
+        layout = chunk_layout(T, n, 1.0, torch.float64, torch.device("cpu"))
+        cuts = sorted(layout.cut_steps)
+        carries = [c for c, b in zip(cuts, layout.bootstrap.tolist()) if b != 0]
+        starts = chunk_starts(T, n)
+        previous = {c: starts[i - 1] for i, c in enumerate(starts) if i}
+        assert sorted(previous[c] for c in carries) == bootstrapped_steps(T, n), (T, n)
+
+
+def _signals(means: dict[str, float], spread: float = 0.01) -> pd.DataFrame:
+    offsets = np.linspace(-spread, spread, 5)
+    return pd.DataFrame([{"condition": c, "metric": "alignment_signal", "seed": s, "value": m + o}
+                         for c, m in means.items() for s, o in enumerate(offsets)])  # fmt: skip
+
+
+def test_n_star_is_bounded_by_the_first_window_that_could_match_and_the_first_that_does():
+    finals = _signals({"BP(1)": 0.90, "SG(1)": 0.20, "SG(2)": 0.895, "SG(3)": 0.95})
+    assert smallest_matching_window(finals, "BP(1)", (1, 2, 3)) == (2, 3)
+    assert smallest_matching_window(finals, "BP(1)", (1,)) == (np.inf, np.inf)
+    assert grows((1, 2), (3, np.inf)).startswith("reproduced")
+    assert grows((2, 3), (1, 2)).startswith("NOT reproduced")
+    assert grows((1, 3), (2, 5)).startswith("inconclusive")
+    assert grows((np.inf, np.inf), (np.inf, np.inf)).startswith("inconclusive (no window")
+
+
+def test_all_positive_needs_every_paired_difference_above_zero():
+    up, flat = np.linspace(0.1, 0.2, 5), np.linspace(-0.1, 0.1, 5)
+    assert all_positive([up, up]) == "reproduced"
+    assert all_positive([up, flat]).startswith("inconclusive")
+    assert all_positive([up, -up]) == "NOT reproduced"
+
+
+def test_the_lead_is_taken_against_the_best_window_that_bootstraps():
+    rows = []
+    for condition, family, n, value in [
+        ("BP(1)", "bp_lambda", np.nan, 0.6),
+        ("SG(3)", "sg", 3, 0.5),
+        ("SG(10)", "sg", 10, 1.0),
+    ]:
+        for seed in range(3):
+            rows.append({"rho": np.nan, "T": 20, "condition": condition, "family": family,
+                         "n": n, "seed": seed, "metric": "alignment_applied",
+                         "value": value + 0.01 * seed, "last_batch": value})  # fmt: skip
+    lead = lambda_sweeps._leads(pd.DataFrame(rows), 1.0)
+    assert set(lead.best_sg) == {"SG(3)"} and set(lead.best_n) == {3}  # SG(10) at T=20: exact
+    assert lead[lead.final == "value"].value.to_numpy() == pytest.approx([0.1] * 3)
