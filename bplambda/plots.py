@@ -251,6 +251,7 @@ def window_bounds(bounds: pd.DataFrame, windows: Sequence[int], title: str) -> p
            title=f"{title}\n(bars: from the first window not separated below BP(1) to the "
                  "first that also reaches its mean)")  # fmt: skip
     ax.minorticks_off()
+    ax.legend(title="spectral radius")
     _legend_right(fig, ax)
     return fig
 

@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from bplambda.plots import lines, points  # noqa: E402
+from bplambda.plots import lines, points, window_bounds  # noqa: E402
 
 
 def _table(seeds: int) -> pd.DataFrame:
@@ -48,4 +48,15 @@ def test_points_with_few_seeds_show_their_range():
     ]
     scores = final[final.condition == "BP(1)"].score  # BP(1)'s bar: lowest seed to highest
     assert len(bars) == 1 and np.allclose(sorted(bars[0]), [scores.min(), scores.max()])
+    plt.close(fig)
+
+
+def test_the_n_star_figure_names_each_spectral_radius_and_draws_unmatched_windows_above():
+    bounds = pd.DataFrame({"rho_label": ["init", "init", "ρ = 1", "ρ = 1"], "T": [10, 20, 10, 20],
+                           "n_star_low": [1, 2, 5, np.inf],
+                           "n_star_high": [2, 3, 10, np.inf]})  # fmt: skip
+    fig = window_bounds(bounds, (1, 2, 3, 5, 10), title="n*")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["init", "ρ = 1"]
+    assert ax.get_lines()[1].get_ydata()[-1] == 15  # inf: drawn at 1.5 × the largest window
     plt.close(fig)
