@@ -42,14 +42,17 @@ def test_the_bootstrapped_steps_are_where_the_rules_targets_carry_a_g(T):
         assert sorted(previous[c] for c in carries) == bootstrapped_steps(T, n), (T, n)
 
 
-def _signals(means: dict[str, float], spread: float = 0.01) -> pd.DataFrame:
+def _signals(means: dict[float, float], spread: float = 0.01) -> pd.DataFrame:
+    """Five seeds around each mean, by SG window (NaN: BP(1))."""
     offsets = np.linspace(-spread, spread, 5)
-    return pd.DataFrame([{"condition": c, "metric": "alignment_signal", "seed": s, "value": m + o}
-                         for c, m in means.items() for s, o in enumerate(offsets)])  # fmt: skip
+    return pd.DataFrame([{"condition": "BP(1)" if np.isnan(n) else f"SG({n:g})",
+                          "family": "bp_lambda" if np.isnan(n) else "sg", "n": n,
+                          "metric": "alignment_signal", "seed": s, "value": m + o}
+                         for n, m in means.items() for s, o in enumerate(offsets)])  # fmt: skip
 
 
 def test_n_star_is_bounded_by_the_first_window_that_could_match_and_the_first_that_does():
-    finals = _signals({"BP(1)": 0.90, "SG(1)": 0.20, "SG(2)": 0.895, "SG(3)": 0.95})
+    finals = _signals({np.nan: 0.90, 1: 0.20, 2: 0.895, 3: 0.95})
     assert smallest_matching_window(finals, "BP(1)", (1, 2, 3)) == (2, 3)
     assert smallest_matching_window(finals, "BP(1)", (1,)) == (np.inf, np.inf)
     assert grows((1, 2), (3, np.inf)).startswith("reproduced")

@@ -151,7 +151,7 @@ def _last_epoch_per_step(sweep: pd.DataFrame, batches_per_epoch: int) -> pd.Data
     batches (one noisy batch does not decide)."""
     last = sweep.groupby(["rho", "T"], dropna=False).batch.transform("max")
     recent = sweep[(sweep.batch > last - batches_per_epoch) & (sweep.t >= 1)]
-    keys = ["rho", "T", "condition", "seed", "t", "metric"]
+    keys = ["rho", "T", "condition", "family", "n", "seed", "t", "metric"]
     return recent.groupby(keys, dropna=False, as_index=False).value.mean()
 
 

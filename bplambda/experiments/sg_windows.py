@@ -28,7 +28,7 @@ def bootstrapped_steps(T: int, n: int) -> list[int]:
 
 def exact_steps(T: int, n: int) -> list[int]:
     """The step where SG(n) applies g with an exact target (the last boundary), if any."""
-    return chunk_starts(T, n)[-1:] if len(chunk_starts(T, n)) > 1 else []
+    return chunk_starts(T, n)[1:][-1:]
 
 
 def bootstraps(T: int, n: int) -> bool:
@@ -51,12 +51,13 @@ def window_table(windows: Sequence[int], seq_lens: Sequence[int]) -> pd.DataFram
 def at_boundaries(per_step: pd.DataFrame, bp: str, window: int, T: int) -> pd.DataFrame:
     """Per seed: g's alignment (all states' metric :data:`ALIGNMENT`) at SG(``window``)'s
     bootstrapped boundaries, for SG(``window``) and for the BP(λ) condition ``bp`` at the same
-    steps, and their difference (``bp − sg``). ``per_step``: one row per condition, seed and
-    step (``t``), ``value`` its mean over the last epoch's logged batches, for one T and ρ.
-    The same seed is the same fixed RNN and the same batches, so the states are the same."""
+    steps, and their difference (``bp − sg``). ``per_step``: one row per condition (with its
+    ``family`` and ``n``), seed and step (``t``), ``value`` its mean over the last epoch's
+    logged batches, for one T and ρ. The same seed is the same fixed RNN and the same
+    batches, so the states are the same."""
     steps = bootstrapped_steps(T, window)
     rows = per_step[(per_step.metric == ALIGNMENT) & per_step.t.isin(steps)]
-    sg = rows[rows.condition == f"SG({window})"].groupby("seed").value.mean()
+    sg = rows[(rows.family == "sg") & (rows.n == window)].groupby("seed").value.mean()
     other = rows[rows.condition == bp].groupby("seed").value.mean()
     paired = pd.concat({"sg": sg, "bp": other}, axis=1).dropna()
     return paired.assign(difference=paired.bp - paired.sg).reset_index()
@@ -70,12 +71,12 @@ def smallest_matching_window(
     the first n whose interval is not separated below ``bp``'s (n* could be this small);
     ``high``, the first n whose interval is not separated from ``bp``'s and whose mean reaches
     ``bp``'s (n* is at most this). ``inf`` where no window up to ``max(windows)`` does.
-    ``finals``: one T and ρ, ``condition``/``metric``/``seed``/``value``."""
+    ``finals``: one T and ρ, ``condition``/``family``/``n``/``metric``/``seed``/``value``."""
     signal = finals[finals.metric == SIGNAL]
     target = interval(signal[signal.condition == bp].value.to_numpy())
     low = high = np.inf
     for n in sorted(windows):
-        mine = interval(signal[signal.condition == f"SG({n})"].value.to_numpy())
+        mine = interval(signal[(signal.family == "sg") & (signal.n == n)].value.to_numpy())
         if mine.n == 0:
             continue
         if low == np.inf and separated(mine, target) >= 0:
