@@ -8,27 +8,36 @@ Each notebook ``notebooks/<name>.ipynb`` runs with the parameters ``profile`` an
 ``results/<profile>/`` otherwise (``smoke`` is git-ignored), so no profile replaces another's
 committed results. The executed notebook is moved into its results folder only when it ran
 through; a failing notebook stops the run with one line (notebook, cell, error) and its
-executed copy goes to ``build/failed/``, leaving the results folder as it was. Notebooks
+executed copy goes to ``build/failed/``, leaving the results folder as it was (a notebook
+running beside it finishes; none starts after it). Notebooks
 03-05 keep their runs' states in ``<results-dir>/<name>/state/`` (:mod:`bplambda.resume`):
 an interrupted run resumes, a finished one is reused; ``--force`` recomputes them.
 ``--jobs`` (default: one per usable core) spreads each notebook's conditions over that many
-single-threaded worker processes (:mod:`bplambda.workers`); their progress lines are printed
-here, their logs go to ``<results-dir>/<name>/state/logs/``.
+single-threaded worker processes (:mod:`bplambda.workers`); with ``--jobs`` above 1 two
+notebooks run at once, and their workers share ``--jobs`` core slots
+(:mod:`bplambda.core_slots`), so that no more than ``--jobs`` units compute at any moment.
+Progress lines are printed here with their notebook's name; the workers' logs go to
+``<results-dir>/<name>/state/logs/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TextIO
+from unittest import mock
 
 import nbformat
 import papermill as pm
 
+from bplambda.core_slots import SLOTS_VARIABLE, make_slots
 from bplambda.profiles import PROFILES, results_folder
 from bplambda.provenance import stamp_notebook
 from bplambda.results import OTHER_BUDGETS, build_summary
@@ -37,6 +46,7 @@ from bplambda.workers import usable_cores
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 FAILED = ROOT / "build" / "failed"
+LANES = 2  # notebooks at once: a second fills the cores while the first is in a serial part
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
@@ -53,10 +63,15 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
 
 
 def run_notebook(
-    notebook: Path, output_dir: Path, profile: str, parameters: dict | None = None
+    notebook: Path,
+    output_dir: Path,
+    profile: str,
+    parameters: dict | None = None,
+    stdout: TextIO = sys.stdout,
 ) -> Path:
     """Execute one notebook with papermill; its executed copy lands in ``output_dir`` when it
-    ran through, in ``build/failed/`` when it did not (then papermill's error is raised)."""
+    ran through, in ``build/failed/`` when it did not (then papermill's error is raised).
+    ``stdout`` receives the notebook's output (its workers' progress lines) as it comes."""
     parameters = {"profile": profile, "output_dir": str(output_dir), **(parameters or {})}
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
@@ -69,7 +84,7 @@ def run_notebook(
                 cwd=str(ROOT),
                 kernel_name="python3",
                 progress_bar=False,
-                stdout_file=sys.stdout,  # the workers' progress lines, as they come
+                stdout_file=stdout,
             )
         except pm.PapermillExecutionError:
             FAILED.mkdir(parents=True, exist_ok=True)
@@ -82,6 +97,55 @@ def run_notebook(
         nbformat.write(stamped, executed)
         output_dir.mkdir(parents=True, exist_ok=True)
         return Path(shutil.move(executed, output))
+
+
+class _Prefixed:
+    """A text stream that prints each complete line of a notebook's output with its name, so
+    that the lines of two notebooks running at once can be told apart."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.pending = name, ""
+
+    def write(self, text: str) -> None:
+        lines = (self.pending + text).split("\n")
+        self.pending = lines.pop()
+        for line in lines:
+            print(f"  {self.name}: {line}", flush=True)
+
+    def flush(self) -> None:
+        pass
+
+
+def run_in_lanes(
+    selected: list[Path], results_dir: Path, profile: str, parameters: dict[str, dict], jobs: int
+) -> tuple[Path, pm.PapermillExecutionError] | None:
+    """Run the notebooks, :data:`LANES` at a time when ``jobs > 1``, their units of work
+    sharing ``jobs`` core slots (:mod:`bplambda.core_slots`): one notebook's serial parts
+    (kernel start, tables, figures) overlap another's training. Returns the first notebook that
+    failed with its error (the notebooks already running are let finish, none is started
+    after it), or None."""
+    lanes = min(LANES, jobs, len(selected))
+    failures: list[tuple[Path, pm.PapermillExecutionError]] = []
+
+    def run_one(notebook: Path) -> None:
+        if failures:
+            return
+        start = time.perf_counter()
+        print(f"[{profile}] {notebook.name} ...", flush=True)
+        try:
+            run_notebook(notebook, results_dir / notebook.stem, profile,
+                         parameters[notebook.stem], _Prefixed(notebook.stem))  # fmt: skip
+        except pm.PapermillExecutionError as error:
+            failures.append((notebook, error))
+            return
+        print(f"[{profile}] {notebook.name} done in {time.perf_counter() - start:.0f} s")
+
+    with tempfile.TemporaryDirectory() as scratch:
+        shared = {SLOTS_VARIABLE: str(make_slots(Path(scratch), jobs))} if lanes > 1 else {}
+        with mock.patch.dict(os.environ, shared), ThreadPoolExecutor(lanes) as pool:
+            for finished in [pool.submit(run_one, n) for n in selected]:
+                finished.result()
+    return failures[0] if failures else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,23 +188,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{args.profile}] {name}: no {args.profile} profile, skipped")
     selected = [n for n in selected if n.stem not in without]
     total = time.perf_counter()
-    for notebook in selected:
-        start = time.perf_counter()
-        print(f"[{args.profile}] {notebook.name} ...", flush=True)
-        try:
-            force = {"force": True} if args.force and notebook.stem in resumable else {}
-            run_notebook(
-                notebook, results_dir / notebook.stem, args.profile, {"jobs": args.jobs, **force}
-            )
-        except pm.PapermillExecutionError as error:
-            print(
-                f"\nFAILED: {notebook.name}, cell {error.cell_index} (execution count "
-                f"{error.exec_count}): {error.ename}: {error.evalue}\n"
-                f"The executed notebook is {FAILED / notebook.name}.",
-                file=sys.stderr,
-            )
-            return 1
-        print(f"[{args.profile}] {notebook.name} done in {time.perf_counter() - start:.0f} s")
+    forced = {"force": True} if args.force else {}
+    parameters = {n.stem: {"jobs": args.jobs, **(forced if n.stem in resumable else {})}
+                  for n in selected}  # fmt: skip
+    failed = run_in_lanes(selected, results_dir, args.profile, parameters, args.jobs)
+    if failed is not None:
+        notebook, error = failed
+        print(
+            f"\nFAILED: {notebook.name}, cell {error.cell_index} (execution count "
+            f"{error.exec_count}): {error.ename}: {error.evalue}\n"
+            f"The executed notebook is {FAILED / notebook.name}.",
+            file=sys.stderr,
+        )
+        return 1
     summary = build_summary(results_dir)
     print(f"summary written to {summary}")
     quick = ROOT / results_folder("quick")

@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bplambda.core_slots import core_slot
+
 U = TypeVar("U")
 R = TypeVar("R")
 
@@ -92,11 +94,19 @@ def _run_logged(work: Callable[[U], R], unit: U, log: Path | None) -> tuple[R | 
 def _in_worker(
     task: tuple[Callable[[U], R], int, U, Path | None],
 ) -> tuple[int, R | None, str | None, float]:
-    """One unit in a worker: ``(index, result, error, seconds)``."""
+    """One unit in a worker: ``(index, result, error, seconds)``; the seconds count from when
+    the unit got its core slot (:mod:`bplambda.core_slots`)."""
     work, index, unit, log = task
-    start = time.perf_counter()
-    result, error = _run_logged(work, unit, log)
-    return index, result, error, time.perf_counter() - start
+    with core_slot():
+        start = time.perf_counter()
+        result, error = _run_logged(work, unit, log)
+        return index, result, error, time.perf_counter() - start
+
+
+def _in_this_process(work: Callable[[U], R], unit: U) -> R:
+    """``work(unit)`` here, holding a core slot while it computes."""
+    with core_slot():
+        return work(unit)
 
 
 def run_units(
@@ -114,12 +124,14 @@ def run_units(
     errors; ``log_dir`` (workers only) receives one log per unit. ``cost(unit)``: a rough
     relative cost; the workers take the costliest units first, so that a long one does not
     start last while the others idle. With ``jobs=1`` everything
-    runs here, output and errors as usual. A failed unit raises :class:`WorkerError` once the
+    runs here, output and errors as usual. Wherever a unit runs it first takes a core slot
+    (:mod:`bplambda.core_slots`), which limits the units computing at once across the notebooks
+    of one `make reproduce`. A failed unit raises :class:`WorkerError` once the
     pool is stopped (the other running units are ended; what they saved stays).
     """
     check_jobs(jobs)
     if jobs == 1 or len(units) <= 1:
-        return [work(unit) for unit in units]
+        return [_in_this_process(work, unit) for unit in units]
     workers = min(jobs, len(units))
     results: list[Any] = [None] * len(units)
     context = multiprocessing.get_context("spawn")  # no inherited torch threads or CUDA state

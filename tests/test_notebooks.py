@@ -14,6 +14,7 @@ import pytest
 
 from bplambda import reproduce, sweep
 from bplambda.compare_results import differences, results_only
+from bplambda.core_slots import SLOTS_VARIABLE
 from bplambda.experiments.options import ShardOptions
 from bplambda.results import build_summary
 
@@ -72,29 +73,55 @@ def test_committed_notebooks_have_parameters_and_no_outputs():
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), notebook.name
 
 
-def test_a_failing_notebook_is_named_with_its_cell(tmp_path, monkeypatch, capsys):
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    params = nbformat.v4.new_code_cell("profile = 'smoke'\noutput_dir = '.'")
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("raise ValueError('broken on purpose')")]
+def _notebook_folder(tmp_path, monkeypatch, bodies: dict[str, str]):
+    """A notebooks folder of small notebooks (name → the code after the parameters cell) that
+    `reproduce` runs in place of the project's."""
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    nbformat.write(nb, folder / "99_broken.ipynb")
+    for name, body in bodies.items():
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {
+            "name": "python3",
+            "display_name": "Python 3",
+            "language": "python",
+        }
+        params = nbformat.v4.new_code_cell("profile = 'smoke'\noutput_dir = '.'\njobs = 1")
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [params, nbformat.v4.new_code_cell(body)]
+        nbformat.write(nb, folder / f"{name}.ipynb")
     monkeypatch.setattr(reproduce, "NOTEBOOKS", folder)
     monkeypatch.setattr(reproduce, "FAILED", tmp_path / "failed")
+
+
+def test_a_failing_notebook_is_named_with_its_cell(tmp_path, monkeypatch, capsys):
+    _notebook_folder(tmp_path, monkeypatch, {"99_broken": "raise ValueError('broken on purpose')"})
     out = tmp_path / "out"
-    code = reproduce.main(["--profile", "smoke", "--results-dir", str(out)])
+    code = reproduce.main(["--profile", "smoke", "--results-dir", str(out), "--jobs", "1"])
     assert code == 1
     err = capsys.readouterr().err
     assert "99_broken.ipynb" in err and "ValueError" in err and "broken on purpose" in err
     assert len(err.strip().splitlines()) <= 2  # no traceback
     assert (tmp_path / "failed" / "99_broken.ipynb").exists()
     assert not (out / "99_broken" / "99_broken.ipynb").exists()  # results folder untouched
+
+
+def test_two_notebooks_run_at_once_sharing_the_core_slots(tmp_path, monkeypatch, capsys):
+    """With two jobs two notebooks run side by side, their kernels see the shared core slots;
+    one that fails lets the one beside it finish and no later one starts."""
+    report = "import os, time\ntime.sleep(3)\nprint('slots', os.environ.get('{}'))"
+    _notebook_folder(tmp_path, monkeypatch, {
+        "01_beside": report.format(SLOTS_VARIABLE),
+        "02_broken": "raise ValueError('broken on purpose')",
+        "03_after": "print('ran')",
+    })  # fmt: skip
+    out = tmp_path / "out"
+    assert reproduce.main(["--profile", "smoke", "--results-dir", str(out), "--jobs", "2"]) == 1
+    captured = capsys.readouterr()
+    assert "02_broken.ipynb" in captured.err and "broken on purpose" in captured.err
+    slots = [line for line in captured.out.splitlines() if "slots" in line]
+    assert slots and slots[0].startswith("  01_beside: slots ") and "None" not in slots[0]
+    assert (out / "01_beside" / "01_beside.ipynb").exists()
+    assert not (out / "03_after").exists() and "03_after" not in captured.out
 
 
 def test_a_subset_of_notebooks_by_number():

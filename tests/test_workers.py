@@ -2,12 +2,15 @@
 and finished conditions kept for the next run."""
 
 import functools
+import itertools
 import os
+import time
 
 import pandas as pd
 import pytest
 
 from bplambda.bench_workers import schedule
+from bplambda.core_slots import SLOTS_VARIABLE, make_slots
 from bplambda.experiments import copy_repeat_curriculum
 from bplambda.experiments.conditions import condition_title
 from bplambda.experiments.copy_repeat_curriculum import _copy_repeat_condition
@@ -21,6 +24,22 @@ def _square_in_a_worker(x: int) -> tuple[int, int, str]:
     import torch
 
     return x * x, os.getpid(), f"{torch.get_num_threads()}/{os.environ['OMP_NUM_THREADS']}"
+
+
+def _interval(x: int) -> tuple[float, float]:
+    """When the unit started and ended: it sleeps a little, as if it computed."""
+    start = time.time()
+    time.sleep(0.5)
+    return start, time.time()
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+def test_units_compute_only_while_they_hold_a_core_slot(tmp_path, monkeypatch, slots):
+    """Under one shared slot two workers take turns; under two they run side by side."""
+    monkeypatch.setenv(SLOTS_VARIABLE, str(make_slots(tmp_path, slots)))
+    intervals = sorted(run_units(_interval, list(range(4)), jobs=2))
+    overlaps = sum(later[0] < earlier[1] for earlier, later in itertools.pairwise(intervals))
+    assert (overlaps == 0) if slots == 1 else (overlaps > 0)
 
 
 def _fail_on_three(x: int) -> int:
