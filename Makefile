@@ -38,7 +38,7 @@ test-fast: setup data
 		-m "not slow and not browser"
 
 # NOTEBOOKS="01 03" runs a subset (names or numbers), JOBS=n the workers per notebook (default:
-# one per core). Notebooks 03-05 keep every condition's
+# one per core; above 1, two notebooks run at once sharing JOBS core slots). Notebooks 03-05 keep every condition's
 # state in results/.../state/: an interrupted run resumes, a finished one is reused unless the
 # code or a parameter changed; FORCE=1 recomputes.
 reproduce: setup data
