@@ -11,7 +11,17 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "bplambda"
 
 LAYERS = [
-    ["errors", "device", "workers", "compare_results", "labels", "paths", "checks", "provenance"],
+    [
+        "errors",
+        "device",
+        "core_slots",
+        "workers",
+        "compare_results",
+        "labels",
+        "paths",
+        "checks",
+        "provenance",
+    ],
     ["cells", "outputs", "readout", "synthesiser", "regularisation"],
     ["bp_lambda", "metrics", "rules", "stacking"],
     ["tasks"],

@@ -3,7 +3,6 @@ claims."""
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -13,31 +12,18 @@ from bplambda import checks
 from bplambda.analysis import interval_text, per_seed, still_improving, summarise
 from bplambda.cells import LSTM_MODES, MaskedCell, make_cell
 from bplambda.checks import checked
-from bplambda.experiments.conditions import FIVE_SEEDS, Condition
-from bplambda.experiments.grids import (
-    GRID_RULES,
-    check_grid,
-    grid_condition_list,
-    grid_conditions,
-    grid_cost,
-    grid_title,
-)
-from bplambda.experiments.options import ResumableOptions, shardable
-from bplambda.experiments.runs import (
-    StateStore,
-    per_seed_rows,
-    run_all,
-    run_condition,
-)
+from bplambda.experiments.conditions import FIVE_SEEDS
+from bplambda.experiments.grids import grid_condition_list
+from bplambda.experiments.lstm_grids import GridOptions, GridUnit, grid_training, run_grid
+from bplambda.experiments.options import shardable
+from bplambda.experiments.runs import StateStore, per_seed_rows, run_condition
 from bplambda.labels import DEFAULT_VARIANT, TRUNCATED, in_condition_order, named, with_labels
 from bplambda.profiles import configure
-from bplambda.rules import IMPLEMENTATIONS, RULES
-from bplambda.train import TrainConfig
 from bplambda.verdicts import increasing
 
 
 @dataclass(frozen=True)
-class Config(ResumableOptions):
+class Config(GridOptions):
     """Copy-repeat with a curriculum (PAPER.md §6.4): LSTM 100, batch 100, Adam lr 1e-3 (RNN,
     readout) and 1e-5 (synthesiser), γ = 0.9, s = 1; ``paper``: 15,000 epochs × 10 batches =
     150,000 updates. Conditions (:func:`grid_conditions`): the ``rules`` of
@@ -53,7 +39,6 @@ class Config(ResumableOptions):
     profile: str
     seeds: tuple[int, ...] = checked(checks.seeds)
     updates: int = checked(checks.positive_int)
-    rules: tuple[str, ...] = checked(checks.choices(*RULES), GRID_RULES)
     lambdas: tuple[float, ...] = checked(checks.lambdas, (0.0, 0.5, 1.0))
     windows: tuple[int, ...] = checked(checks.positive_ints, (2, 5, 10))
     lstm_modes: tuple[str, ...] = checked(checks.choices(*LSTM_MODES), ("exact",))
@@ -63,12 +48,7 @@ class Config(ResumableOptions):
     lr_synthesiser: float = checked(checks.non_negative, 1e-5)
     gamma: float = checked(checks.gamma, 0.9)
     scale: float = checked(checks.non_negative, 1.0)
-    implementation: str = checked(checks.choice(*IMPLEMENTATIONS), "lambda_return")
     log_every: int = checked(checks.positive_int, 50)
-    compile_step: bool = checked(checks.flag, False)  # torch.compile the step (TrainConfig)
-
-    def __post_init__(self) -> None:
-        check_grid(self)
 
 
 DEFAULTS = {
@@ -95,25 +75,15 @@ def run(cfg: Config, store: StateStore | None = None) -> pd.DataFrame:
     updates so far), and per condition and seed ``seconds_per_1000_updates`` (the whole
     stacked run; it grows with the level reached, reported as ``mean_T``).
     """
-    work = functools.partial(_copy_repeat_condition, cfg, store)
-    parts = run_all(work, grid_conditions(cfg), cfg, grid_title, grid_cost)
-    return pd.concat(parts, ignore_index=True)
+    return run_grid(cfg, store, _copy_repeat_condition)
 
 
-def _copy_repeat_condition(
-    cfg: Config, store: StateStore | None, pair: tuple[Condition, str]
-) -> pd.DataFrame:
+def _copy_repeat_condition(cfg: Config, store: StateStore | None, pair: GridUnit) -> pd.DataFrame:
     """One condition of :func:`run` (its rows, ``mean_T`` and timing rows)."""
     from bplambda.tasks.copy_repeat import CopyRepeatTask
 
     condition, cell_name = pair
-    train_config = TrainConfig(
-        num_batches=cfg.updates,
-        lr={"rnn": cfg.lr, "readout": cfg.lr, "synthesiser": cfg.lr_synthesiser},
-        log_every=cfg.log_every,
-        divergence_threshold=cfg.divergence_threshold, progress=cfg.progress,
-        compile_step=cfg.compile_step,
-    )  # fmt: skip
+    train_config = grid_training(cfg, cfg.updates, cfg.lr_synthesiser)
     task = CopyRepeatTask(cfg.batch_size)
     cell = MaskedCell(make_cell(cell_name, task.input_size - 1, cfg.hidden_size))
     run = run_condition(condition, task, cell, train_config, cfg.device, cfg.dtype, store)

@@ -17,31 +17,19 @@ from bplambda.analysis import (
 )
 from bplambda.cells import LSTM_MODES, make_cell
 from bplambda.checks import checked
-from bplambda.experiments.conditions import FIVE_SEEDS, Condition
-from bplambda.experiments.grids import (
-    GRID_RULES,
-    check_grid,
-    grid_condition_list,
-    grid_conditions,
-    grid_cost,
-    grid_title,
-)
-from bplambda.experiments.options import ResumableOptions, shardable
-from bplambda.experiments.runs import (
-    StateStore,
-    per_seed_rows,
-    run_all,
-    run_condition,
-)
+from bplambda.experiments.conditions import FIVE_SEEDS
+from bplambda.experiments.grids import grid_condition_list
+from bplambda.experiments.lstm_grids import GridOptions, GridUnit, grid_training, run_grid
+from bplambda.experiments.options import shardable
+from bplambda.experiments.runs import StateStore, per_seed_rows, run_condition
 from bplambda.labels import DEFAULT_VARIANT, TRUNCATED, in_condition_order, named, with_labels
 from bplambda.profiles import configure
-from bplambda.rules import IMPLEMENTATIONS, RULES
-from bplambda.train import Evaluation, TrainConfig
+from bplambda.train import Evaluation
 from bplambda.verdicts import finding, increasing, paired_difference
 
 
 @dataclass(frozen=True)
-class Config(ResumableOptions):
+class Config(GridOptions):
     """Sequential MNIST (PAPER.md §6.3): LSTM 30, last-step 10-way readout, cross-entropy,
     batch 50, Adam lr 3e-4 for RNN, readout and synthesiser, BP(λ) scale s = 0.1, γ = 0.9;
     ``paper``: 50 epochs, the checkpoint with the lowest validation loss gives the test error.
@@ -61,7 +49,6 @@ class Config(ResumableOptions):
     profile: str
     seeds: tuple[int, ...] = checked(checks.seeds)
     epochs: int = checked(checks.positive_int)
-    rules: tuple[str, ...] = checked(checks.choices(*RULES), GRID_RULES)
     windows: tuple[int, ...] = checked(checks.positive_ints, (1, 2, 3, 4, 5))
     lambdas: tuple[float, ...] = checked(checks.lambdas, (0.0, 0.5, 1.0))
     lstm_modes: tuple[str, ...] = checked(checks.choices(*LSTM_MODES), ("exact", "faithful"))
@@ -70,17 +57,15 @@ class Config(ResumableOptions):
     lr: float = checked(checks.non_negative, 3e-4)
     scale: float = checked(checks.non_negative, 0.1)
     gamma: float = checked(checks.gamma, 0.9)
-    implementation: str = checked(checks.choice(*IMPLEMENTATIONS), "lambda_return")
     limit: int | None = checked(checks.optional_positive_int, None)
     split_seed: int = checked(checks.non_negative_int, 0)
     log_every: int = checked(checks.positive_int, 96)
-    compile_step: bool = checked(checks.flag, False)  # torch.compile the step (TrainConfig)
     data_dir: str = checked(checks.folder, "data")
 
     def __post_init__(self) -> None:
         from bplambda.tasks.mnist import require_mnist
 
-        check_grid(self)
+        super().__post_init__()
         require_mnist(self.data_dir)
 
 
@@ -109,9 +94,7 @@ def run(cfg: Config, store: StateStore | None = None) -> pd.DataFrame:
     stacked run (all its seeds, all λ of a BP(λ) grid, all windows of a TBPTT or SG grid),
     evaluation included.
     """
-    work = functools.partial(_mnist_condition, cfg, store)
-    parts = run_all(work, grid_conditions(cfg), cfg, grid_title, grid_cost)
-    return pd.concat(parts, ignore_index=True)
+    return run_grid(cfg, store, _mnist_condition)
 
 
 @functools.lru_cache(maxsize=1)
@@ -122,9 +105,7 @@ def _splits(data_dir: str, split_seed: int, limit: int | None):
     return split_mnist(load_mnist(data_dir), split_seed=split_seed, limit=limit)
 
 
-def _mnist_condition(
-    cfg: Config, store: StateStore | None, pair: tuple[Condition, str]
-) -> pd.DataFrame:
+def _mnist_condition(cfg: Config, store: StateStore | None, pair: GridUnit) -> pd.DataFrame:
     """One condition of :func:`run` (its rows and its timing rows)."""
     from bplambda.evaluate import classification_metrics
     from bplambda.tasks.mnist import SequentialMNIST
@@ -132,12 +113,7 @@ def _mnist_condition(
     condition, cell_name = pair
     splits = _splits(cfg.data_dir, cfg.split_seed, cfg.limit)
     task = SequentialMNIST(splits.train_images, splits.train_labels, cfg.batch_size)
-    train_config = TrainConfig(
-        num_batches=cfg.epochs * task.batches_per_epoch,
-        lr={"rnn": cfg.lr, "readout": cfg.lr, "synthesiser": cfg.lr}, log_every=cfg.log_every,
-        divergence_threshold=cfg.divergence_threshold, progress=cfg.progress,
-        compile_step=cfg.compile_step,
-    )  # fmt: skip
+    train_config = grid_training(cfg, cfg.epochs * task.batches_per_epoch, cfg.lr)
     cell = make_cell(cell_name, task.input_size, cfg.hidden_size)
 
     def evaluate(params):
