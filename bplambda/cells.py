@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from bplambda.errors import check_choice
+
 Params = dict[str, Tensor]
 
 
@@ -209,10 +211,7 @@ class VanillaRNN(Cell):
     activation: str = "linear"
 
     def __post_init__(self) -> None:
-        if self.activation not in _ACTIVATIONS:
-            raise ValueError(
-                f"activation={self.activation!r} is unknown; choose one of {sorted(_ACTIVATIONS)}"
-            )
+        check_choice("activation", self.activation, sorted(_ACTIVATIONS))
 
     @property
     def param_ndim(self) -> dict[str, int]:
@@ -574,19 +573,14 @@ def make_cell(name: str, input_size: int, hidden_size: int, **options: float) ->
     """A cell by name: ``"linear_rnn"``, ``"tanh_rnn"``, ``"lstm"`` (exact),
     ``"lstm_faithful"`` (the official code's BP(λ) quirks, see :class:`FaithfulLSTM`) or
     ``"rate_rnn"`` (Liu et al.'s leaky ReLU rate unit; ``options``: ``alpha``)."""
+    check_choice("cell", name, CELLS)
     if name == "rate_rnn":
         return RateRNN(input_size, hidden_size, **options)
     if options:
         raise ValueError(f"cell {name!r} takes no options; got {sorted(options)}")
-    if name == "linear_rnn":
-        return VanillaRNN(input_size, hidden_size, "linear")
-    if name == "tanh_rnn":
-        return VanillaRNN(input_size, hidden_size, "tanh")
-    if name == "lstm":
-        return LSTM(input_size, hidden_size)
-    if name == "lstm_faithful":
-        return FaithfulLSTM(input_size, hidden_size)
-    raise ValueError(f"cell={name!r} is unknown; choose one of {list(CELLS)}")
+    if name in ("linear_rnn", "tanh_rnn"):
+        return VanillaRNN(input_size, hidden_size, name.removesuffix("_rnn"))
+    return (LSTM if name == "lstm" else FaithfulLSTM)(input_size, hidden_size)
 
 
 def unroll(cell: Cell, params: Params, inputs: Tensor, s0: Tensor | None = None) -> Tensor:

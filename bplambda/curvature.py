@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from bplambda.cells import Cell, Params, unroll
+from bplambda.errors import check_choice
 from bplambda.outputs import ParamGroups
 from bplambda.readout import SequenceTargets, readout, step_losses
 from bplambda.regularisation import l2_penalty
@@ -109,8 +110,7 @@ def hessian_operator(
     ``torch.func.jvp(torch.func.grad(Σ loss_fn), (W,), (v,))`` (a forward and a
     forward-over-backward pass per HVP, no graph kept between HVPs).
     """
-    if method not in METHODS:
-        raise ValueError(f"method={method!r} is unknown; choose one of {list(METHODS)}")
+    check_choice("method", method, METHODS)
     W = weight.detach()
     if method == "double_backward":
         W.requires_grad_()
@@ -152,8 +152,7 @@ def network_hessian(
     ordered as :func:`flatten_parameters` (use :func:`unflatten_parameters` to split them).
     For the rate RNN the masked diagonal of ``W_hh`` carries only the L2 curvature ``l2``.
     """
-    if wrt not in WRT:
-        raise ValueError(f"wrt={wrt!r} is unknown; choose one of {list(WRT)}")
+    check_choice("wrt", wrt, WRT)
     fixed = {g: {k: v.detach() for k, v in params[g].items()} for g in NETWORK_GROUPS}
     if wrt == "recurrent":
 
@@ -279,8 +278,7 @@ def lanczos(
     ``≤ rtol·|θ|`` (or the Krylov space is the whole block); at most
     ``min(max_iter, op.size)`` HVPs. Memory: the basis, ``(*M, max_iter, P)``.
     """
-    if which not in WHICH:
-        raise ValueError(f"which={which!r} is unknown; choose one of {list(WHICH)}")
+    check_choice("which", which, WHICH)
     M, P = op.model_shape, op.size
     steps = min(max_iter, P)
     q = _start_vector(op, seed).reshape(*M, P)

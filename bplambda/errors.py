@@ -32,3 +32,11 @@ def refuse_unknown(name: str, value: object, known: Iterable[str], owner: str) -
         f"parameter {name}={value!r} is not a parameter of {owner}{hint}; its parameters are "
         f"{known}"
     )
+
+
+def check_choice(name: str, value: object, choices: Iterable[object]) -> None:
+    """Refuse ``value`` unless it is one of ``choices``, with the ValueError
+    ``<name>=<value> is unknown; choose one of [...]`` (the choices in the order given)."""
+    choices = list(choices)
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is unknown; choose one of {choices}")

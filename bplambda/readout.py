@@ -17,6 +17,7 @@ from torch import Tensor
 
 from bplambda.cells import Cell, Params
 from bplambda.device import upload
+from bplambda.errors import check_choice
 
 LOSS_KINDS = ("mse", "cross_entropy", "bce")
 
@@ -63,10 +64,7 @@ class SequenceTargets:
     kind: str
 
     def __post_init__(self) -> None:
-        if self.kind not in LOSS_KINDS:
-            raise ValueError(
-                f"loss kind={self.kind!r} is unknown; choose one of {list(LOSS_KINDS)}"
-            )
+        check_choice("loss kind", self.kind, LOSS_KINDS)
 
     def to(self, device: torch.device, dtype: torch.dtype) -> SequenceTargets:
         """On ``device``, float values and weights in ``dtype`` (see :func:`upload`)."""

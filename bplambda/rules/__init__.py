@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
+from bplambda.errors import check_choice
 from bplambda.rules.accumulate import IMPLEMENTATIONS, BPLambda
 from bplambda.rules.base import OnStep, Rule
 from bplambda.rules.eligibility import MDGL, RFLO, EProp
@@ -57,8 +58,7 @@ def make_rule(name: str, **options: object) -> Rule:
     Raises ``ValueError`` naming the problem for an unknown rule, an unknown option, or a value
     out of range (λ ∈ [0, 1], γ ∈ (0, 1], window n ≥ 1).
     """
-    if name not in RULES:
-        raise ValueError(f"rule={name!r} is unknown; choose one of {sorted(RULES)}")
+    check_choice("rule", name, sorted(RULES))
     rule_type = RULES[name]
     allowed = [f.name for f in fields(rule_type)]
     unknown = sorted(set(options) - set(allowed))

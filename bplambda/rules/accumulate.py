@@ -12,6 +12,7 @@ from torch import Tensor
 
 from bplambda.bp_lambda import lambda_return_gradient, online_bp_lambda, synthetic_gradients
 from bplambda.cells import Cell, derivatives_of_all_steps
+from bplambda.errors import check_choice
 from bplambda.outputs import Diagnostics, ParamGroups, RuleOutput
 from bplambda.readout import SequenceTargets, last_step
 from bplambda.rules.base import (
@@ -61,11 +62,7 @@ class BPLambda(WithSynthesiser):
             check_range("lmbda", lmbda, 0.0, 1.0, low_open=False)
         check_range("gamma", self.gamma, 0.0, 1.0, low_open=True)
         check_scale(self.scale)
-        if self.implementation not in IMPLEMENTATIONS:
-            raise ValueError(
-                f"implementation={self.implementation!r} is unknown; choose one of "
-                f"{list(IMPLEMENTATIONS)}"
-            )
+        check_choice("implementation", self.implementation, IMPLEMENTATIONS)
 
     def gradients(
         self,

@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from bplambda.cells import Cell, RateRNN, initial_state, previous_states, unroll
+from bplambda.errors import check_choice
 from bplambda.outputs import Diagnostics, ParamGroups, RuleOutput
 from bplambda.readout import SequenceTargets, output_errors
 from bplambda.rules.base import OfflineRule, local_rnn_gradient
@@ -80,10 +81,7 @@ class _TraceRule(OfflineRule):
     feedback: str = "symmetric"
 
     def __post_init__(self) -> None:
-        if self.feedback not in FEEDBACK:
-            raise ValueError(
-                f"feedback={self.feedback!r} is unknown; choose one of {list(FEEDBACK)}"
-            )
+        check_choice("feedback", self.feedback, FEEDBACK)
 
     @property
     def trains(self) -> tuple[str, ...]:
@@ -175,8 +173,7 @@ class MDGL(_TraceRule):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant={self.variant!r} is unknown; choose one of {list(VARIANTS)}")
+        check_choice("variant", self.variant, VARIANTS)
         if not isinstance(self.cell_types, int) or self.cell_types < 1:
             raise ValueError(f"cell_types={self.cell_types!r} is invalid; pass an integer >= 1")
 
