@@ -42,7 +42,7 @@ from bplambda.cells import Cell, RateRNN, initial_state, previous_states, unroll
 from bplambda.errors import check_choice
 from bplambda.outputs import Diagnostics, ParamGroups, RuleOutput
 from bplambda.readout import SequenceTargets, output_errors
-from bplambda.rules.base import OfflineRule, local_rnn_gradient
+from bplambda.rules.base import Rule, local_rnn_gradient
 
 FEEDBACK = ("symmetric", "random")
 VARIANTS = ("cell_specific", "cell_type")
@@ -74,7 +74,7 @@ def cell_type_average(weight: Tensor, cell_types: int) -> Tensor:
 
 
 @dataclass(frozen=True)
-class _TraceRule(OfflineRule):
+class _TraceRule(Rule):
     """What e-prop, RFLO and MDGL share: the rate cell's forward pass, the feedback pathway,
     the readout's exact gradient, and the local update of a learning signal."""
 
