@@ -21,6 +21,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -37,11 +38,13 @@ class Cell(ABC):
     here are the identities that most cells need: the readout sees the whole state, the
     state is ``hidden_size`` wide, BP(λ)'s learning signals pass unchanged (only the official
     LSTM's quirks change them, :class:`FaithfulLSTM`), every step is real (only
-    :class:`MaskedCell` pads), and the cell is its own exact version.
+    :class:`MaskedCell` pads), the cell is its own exact version, and its readout starts as
+    ``nn.Linear`` does (``readout_init``, :data:`~bplambda.readout.READOUT_INITS`).
     """
 
     input_size: int
     hidden_size: int
+    readout_init: ClassVar[str] = "linear"
 
     @property
     def state_size(self) -> int:
@@ -389,13 +392,15 @@ class RateRNN(Cell):
     with ``M = 1 − I`` (no autapses), no recurrent bias, ``α = exp(−dt/τ)`` (``alpha``; their
     seq-MNIST has ``τ = 0.01``, so ``α ≈ 0``: a leak-free ReLU RNN). The readout sees ``z``
     (their readout filter ``κ`` equals ``α`` there; a separate readout filter is not modelled).
-    Initialisation (their code): ``W_ih ~ N(0, 2/I)``, ``W_hh ~ N(0, 2/H)``, diagonal masked.
+    Initialisation (their code): ``W_ih ~ N(0, 2/I)``, ``W_hh ~ N(0, 2/H)``, diagonal masked;
+    the readout Glorot-uniform with a zero bias (``readout_init``; TF's ``get_variable`` default).
     ``W[i, j]`` is the weight from unit j to unit i (PyTorch's convention; TF's is transposed).
     """
 
     input_size: int
     hidden_size: int
     alpha: float = 0.0
+    readout_init: ClassVar[str] = "glorot"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha < 1.0:
@@ -475,6 +480,10 @@ class MaskedCell(Cell):
     """
 
     inner: Cell
+
+    @property
+    def readout_init(self) -> str:  # type: ignore[override]
+        return self.inner.readout_init
 
     @property
     def input_size(self) -> int:

@@ -20,6 +20,10 @@ from bplambda.device import upload
 from bplambda.errors import check_choice
 
 LOSS_KINDS = ("mse", "cross_entropy", "bce")
+READOUT_INITS = ("linear", "glorot")
+"""How a readout starts: ``"linear"`` as ``nn.Linear`` (weight and bias ~ U(±1/√H), the BP(λ)
+paper's networks), ``"glorot"`` Glorot-uniform weight ~ U(±√(6/(H+O))) and a zero bias (Liu et
+al.'s TF code: ``get_variable``'s default)."""
 
 
 def init_readout(
@@ -27,14 +31,22 @@ def init_readout(
     output_size: int,
     generator: torch.Generator,
     dtype: torch.dtype = torch.float32,
+    scheme: str = "linear",
 ) -> Params:
-    """Like ``nn.Linear``: weight and bias ~ U(±1/√H) (PAPER.md §3)."""
+    """A readout ``weight (O, H)``, ``bias (O,)`` started by ``scheme`` (:data:`READOUT_INITS`);
+    only the random parts draw from ``generator``."""
+    check_choice("readout_init", scheme, READOUT_INITS)
+
+    def uniform(shape: tuple[int, ...], bound: float) -> Tensor:
+        return (torch.rand(shape, generator=generator, dtype=dtype) * 2 - 1) * bound
+
+    if scheme == "glorot":
+        bound = math.sqrt(6 / (hidden_size + output_size))
+        return {"weight": uniform((output_size, hidden_size), bound),
+                "bias": torch.zeros(output_size, dtype=dtype)}  # fmt: skip
     bound = 1 / math.sqrt(hidden_size)
-    return {
-        "weight": (torch.rand((output_size, hidden_size), generator=generator, dtype=dtype) * 2 - 1)
-        * bound,
-        "bias": (torch.rand((output_size,), generator=generator, dtype=dtype) * 2 - 1) * bound,
-    }
+    return {"weight": uniform((output_size, hidden_size), bound),
+            "bias": uniform((output_size,), bound)}  # fmt: skip
 
 
 def readout(params: Params, h: Tensor) -> Tensor:

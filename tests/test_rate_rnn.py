@@ -9,6 +9,7 @@ from conftest import make_problem, relative_error
 
 from bplambda import make_rule
 from bplambda.cells import RateRNN, make_cell
+from bplambda.stacking import init_network
 
 
 def test_the_step_is_the_leaky_rate_equation_without_autapses():
@@ -42,6 +43,19 @@ def test_the_initialisation_follows_liu_et_al():
     with pytest.raises(ValueError, match="no options"):
         make_cell("lstm", 2, 2, alpha=0.5)
     assert math.isclose(make_cell("rate_rnn", 2, 2, alpha=0.5).alpha, 0.5)
+
+
+def test_its_readout_starts_as_liu_et_al_glorot_uniform_with_a_zero_bias():
+    """Liu et al.'s readout is TF's default, Glorot-uniform with a zero bias; the LSTM's (the
+    BP(λ) paper's) stays nn.Linear's, bias included."""
+    H, outputs = 128, 10
+    rate = init_network(RateRNN(28, H), outputs, seed=0, dtype=torch.float64)["readout"]
+    bound = math.sqrt(6 / (H + outputs))
+    assert torch.equal(rate["bias"], torch.zeros(outputs, dtype=torch.float64))
+    assert rate["weight"].abs().max() <= bound
+    assert rate["weight"].var().item() == pytest.approx(bound**2 / 3, rel=0.05)  # U(±b)
+    lstm = init_network(make_cell("lstm", 28, H), outputs, seed=0, dtype=torch.float64)["readout"]
+    assert lstm["bias"].abs().min() > 0 and lstm["weight"].abs().max() <= 1 / math.sqrt(H)
 
 
 @pytest.mark.parametrize("name, options", [("bptt", {}), ("tbptt", {"window": 2}),
