@@ -302,8 +302,8 @@ def curvature_trajectories(checkpoints: pd.DataFrame, lr: float, title: str) -> 
 def correlation_scatter(
     final: pd.DataFrame, correlations: pd.DataFrame, x: str, y: str, title: str
 ) -> plt.Figure:
-    """``y`` vs ``x`` of every (condition, seed) run, one panel per task, the pooled Spearman
-    and Pearson correlations in each panel's title."""
+    """``y`` vs ``x`` of every (condition, seed) run, one panel per task, with each pool's
+    Spearman correlation over its rules' means (and its exact permutation p) in the title."""
     wide = with_labels(by_run(final, ["task", "condition", "seed"]), final)
     fig, axes, tasks = _panels(wide, "task")
     order, palette = condition_order(wide), _palette(wide)
@@ -312,12 +312,13 @@ def correlation_scatter(
         sns.scatterplot(subset, x=x, y=y, hue="condition", palette=palette,
                         hue_order=[c for c in order if c in set(subset.condition)], s=40,
                         ax=ax, legend=ax is axes[-1])  # fmt: skip
-        row = correlations[(correlations.task == task) & (correlations.scope == "pooled")
-                           & (correlations.x == x) & (correlations.y == y)]  # fmt: skip
-        note = ("too few runs" if row.empty else
-                f"Spearman {row.spearman_r.iloc[0]:.2f} (p={row.spearman_p.iloc[0]:.2g}), "
-                f"Pearson {row.pearson_r.iloc[0]:.2f}, n={row.n.iloc[0]}")  # fmt: skip
-        ax.set(xscale=_scale(subset[x]), title=f"{task}\n{note}", xlabel=METRIC_LABELS.get(x, x),
+        means = correlations[(correlations.task == task) & (correlations.x == x)
+                             & (correlations.y == y)
+                             & (correlations.unit == "condition means")]  # fmt: skip
+        notes = [f"{r.scope}: Spearman {r.spearman_r:.2f} (p={r.spearman_p:.2g}, "
+                 f"{r.n} rules)" for r in means.itertuples()] or ["too few rules"]  # fmt: skip
+        ax.set(xscale=_scale(subset[x]), title="\n".join([task, *notes]),
+               xlabel=METRIC_LABELS.get(x, x),
                ylabel=METRIC_LABELS.get(y, y))  # fmt: skip
     fig.suptitle(title, fontsize="medium")
     _legend_right(fig, axes[-1])

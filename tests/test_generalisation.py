@@ -14,6 +14,7 @@ from bplambda.experiments.generalisation_claims import _bound_verdict
 from bplambda.sharpness import final_curvature
 from bplambda.stacking import init_stacked_network
 from bplambda.tasks.liu import liu_task
+from bplambda.verdicts import permutation_spearman_p
 
 
 def _config(**overrides):
@@ -115,20 +116,63 @@ def test_matched_loss_takes_each_runs_first_checkpoint_at_the_common_level():
     assert (matched.level == 0.6).all()
 
 
-def test_correlations_pool_runs_and_split_them_by_family():
-    seeds = range(6)
-    final = pd.DataFrame(
-        [{"task": "t", "condition": c, "family": c, "lmbda": np.nan, "n": np.nan, "seed": s,
+def _final(conditions: dict[str, tuple[str, float, float | None]], seeds=range(6)):
+    """Final rows per (condition: (family, shift, n)) and seed: λ_max = shift + seed, the gap
+    its square."""
+    return pd.DataFrame(
+        [{"task": "t", "condition": c, "family": family, "lmbda": np.nan, "n": n, "seed": s,
           "diverged": False, "metric": m, "value": v}
-         for c, shift in (("A", 0.0), ("B", 10.0)) for s in seeds
+         for c, (family, shift, n) in conditions.items() for s in seeds
          for m, v in (("lambda_max", shift + s), ("gap_test_loss", (shift + s) ** 2))]
     )  # fmt: skip
-    table = gen.correlations(final).set_index("scope")
-    assert table.loc["pooled", "n"] == 12 and table.loc["pooled", "spearman_r"] == pytest.approx(1)
-    assert table.loc["A", "n"] == 6 and table.loc["pooled", "pearson_r"] < 1  # not linear
-    anti = final.assign(value=np.where(final.metric == "gap_test_loss", -final.value, final.value))
-    pooled = gen.correlations(anti).set_index("scope").loc["pooled"]
-    assert pooled.spearman_r == pytest.approx(-1)
+
+
+LIU_AND_OURS = {"BPTT": ("bptt", 0.0, np.nan), "e-prop": ("eprop", 10.0, np.nan),
+                "RFLO": ("rflo", 20.0, np.nan), "MDGL": ("mdgl", 30.0, np.nan),
+                "Oracle": ("oracle", 40.0, np.nan), "TBPTT(1)": ("tbptt", 10.0, 1),
+                "BP(1)": ("bp_lambda", 50.0, np.nan)}  # fmt: skip
+
+
+def test_correlations_count_each_rule_in_one_pool_and_test_the_rules_means():
+    """Liu et al.'s rules and ours are pooled apart, the oracle (BPTT) in neither, so TBPTT(1)
+    (e-prop at α = 0) is never counted twice; the pool's verdict test runs over its rules'
+    means, with an exact permutation p (4 rules: at best 2/24)."""
+    table = gen.correlations(_final(LIU_AND_OURS))
+    liu = table[table.scope == "Liu et al.'s rules"].set_index("unit")
+    assert liu.loc["runs", "n"] == 24 and liu.loc["runs", "spearman_r"] == pytest.approx(1)
+    assert liu.loc["runs", "pearson_r"] < 1  # not linear
+    assert liu.loc["condition means", "n"] == 4
+    assert liu.loc["condition means", "spearman_p"] == pytest.approx(2 / 24)
+    assert (table[table.unit == "seeds"].n == 6).all()
+    assert set(table[table.unit == "seeds"].scope) == set(LIU_AND_OURS)
+    ours = table[table.scope == "BP(λ), SG(n), TBPTT(n)"].set_index("unit")
+    assert ours.loc["runs", "n"] == 12 and "condition means" not in ours.index  # 2 rules
+    anti = _final(LIU_AND_OURS).pipe(lambda f: f.assign(
+        value=np.where(f.metric == "gap_test_loss", -f.value, f.value)))  # fmt: skip
+    flipped = gen.correlations(anti)
+    assert flipped[flipped.unit == "runs"].spearman_r.iloc[0] == pytest.approx(-1)
+
+
+def test_the_identities_are_set_side_by_side_where_they_hold():
+    final = pd.concat([_final(LIU_AND_OURS).assign(task="seq_mnist"),
+                       _final(LIU_AND_OURS).assign(task="delayed_match")])  # fmt: skip
+    found = gen.identities(final)
+    pairs = set(zip(found["task"], found["condition"], found["equals"]))
+    assert pairs == {
+        ("seq_mnist", "Oracle", "BPTT"),
+        ("delayed_match", "Oracle", "BPTT"),
+        ("seq_mnist", "e-prop", "TBPTT(1)"),
+    }  # α = 0 only on seq-MNIST
+    row = found[(found.task == "seq_mnist") & (found.condition == "e-prop")].iloc[0]
+    assert row["lambda_max (e-prop)"] == row["lambda_max (TBPTT(1))"] == 12.5
+
+
+def test_the_permutation_p_of_spearman_is_exact_for_a_few_units():
+    assert permutation_spearman_p([1, 2, 3, 4, 5], [1, 2, 3, 4, 5]) == pytest.approx(2 / 120)
+    assert permutation_spearman_p([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(2 / 24)
+    assert permutation_spearman_p([1, 2, 3, 4], [1, 3, 2, 4]) > 0.3
+    many = permutation_spearman_p(range(12), range(12))
+    assert 0 < many < 1e-3  # Monte Carlo: the observed pairing counts, so never 0
 
 
 def test_the_stability_bound_is_tested_only_where_it_binds():

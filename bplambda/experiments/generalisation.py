@@ -14,6 +14,7 @@ and Liu et al.'s stability prediction 2/(η·c₁).
 from __future__ import annotations
 
 import functools
+import itertools
 import time
 from dataclasses import dataclass, replace
 from typing import ClassVar
@@ -43,7 +44,7 @@ from bplambda.rules.eligibility import VARIANTS
 from bplambda.sharpness import SOLVERS, checkpoint_metrics, final_curvature
 from bplambda.tasks.liu import LIU_TASKS, liu_task
 from bplambda.train import OPTIMISERS, Evaluation, TrainConfig
-from bplambda.verdicts import correlation
+from bplambda.verdicts import correlation, permutation_spearman_p
 
 LIU_RULES = ("bptt", "eprop", "rflo", "mdgl", "tbptt", "sg", "bp_lambda", "oracle")
 """The conditions of LIU2022.md §6: BPTT, e-prop (symmetric feedback: the paper's
@@ -249,8 +250,8 @@ AT_THE_END = ("lambda_max_final", "lambda_max_final_converged", "lambda_max_powe
 GAPS = ("gap_test_loss", "gap_test_error", "gap_test_noisy_loss", "gap_test_noisy_error")
 MODEL = ["task", "condition", "family", "lmbda", "n", "variant", "seed", "diverged"]
 RUN = ["task", "condition", "family", "seed"]  # names a model, no NaN in it
-CORRELATION_COLUMNS = ["task", "scope", "x", "y", "n", "spearman_r", "spearman_p", "pearson_r",
-                       "pearson_p"]  # fmt: skip
+CORRELATION_COLUMNS = ["task", "scope", "unit", "x", "y", "n", "spearman_r", "spearman_p",
+                       "pearson_r", "pearson_p"]  # fmt: skip
 LIU_FAMILIES = ("eprop", "rflo", "mdgl")
 
 
@@ -279,21 +280,83 @@ def matched_loss(checkpoints: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else checkpoints.iloc[:0]
 
 
+POOLS = {"Liu et al.'s rules": ("bptt", "eprop", "rflo", "mdgl"),
+         "BP(λ), SG(n), TBPTT(n)": ("bp_lambda", "sg", "tbptt")}  # fmt: skip
+"""The pools of runs the correlations draw from, by family: Liu et al.'s rules as they pooled
+them, the BPTT-window and synthetic-gradient rules in a pool of their own, so that a rule equal
+to another (:data:`IDENTITIES`) is never counted twice; the oracle (BPTT) is in neither."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Two conditions that compute the same update on ``tasks``, and why (by family and
+    window ``n``: conditions are data, not labels)."""
+
+    family: str
+    equals: tuple[str, int | None]
+    tasks: tuple[str, ...]
+    why: str
+
+
+IDENTITIES = (
+    Identity("oracle", ("bptt", None), LIU_TASKS,
+             "the oracle's future signal is the exact one: its update is BPTT's"),
+    Identity("eprop", ("tbptt", 1), ("seq_mnist",),
+             "without a leak (α = 0) e-prop's eligibility trace is the one-step derivative and "
+             "its learning signal the immediate one: its update is TBPTT(1)'s"),
+)  # fmt: skip
+
+
+def identities(final: pd.DataFrame) -> pd.DataFrame:
+    """Per task and :data:`IDENTITIES` pair present: both conditions' mean final λ_max and test
+    error over seeds side by side, and why they are equal."""
+    means = final.groupby(["task", "condition", "family", "n", "metric"], dropna=False)["value"]
+    wide = means.mean().unstack("metric").reset_index()
+    rows = []
+    for identity, (task, at) in itertools.product(IDENTITIES, wide.groupby("task")):
+        family, n = identity.equals
+        one = at[at.family == identity.family]
+        other = at[(at.family == family) & (at.n.isna() if n is None else at.n == n)]
+        if task not in identity.tasks or one.empty or other.empty:
+            continue
+        a, b = one.iloc[0], other.iloc[0]
+        rows.append({"task": task, "condition": a.condition, "equals": b.condition,
+                     **{f"{m} ({c})": r.get(m, np.nan) for m in ("lambda_max", "test_error")
+                        for c, r in ((a.condition, a), (b.condition, b))},
+                     "why": identity.why})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def correlations(final: pd.DataFrame, x: str = "lambda_max") -> pd.DataFrame:
     """Spearman and Pearson correlation (r, p, n) between each model's final ``x`` and every
-    gap, per task: pooled over all (condition, seed) runs and within each rule family with at
-    least 4 runs. Diverged or non-finite runs are left out."""
-    wide = by_run(final, RUN)
+    gap, per task: in each pool of :data:`POOLS` over its (condition, seed) runs (``unit``
+    ``"runs"``, as Liu et al. pooled them) and over its conditions' means across seeds
+    (``"condition means"``: the test that respects the grouping, seeds of one rule being no
+    independent evidence of the relation between rules; its Spearman p from an exact
+    permutation of the conditions, :func:`~bplambda.verdicts.permutation_spearman_p`), and
+    over each condition's seeds (``scope``: the condition, ``unit`` ``"seeds"``). At least 4
+    units each; diverged or non-finite runs are left out."""
+    wide = by_run(final, RUN).replace([np.inf, -np.inf], np.nan)
     rows = []
-    for task, at_task in wide.groupby("task"):
-        scopes = [("pooled", at_task)] + list(at_task.groupby("family"))
-        for scope, runs in scopes:
-            for gap in (g for g in GAPS if g in runs):
-                pair = runs[[x, gap]].replace([np.inf, -np.inf], np.nan).dropna()
-                if len(pair) < 4 or pair[x].nunique() < 2 or pair[gap].nunique() < 2:
-                    continue
-                rows.append({"task": task, "scope": scope, "x": x, "y": gap,
-                             **correlation(pair[x], pair[gap])})  # fmt: skip
+    for (task, at_task), gap in itertools.product(wide.groupby("task"), GAPS):
+        if gap not in at_task:
+            continue
+        runs = at_task[["condition", "family", x, gap]].dropna()
+        scopes = []
+        for pool, families in POOLS.items():
+            pooled = runs[runs.family.isin(families)]
+            scopes += [
+                (pool, "runs", pooled),
+                (pool, "condition means", pooled.groupby("condition")[[x, gap]].mean()),
+            ]
+        scopes += [(condition, "seeds", found) for condition, found in runs.groupby("condition")]
+        for scope, unit, pair in scopes:
+            if len(pair) < 4 or pair[x].nunique() < 2 or pair[gap].nunique() < 2:
+                continue
+            found = correlation(pair[x], pair[gap])
+            if unit == "condition means":
+                found["spearman_p"] = permutation_spearman_p(pair[x], pair[gap])
+            rows.append({"task": task, "scope": scope, "unit": unit, "x": x, "y": gap, **found})
     return pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
 
 
@@ -304,7 +367,7 @@ def tables(table: pd.DataFrame, cfg: Config) -> dict[str, pd.DataFrame]:
     the last of them, the equal-steps comparison; the end-of-run curvature), ``matched`` (the
     checkpointed metrics at a common training loss, :func:`matched_loss`), ``summary`` (mean
     and 95% interval over seeds, diverged models apart), ``correlations``
-    (:func:`correlations`), ``timing``."""
+    (:func:`correlations`), ``identities`` (:func:`identities`), ``timing``."""
     checkpoints = table[table.metric.isin(CHECKPOINTED)]
     logged = table[table.metric.isin(PER_BATCH)]
     at_end = table[table.metric.isin(AT_THE_END)]
@@ -327,6 +390,7 @@ def tables(table: pd.DataFrame, cfg: Config) -> dict[str, pd.DataFrame]:
         "matched": matched_loss(checkpoints),
         "summary": summary.reset_index(drop=True),
         "correlations": correlations(final),
+        "identities": identities(final),
         "timing": timing[["task", "condition", "value"]].rename(columns={"value": "seconds"}),
     }
 

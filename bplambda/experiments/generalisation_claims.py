@@ -110,22 +110,41 @@ def _liu_versus_bptt(at: _AtTask, budget: str, seeds: int) -> list[dict]:
 
 
 def _gap_correlations(at: _AtTask, correlations: pd.DataFrame) -> list[dict]:
-    """The gap vs λ_max over the pooled runs of the task."""
+    """The gap vs λ_max in each pool of runs (:func:`correlations`): the verdict from the
+    pool's condition means (seeds of one rule are no independent evidence of a relation
+    between rules), with the pooled runs (Liu et al.'s test) and each rule's own seeds beside
+    it."""
     found = []
+    mine = correlations[correlations.task == at.task]
     for gap in at.gaps():
-        pooled = correlations[(correlations.task == at.task) & (correlations.scope == "pooled")
-                              & (correlations.y == gap)]  # fmt: skip
-        row = pooled.iloc[0] if len(pooled) else None
-        found.append({
-            "claim": f"{at.task}: the gap ({GAP_NAMES[gap]}) correlates with λ_max (pooled runs)",
-            "paper": "yes (\"correlated significantly\")",
-            "official_code": "not run here",
-            "bplambda": "no pooled correlation (too few runs)" if row is None else
-                        f"Spearman r = {row.spearman_r:.2f} (p = {row.spearman_p:.2g}), "
-                        f"Pearson r = {row.pearson_r:.2f} (p = {row.pearson_p:.2g}), n = {row.n}",
-            "verdict": _correlation_verdict(row),
-        })  # fmt: skip
+        rows = mine[mine.y == gap]
+        within = rows[rows.unit == "seeds"]
+        rules = ", ".join(f"{r.scope} {r.spearman_r:+.2f}" for r in within.itertuples())
+        for pool in dict.fromkeys(rows.scope[rows.unit != "seeds"]):
+            means = rows[(rows.scope == pool) & (rows.unit == "condition means")]
+            runs = rows[(rows.scope == pool) & (rows.unit == "runs")]
+            liu = pool.startswith("Liu")
+            found.append({
+                "claim": f"{at.task}: the gap ({GAP_NAMES[gap]}) correlates with λ_max ({pool})",
+                "paper": "yes (\"correlated significantly\", pooled runs)" if liu else
+                         "not studied",
+                "official_code": "not run here",
+                "bplambda": "; ".join([_correlation_text(means, "condition means",
+                                                         "exact permutation p"),
+                                       _correlation_text(runs, "runs", "p"),
+                                       f"within each rule's seeds (Spearman): {rules or '-'}"]),
+                "verdict": _correlation_verdict(means.iloc[0] if len(means) else None),
+            })  # fmt: skip
     return found
+
+
+def _correlation_text(row: pd.DataFrame, unit: str, p_name: str) -> str:
+    """``row`` (one correlation, or none) as ``unit: Spearman r = … (p_name = …, n = …), …``."""
+    if row.empty:
+        return f"{unit}: too few"
+    r = row.iloc[0]
+    return (f"{unit}: Spearman r = {r.spearman_r:.2f} ({p_name} = {r.spearman_p:.2g}, "
+            f"n = {r.n}), Pearson r = {r.pearson_r:.2f}")  # fmt: skip
 
 
 def _online_rules(at: _AtTask) -> list[dict]:
@@ -187,8 +206,9 @@ def _bound_verdict(r: float, p: float, ratio: float, n: int) -> str:
 
 
 def _correlation_verdict(row: pd.Series | None) -> str:
+    """From the correlation of a pool's condition means (None: fewer than 4 conditions)."""
     if row is None:
-        return "inconclusive (too few runs)"
+        return "inconclusive (fewer than 4 conditions in the pool)"
     if row.spearman_p < 0.05:
         return "reproduced" if row.spearman_r > 0 else "NOT reproduced"
-    return f"inconclusive ({row.n} runs, Spearman p = {row.spearman_p:.2g})"
+    return f"inconclusive ({row.n} conditions, exact permutation p = {row.spearman_p:.2g})"
