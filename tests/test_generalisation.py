@@ -1,6 +1,8 @@
 """Notebook 05's experiment module: conditions, the end-of-run curvature, the matched-loss
 comparison, correlations and the verdict helpers, on small hand-made cases."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +12,7 @@ from bplambda.errors import ParameterError
 from bplambda.experiments import generalisation as gen
 from bplambda.experiments import sequential_mnist
 from bplambda.experiments.conditions import single_condition
-from bplambda.experiments.generalisation_claims import _bound_verdict
+from bplambda.experiments.generalisation_claims import _AtTask, _bound_verdict, _untestable
 from bplambda.sharpness import final_curvature
 from bplambda.stacking import init_stacked_network
 from bplambda.tasks.liu import liu_task
@@ -173,6 +175,19 @@ def test_the_permutation_p_of_spearman_is_exact_for_a_few_units():
     assert permutation_spearman_p([1, 2, 3, 4], [1, 3, 2, 4]) > 0.3
     many = permutation_spearman_p(range(12), range(12))
     assert 0 < many < 1e-3  # Monte Carlo: the observed pairing counts, so never 0
+
+
+def test_delayed_match_on_fresh_trials_cannot_show_its_clean_gap():
+    """Trained on fresh trials drawn like the test, delayed match's test − train is zero by
+    construction: its clean-gap verdicts read "not testable"; with a finite training set, or
+    on the other tasks, they are judged."""
+    fresh, finite = SimpleNamespace(dms_train_size=None), SimpleNamespace(dms_train_size=512)
+    assert set(_untestable("delayed_match", fresh)) == {"gap_test_loss"}
+    assert _untestable("delayed_match", finite) == {} == _untestable("seq_mnist", fresh)
+    at = _AtTask("delayed_match", pd.DataFrame(), pd.DataFrame(),
+                 _untestable("delayed_match", fresh))  # fmt: skip
+    assert at.judged("gap_test_loss", "reproduced").startswith("not testable (training trials")
+    assert at.judged("gap_test_noisy_loss", "reproduced") == "reproduced"
 
 
 def test_the_stability_bound_is_tested_only_where_it_binds():

@@ -73,7 +73,10 @@ class Config(ResumableOptions):
     every split); ``pattern_generation`` (T ``pattern_seq_len``, periods T·(1, ½, ⅓, ⅕) as
     the e-prop code's (1000, 500, 333, 200) at T = 1000, leak τ ``tau_pattern``: UNKNOWN in
     the paper); ``delayed_match`` (``delay``, ``cue_len``, ``cue_sigma``, batch
-    ``dms_batch_size``, τ ``tau_dms`` = 100 as Liu et al.'s ModProp code).
+    ``dms_batch_size``, τ ``tau_dms`` = 100 as Liu et al.'s ModProp code; trained on a fixed set of
+    ``dms_train_size`` trials, tested on fresh ones and on fresh ones with noise
+    ``dms_noisy_test_std``; ``dms_train_size=None`` draws fresh training trials, and then the
+    clean gap is zero by construction and its claims read "not testable").
 
     Measurements: train/test sets of ``eval_size`` examples and the curvature batch of
     ``curvature_batch`` training examples, fixed by ``eval_seed`` for every checkpoint and
@@ -117,6 +120,8 @@ class Config(ResumableOptions):
     cue_sigma: float = checked(checks.positive_real, 25.0)
     dms_batch_size: int = checked(checks.positive_int, 32)
     tau_dms: float = checked(checks.positive_real, 100.0)
+    dms_train_size: int | None = checked(checks.optional_positive_int, 512)
+    dms_noisy_test_std: float = checked(checks.positive_real, 0.1)
     eval_size: int = checked(checks.positive_int, 1024)
     eval_seed: int = checked(checks.non_negative_int, 0)
     curvature_batch: int = checked(checks.positive_int, 256)
@@ -145,6 +150,7 @@ DEFAULTS = {
               "rules": ("bptt", "eprop", "rflo", "mdgl", "sg", "bp_lambda"), "windows": (1,),
               "lambdas": (0.0, 1.0), "batch_size": 16, "limit": 200, "pattern_seq_len": 30,
               "delay": 10, "cue_len": 5, "cue_sigma": 2.0, "dms_batch_size": 8,
+              "dms_train_size": 32,
               "eval_size": 32, "curvature_batch": 16, "curvature_iterations": 20,
               "final_checkpoints": 1, "progress": False},
     "quick": {"seeds": (0, 1, 2), "iterations": 400, "checkpoint_every": 100, "hidden_size": 64,

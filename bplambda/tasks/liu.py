@@ -28,6 +28,8 @@ class LiuTaskSettings(Protocol):
     cue_sigma: float
     dms_batch_size: int
     tau_dms: float
+    dms_train_size: int | None
+    dms_noisy_test_std: float
 
 
 def liu_task(name: str, cfg: LiuTaskSettings) -> tuple[Task, Cell]:
@@ -47,7 +49,8 @@ def liu_task(name: str, cfg: LiuTaskSettings) -> tuple[Task, Cell]:
         from bplambda.tasks.delayed_match import DelayedMatch
 
         task = DelayedMatch(delay=cfg.delay, cue_len=cfg.cue_len, sigma=cfg.cue_sigma,
-                            batch_size=cfg.dms_batch_size)  # fmt: skip
+                            batch_size=cfg.dms_batch_size, train_size=cfg.dms_train_size,
+                            noisy_test_std=cfg.dms_noisy_test_std)  # fmt: skip
         alpha = math.exp(-1 / cfg.tau_dms)
     else:
         raise refuse("tasks", name, f"choose from {list(LIU_TASKS)}")
