@@ -248,11 +248,13 @@ def _log(
 @dataclass(frozen=True)
 class Evaluation:
     """``evaluate(params) -> {name: (K,) tensor}`` run after every ``every`` optimiser steps
-    (0: only after the last), e.g. validation and test error; its rows are logged under those
-    names, with ``batch`` the number of batches trained."""
+    (0: only after the last), and with ``at_start`` also before the first (``batch`` 0: the
+    initial network), e.g. validation and test error; its rows are logged under those names,
+    with ``batch`` the number of batches trained."""
 
     evaluate: Callable[[ParamGroups], dict[str, torch.Tensor]]
     every: int = 0
+    at_start: bool = False
 
     def due(self, done: int, total: int) -> bool:
         return (self.every > 0 and done % self.every == 0) or done == total
@@ -402,6 +404,8 @@ def train(
         range(run.start, config.num_batches), desc=description or rule.name,
         disable=not config.progress, initial=run.start, total=config.num_batches,
     )  # fmt: skip
+    if evaluation is not None and evaluation.at_start and run.start == 0:
+        run.evaluate(evaluation, 0)
     for batch in bar:
         inputs, targets = task.sample(run.generators)
         inputs, targets = upload(inputs, device, dtype), targets.to(device, dtype)

@@ -56,7 +56,11 @@ def test_slow_rules_train_longer_and_equal_steps_compare_at_iterations():
     ends = table[table.metric == "seconds"].set_index("condition").batch
     assert ends.to_dict() == {"BPTT": 2, "e-prop": 4}
     checkpoints = table[table.metric == "lambda_max"]
-    assert sorted(checkpoints[checkpoints.condition == "e-prop"].batch) == [2, 4]
+    assert sorted(checkpoints[checkpoints.condition == "e-prop"].batch) == [
+        0,
+        2,
+        4,
+    ]  # iteration 0: the initial network
     hvps = table[table.metric == "lambda_max_hvps"].value
     assert len(hvps) == len(checkpoints) and hvps.between(1, cfg.curvature_iterations).all()
     final = gen.tables(table, cfg)["final_by_seed"]
@@ -109,13 +113,24 @@ def _checkpoints(losses: dict[tuple[str, int], list[float]], lambdas) -> pd.Data
     return pd.DataFrame(rows)
 
 
-def test_matched_loss_takes_each_runs_first_checkpoint_at_the_common_level():
-    losses = {("A", 0): [1.0, 0.5, 0.2], ("B", 0): [1.0, 0.8, 0.6]}  # level: max(0.2, 0.6)
-    lambdas = {("A", 0): [1, 2, 3], ("B", 0): [4, 5, 6]}
-    matched = gen.matched_loss(_checkpoints(losses, lambdas))
+def test_matched_loss_takes_each_runs_first_checkpoint_at_the_level_learning_runs_reach():
+    """The level comes from the runs that learn (lowest loss ≤ 80% of their first): C, stuck
+    near chance, neither sets it nor appears, and ``matched_runs`` says so."""
+    losses = {("A", 0): [1.0, 0.5, 0.2], ("B", 0): [1.0, 0.8, 0.6],  # level: max(0.2, 0.6)
+              ("C", 0): [1.0, 0.95, 0.9]}  # fmt: skip
+    lambdas = {("A", 0): [1, 2, 3], ("B", 0): [4, 5, 6], ("C", 0): [7, 8, 9]}
+    checkpoints = _checkpoints(losses, lambdas)
+    matched = gen.matched_loss(checkpoints)
     at = matched[matched.metric == "lambda_max"].set_index("condition")
     assert at.loc["A", "value"] == 2 and at.loc["B", "value"] == 6  # A at 0.5, B at 0.6
-    assert (matched.level == 0.6).all()
+    assert "C" not in at.index and (matched.level == 0.6).all()
+    runs = gen.matched_runs(checkpoints).set_index("condition")
+    assert runs.learns.tolist() == [True, True, False] and runs.reached.tolist() == [
+        True,
+        True,
+        False,
+    ]
+    assert runs.loc["A", "batch"] == 20 and np.isnan(runs.loc["C", "batch"])
 
 
 def _final(conditions: dict[str, tuple[str, float, float | None]], seeds=range(6)):

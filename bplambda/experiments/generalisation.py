@@ -226,9 +226,10 @@ def _generalisation_condition(
     task, cell = liu_task(task_name, cfg)
     evaluate = checkpoint_metrics(cell, task, cfg, len(condition.seeds))
     iterations = iterations_of(condition, cfg)
+    checkpoints = Evaluation(evaluate, every=cfg.checkpoint_every, at_start=True)
     table, params, seconds = run_condition(
         condition, task, cell, replace(train_config, num_batches=iterations), cfg.device,
-        cfg.dtype, store, (task_name,), evaluation=Evaluation(evaluate, every=cfg.checkpoint_every),
+        cfg.dtype, store, (task_name,), evaluation=checkpoints,
     )  # fmt: skip
     start = time.perf_counter()
     final = final_curvature(cell, condition.rule, params, task, cfg)
@@ -270,20 +271,41 @@ def _final_means(rows: pd.DataFrame, last: int) -> pd.DataFrame:
                       grouped.last().rename("last_batch")], axis=1).reset_index()  # fmt: skip
 
 
+LEARNS = 0.8
+"""A run learns when its lowest checkpoint training loss is at most this fraction of its
+loss at iteration 0 (chance, for a classifier that starts near uniform)."""
+
+
 def matched_loss(checkpoints: pd.DataFrame) -> pd.DataFrame:
-    """Per task, the common training-loss level every healthy run reaches (the largest of the
-    runs' lowest checkpoint losses) and, per run, the checkpointed metrics at the first
-    checkpoint where its training loss is at or below it (``batch``: that checkpoint)."""
-    frames = []
-    healthy = checkpoints[~checkpoints.diverged.astype(bool)]
-    for _, rows in healthy.groupby("task"):
-        loss = rows[rows.metric == "train_loss"]
-        level = loss.groupby(["condition", "seed"]).value.min().max()
-        reached = loss[loss.value <= level].groupby(["condition", "seed"]).batch.min()
-        keys = rows.set_index(["condition", "seed"]).index
-        at = rows[rows.batch.to_numpy() == reached.reindex(keys).to_numpy()]
-        frames.append(at.assign(level=level))
-    return pd.concat(frames, ignore_index=True) if frames else checkpoints.iloc[:0]
+    """Per task, the common training-loss ``level`` of the runs that learn (:data:`LEARNS`):
+    the largest of their lowest checkpoint losses, so every learning run reaches it; per run
+    that reaches it, the checkpointed metrics at its first checkpoint at or below it
+    (``batch``: that checkpoint). Runs that never learn (or diverged) do not set the level
+    and stay out; :func:`matched_runs` lists them all."""
+    runs = matched_runs(checkpoints)
+    reached = runs[runs.reached].set_index(["task", "condition", "seed"])
+    keys = pd.MultiIndex.from_frame(checkpoints[["task", "condition", "seed"]])
+    at = reached.batch.reindex(keys).to_numpy()
+    matched = checkpoints[checkpoints.batch.to_numpy() == at]
+    return matched.merge(runs[["task", "level"]].drop_duplicates(), on="task")
+
+
+def matched_runs(checkpoints: pd.DataFrame) -> pd.DataFrame:
+    """Per run (task, condition, seed): its training loss at iteration 0 and its lowest,
+    whether it ``learns`` (:data:`LEARNS`), the task's matched ``level`` (the largest lowest
+    loss among learning runs), whether it ``reached`` it and at which checkpoint ``batch``."""
+    loss = checkpoints[(checkpoints.metric == "train_loss")
+                       & ~checkpoints.diverged.astype(bool)].sort_values("batch")  # fmt: skip
+    by_run = loss.groupby(["task", "condition", "seed"])
+    runs = pd.concat([by_run.value.first().rename("initial_loss"),
+                      by_run.value.min().rename("lowest_loss")], axis=1).reset_index()  # fmt: skip
+    runs["learns"] = runs.lowest_loss <= LEARNS * runs.initial_loss
+    level = runs[runs.learns].groupby("task").lowest_loss.max().rename("level")
+    runs = runs.merge(level, on="task", how="left")
+    runs["reached"] = runs.learns & (runs.lowest_loss <= runs.level)
+    first = loss.merge(runs[["task", "level"]].drop_duplicates(), on="task")
+    first = first[first.value <= first.level].groupby(["task", "condition", "seed"]).batch.min()
+    return runs.merge(first.rename("batch").reset_index(), how="left")
 
 
 POOLS = {"Liu et al.'s rules": ("bptt", "eprop", "rflo", "mdgl"),
@@ -371,7 +393,8 @@ def tables(table: pd.DataFrame, cfg: Config) -> dict[str, pd.DataFrame]:
     logged batch: loss, update alignment, the rule's signal alignment), ``final_by_seed`` (per
     model: the mean over the last ``final_checkpoints`` checkpoints up to ``iterations`` and
     the last of them, the equal-steps comparison; the end-of-run curvature), ``matched`` (the
-    checkpointed metrics at a common training loss, :func:`matched_loss`), ``summary`` (mean
+    checkpointed metrics at a common training loss, :func:`matched_loss`; which runs learn and
+    reach it: ``matched_runs``), ``summary`` (mean
     and 95% interval over seeds, diverged models apart), ``correlations``
     (:func:`correlations`), ``identities`` (:func:`identities`), ``timing``."""
     checkpoints = table[table.metric.isin(CHECKPOINTED)]
@@ -394,6 +417,7 @@ def tables(table: pd.DataFrame, cfg: Config) -> dict[str, pd.DataFrame]:
         "logged": logged,
         "final_by_seed": final,
         "matched": matched_loss(checkpoints),
+        "matched_runs": matched_runs(checkpoints),
         "summary": summary.reset_index(drop=True),
         "correlations": correlations(final),
         "identities": identities(final),
