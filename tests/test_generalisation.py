@@ -12,7 +12,12 @@ from bplambda.errors import ParameterError
 from bplambda.experiments import generalisation as gen
 from bplambda.experiments import sequential_mnist
 from bplambda.experiments.conditions import single_condition
-from bplambda.experiments.generalisation_claims import _AtTask, _bound_verdict, _untestable
+from bplambda.experiments.generalisation_claims import (
+    _AtTask,
+    _bound_verdict,
+    _untestable,
+    _variance_verdict,
+)
 from bplambda.sharpness import final_curvature
 from bplambda.stacking import init_stacked_network
 from bplambda.tasks.liu import liu_task
@@ -203,6 +208,14 @@ def test_delayed_match_on_fresh_trials_cannot_show_its_clean_gap():
                  _untestable("delayed_match", fresh))  # fmt: skip
     assert at.judged("gap_test_loss", "reproduced").startswith("not testable (training trials")
     assert at.judged("gap_test_noisy_loss", "reproduced") == "reproduced"
+
+
+def test_a_variance_claim_needs_ten_seeds_per_rule():
+    assert _variance_verdict(1.5, 30.0, 5).startswith("cannot decide (5 seeds")
+    assert _variance_verdict(1.5, 30.0, 10) == "reproduced"
+    assert _variance_verdict(0.01, 0.5, 10) == "NOT reproduced"
+    assert _variance_verdict(0.5, 3.0, 12) == "inconclusive (12 seeds)"
+    assert len(gen.DEFAULTS["paper"]["seeds"]) >= 10
 
 
 def test_the_stability_bound_is_tested_only_where_it_binds():
