@@ -46,6 +46,11 @@ class Cell(ABC):
     hidden_size: int
     readout_init: ClassVar[str] = "linear"
 
+    def constrain(self, params: Params) -> None:
+        """Put the cell's parameters back inside its constraints after an update, in place
+        (a rate cell under Dale's law); most cells have none."""
+        return None
+
     @property
     def state_size(self) -> int:
         return self.hidden_size
@@ -395,11 +400,20 @@ class RateRNN(Cell):
     Initialisation (their code): ``W_ih ~ N(0, 2/I)``, ``W_hh ~ N(0, 2/H)``, diagonal masked;
     the readout Glorot-uniform with a zero bias (``readout_init``; TF's ``get_variable`` default).
     ``W[i, j]`` is the weight from unit j to unit i (PyTorch's convention; TF's is transposed).
+
+    Dale's law (``excitatory_fraction``, e.g. 0.8 as the authors' delayed-match code): the
+    first ``round(fraction·H)`` units are excitatory, the rest inhibitory (:meth:`unit_types`),
+    and every recurrent weight carries its presynaptic unit's sign. ``W_hh`` starts as
+    ``|N(0, 2/H)|`` times that sign, the inhibitory columns scaled by ``n_E/n_I`` so that a
+    unit's expected recurrent input is zero (our choice); :meth:`constrain`, applied after
+    every update, sets a weight that crossed zero back to zero, keeping the signs through
+    training (projected gradient descent).
     """
 
     input_size: int
     hidden_size: int
     alpha: float = 0.0
+    excitatory_fraction: float | None = None
     readout_init: ClassVar[str] = "glorot"
 
     def __post_init__(self) -> None:
@@ -407,6 +421,32 @@ class RateRNN(Cell):
             raise ValueError(
                 f"alpha={self.alpha!r} is invalid; pass a leak α = exp(−dt/τ) in [0, 1)"
             )
+        fraction = self.excitatory_fraction
+        if fraction is not None and not 0 < round(fraction * self.hidden_size) < self.hidden_size:
+            raise ValueError(
+                f"excitatory_fraction={fraction!r} leaves no excitatory or no inhibitory unit "
+                f"among {self.hidden_size}; pass a fraction in (0, 1), or None for no Dale's law"
+            )
+
+    def unit_types(self) -> Tensor | None:
+        """``(H,)``: 0 for an excitatory unit, 1 for an inhibitory one; None without Dale's law."""
+        if self.excitatory_fraction is None:
+            return None
+        excitatory = round(self.excitatory_fraction * self.hidden_size)
+        return (torch.arange(self.hidden_size) >= excitatory).long()
+
+    def _signs(self, like: Tensor) -> Tensor:
+        """``(H,)``: each presynaptic unit's sign (+1 E, −1 I)."""
+        return (1 - 2 * self.unit_types()).to(like.dtype).to(like.device)
+
+    def constrain(self, params: Params) -> None:
+        """Dale's law, in place: a recurrent weight whose sign is not its presynaptic unit's
+        becomes zero (without Dale's law nothing changes)."""
+        if self.excitatory_fraction is None:
+            return
+        with torch.no_grad():
+            weight = params["weight_hh"]
+            weight.mul_((weight * self._signs(weight) >= 0).to(weight.dtype))
 
     @property
     def param_ndim(self) -> dict[str, int]:
@@ -415,6 +455,11 @@ class RateRNN(Cell):
     def init_params(self, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Params:
         H, n_in = self.hidden_size, self.input_size
         weight_hh = torch.randn(H, H, generator=generator, dtype=dtype) * math.sqrt(2 / H)
+        if self.excitatory_fraction is not None:
+            types = self.unit_types()
+            inhibitory = int(types.sum())
+            balance = torch.where(types == 1, (H - inhibitory) / inhibitory, 1.0).to(dtype)
+            weight_hh = weight_hh.abs() * self._signs(weight_hh) * balance
         return {
             "weight_ih": torch.randn(H, n_in, generator=generator, dtype=dtype)
             * math.sqrt(2 / n_in),
@@ -484,6 +529,9 @@ class MaskedCell(Cell):
     @property
     def readout_init(self) -> str:  # type: ignore[override]
         return self.inner.readout_init
+
+    def constrain(self, params: Params) -> None:
+        self.inner.constrain(params)
 
     @property
     def input_size(self) -> int:

@@ -299,11 +299,13 @@ class _Run:
         return self.diverged_at.cpu().numpy()
 
     def update(self, grads: ParamGroups) -> None:
-        """One optimiser step (with the L2 term) for the models that have not diverged."""
+        """One optimiser step (with the L2 term) for the models that have not diverged, then
+        the cell's constraints (Dale's law) put back."""
         _apply(
             self.optimisers, self.params, with_l2_gradient(grads, self.params, self.config.l2),
             self.diverged_at < 0,
         )  # fmt: skip
+        self.cell.constrain(self.params["rnn"])
 
     def mark_divergence(self, out: RuleOutput, batch: int) -> None:
         """Mark the models whose batch went unhealthy at ``batch`` (on the device, no sync)."""

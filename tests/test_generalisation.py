@@ -18,6 +18,7 @@ from bplambda.experiments.generalisation_claims import (
     _untestable,
     _variance_verdict,
 )
+from bplambda.experiments.liu_settings import settings_table
 from bplambda.sharpness import final_curvature
 from bplambda.stacking import init_stacked_network
 from bplambda.tasks.liu import liu_task
@@ -223,3 +224,17 @@ def test_the_stability_bound_is_tested_only_where_it_binds():
     assert _bound_verdict(0.9, 0.01, 0.1, 10).startswith("inconclusive (λ_max stays below")
     assert _bound_verdict(0.9, 0.01, 3.0, 10).startswith("NOT reproduced")
     assert _bound_verdict(0.1, 0.5, 1.0, 10).startswith("inconclusive (10 runs")
+
+
+def test_the_paper_profile_follows_the_authors_wherever_their_setting_is_known():
+    """Every known setting of Liu et al. (and of the same author's delayed task) is the paper
+    profile's, or a stated, deliberate difference; smaller profiles say what they shrink."""
+    paper = settings_table(gen.config("paper", tasks=["pattern_generation", "delayed_match"]))
+    assert not (paper.follows == "NO").any(), paper[paper.follows == "NO"]
+    assert set(paper.follows) <= {"yes", "unknown"} | {f for f in paper.follows if
+                                                       f.startswith("no: ")}  # fmt: skip
+    deliberate = paper[paper.follows.str.startswith("no: ")].setting
+    assert set(deliberate) == {"checkpoint_every", "seeds", "curvature_batch"}
+    medium = settings_table(gen.config("medium", tasks=["delayed_match"]))
+    shrunk = set(medium[medium.follows == "shrunk"].setting)
+    assert {"delay", "tau_dms", "iterations"} <= shrunk

@@ -76,7 +76,10 @@ class Config(ResumableOptions):
     ``dms_batch_size``, τ ``tau_dms`` = 100 as Liu et al.'s ModProp code; trained on a fixed set of
     ``dms_train_size`` trials, tested on fresh ones and on fresh ones with noise
     ``dms_noisy_test_std``; ``dms_train_size=None`` draws fresh training trials, and then the
-    clean gap is zero by construction and its claims read "not testable").
+    clean gap is zero by construction and its claims read "not testable"); its network has
+    ``dms_hidden_size`` units (None: ``hidden_size``), under Dale's law with a fraction
+    ``dms_excitatory_fraction`` of excitatory units (None: no Dale's law), whose E and I
+    populations are cell-type MDGL's two types.
 
     ``paper`` runs 10 seeds (a variance claim needs them) and measures on 10,000 examples per
     split (the whole seq-MNIST test set, a training estimate of the same precision).
@@ -125,6 +128,8 @@ class Config(ResumableOptions):
     tau_dms: float = checked(checks.positive_real, 100.0)
     dms_train_size: int | None = checked(checks.optional_positive_int, 512)
     dms_noisy_test_std: float = checked(checks.positive_real, 0.1)
+    dms_hidden_size: int | None = checked(checks.optional_positive_int, None)
+    dms_excitatory_fraction: float | None = checked(checks.optional_fraction, 0.8)
     eval_size: int = checked(checks.positive_int, 1024)
     eval_seed: int = checked(checks.non_negative_int, 0)
     curvature_batch: int = checked(checks.positive_int, 256)
@@ -166,6 +171,7 @@ DEFAULTS = {
                "hidden_size": 64, "pattern_seq_len": 200, "delay": 60, "cue_len": 20,
                "cue_sigma": 5.0, "tau_dms": 20.0, "eval_size": 512, "curvature_batch": 128},
     "paper": {"seeds": tuple(range(10)), "iterations": 10_000, "slow_iterations": 16_000,
+              "dms_hidden_size": 120,
               "checkpoint_every": 250, "checkpoint_solver": "lanczos", "eval_size": 10_000},
 }  # fmt: skip
 
