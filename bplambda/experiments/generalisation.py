@@ -258,7 +258,8 @@ def _generalisation_condition(
 CHECKPOINTED = ("lambda_max", "lambda_max_converged", "lambda_max_hvps", "train_loss",
                 "train_error", "test_loss", "test_error", "test_noisy_loss", "test_noisy_error",
                 "gap_test_loss", "gap_test_error", "gap_test_noisy_loss",
-                "gap_test_noisy_error")  # fmt: skip
+                "gap_test_noisy_error", "train_loss_se", "test_loss_se", "test_noisy_loss_se",
+                "gap_test_loss_se", "gap_test_noisy_loss_se")  # fmt: skip
 PER_BATCH = ("loss", "update_alignment", "alignment_signal", "alignment_synthetic",
              "alignment_applied")  # fmt: skip
 AT_THE_END = ("lambda_max_final", "lambda_max_final_converged", "lambda_max_power", "c1",
