@@ -8,6 +8,7 @@ lines, or a bar from the lowest seed to the highest), and the titles say which.
 from __future__ import annotations
 
 import functools
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import ParamSpec
 
@@ -176,9 +177,11 @@ def lines(
     log_y: Sequence[str] = (),
     xlabel: str | None = None,
     hue: str = "condition",
+    hue_title: str | None = None,
 ) -> plt.Figure:
     """One panel per metric: value vs ``x``, a line per ``hue`` value (conditions by default,
-    in the house colours) with a band over seeds."""
+    in the house colours) with a band over seeds; ``hue_title`` names the legend (default: no
+    title for conditions, else ``hue``)."""
     if hue == "condition":
         order, palette = condition_order(data), _palette(data)
     else:
@@ -189,11 +192,35 @@ def lines(
     for ax, metric in zip(axes[0], metrics):
         subset = data[data.metric == metric]
         drawn |= _lines_with_bands(ax, subset, x, hue, order, palette, legend=ax is axes[0][-1])
-        ax.set(ylabel=METRIC_LABELS.get(metric, metric), xlabel=xlabel or AXIS_LABELS.get(x, x))
+        ax.set(ylabel=textwrap.fill(METRIC_LABELS.get(metric, metric), 32),
+               xlabel=xlabel or AXIS_LABELS.get(x, x))  # fmt: skip
         if metric in log_y:
             ax.set_yscale("log")
-    fig.suptitle(f"{title}\n({_spread_note(drawn)})", fontsize="medium")
+    if hue_title is not None and axes[0][-1].get_legend() is not None:
+        axes[0][-1].get_legend().set_title(hue_title)
+    width = 32 * len(metrics) + 22  # characters that fit over the panels and the legend
+    fig.suptitle(textwrap.fill(f"{title} ({_spread_note(drawn)})", width), fontsize="medium")
     _legend_right(fig, axes[0][-1])
+    return fig
+
+
+def lead_vs_length(lead: pd.DataFrame, title: str) -> plt.Figure:
+    """BP(1)'s lead over the best bootstrapping SG(n) against T, a line per spectral radius
+    (``rho_label``), each point labelled with the window n that was best there (``best_n``)."""
+    fig = lines(lead, x="T", metrics=["lead"], hue="rho_label", title=title,
+                hue_title="fixed RNN")  # fmt: skip
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    colours = {text.get_text(): handle.get_color()
+               for text, handle in zip(legend.get_texts(), legend.legend_handles)}  # fmt: skip
+    means = lead.groupby(["rho_label", "T"]).agg(value=("value", "mean"), n=("best_n", "first"))
+    lines_in_order = list(dict.fromkeys(means.index.get_level_values(0)))
+    for (label, T), row in means.iterrows():
+        offset = 9 * lines_in_order.index(label) - 9  # apart where the lines meet
+        ax.annotate(f"n={row.n:g}", (T, row.value), textcoords="offset points",
+                    xytext=(5, offset), fontsize="x-small",
+                    color=colours.get(label, "0.25"))  # fmt: skip
+    fig.tight_layout()
     return fig
 
 
