@@ -10,6 +10,7 @@ import torch
 
 from bplambda.errors import ParameterError
 from bplambda.experiments import generalisation as gen
+from bplambda.experiments import generalisation_stats as stats
 from bplambda.experiments import sequential_mnist
 from bplambda.experiments.conditions import single_condition
 from bplambda.experiments.generalisation_claims import (
@@ -126,11 +127,11 @@ def test_matched_loss_takes_each_runs_first_checkpoint_at_the_level_learning_run
               ("C", 0): [1.0, 0.95, 0.9]}  # fmt: skip
     lambdas = {("A", 0): [1, 2, 3], ("B", 0): [4, 5, 6], ("C", 0): [7, 8, 9]}
     checkpoints = _checkpoints(losses, lambdas)
-    matched = gen.matched_loss(checkpoints)
+    matched = stats.matched_loss(checkpoints)
     at = matched[matched.metric == "lambda_max"].set_index("condition")
     assert at.loc["A", "value"] == 2 and at.loc["B", "value"] == 6  # A at 0.5, B at 0.6
     assert "C" not in at.index and (matched.level == 0.6).all()
-    runs = gen.matched_runs(checkpoints).set_index("condition")
+    runs = stats.matched_runs(checkpoints).set_index("condition")
     assert runs.learns.tolist() == [True, True, False] and runs.reached.tolist() == [
         True,
         True,
@@ -160,7 +161,7 @@ def test_correlations_count_each_rule_in_one_pool_and_test_the_rules_means():
     """Liu et al.'s rules and ours are pooled apart, the oracle (BPTT) in neither, so TBPTT(1)
     (e-prop at α = 0) is never counted twice; the pool's verdict test runs over its rules'
     means, with an exact permutation p (4 rules: at best 2/24)."""
-    table = gen.correlations(_final(LIU_AND_OURS))
+    table = stats.correlations(_final(LIU_AND_OURS))
     liu = table[table.scope == "Liu et al.'s rules"].set_index("unit")
     assert liu.loc["runs", "n"] == 24 and liu.loc["runs", "spearman_r"] == pytest.approx(1)
     assert liu.loc["runs", "pearson_r"] < 1  # not linear
@@ -172,14 +173,14 @@ def test_correlations_count_each_rule_in_one_pool_and_test_the_rules_means():
     assert ours.loc["runs", "n"] == 12 and "condition means" not in ours.index  # 2 rules
     anti = _final(LIU_AND_OURS).pipe(lambda f: f.assign(
         value=np.where(f.metric == "gap_test_loss", -f.value, f.value)))  # fmt: skip
-    flipped = gen.correlations(anti)
+    flipped = stats.correlations(anti)
     assert flipped[flipped.unit == "runs"].spearman_r.iloc[0] == pytest.approx(-1)
 
 
 def test_the_identities_are_set_side_by_side_where_they_hold():
     final = pd.concat([_final(LIU_AND_OURS).assign(task="seq_mnist"),
                        _final(LIU_AND_OURS).assign(task="delayed_match")])  # fmt: skip
-    found = gen.identities(final)
+    found = stats.identities(final)
     pairs = set(zip(found["task"], found["condition"], found["equals"]))
     assert pairs == {
         ("seq_mnist", "Oracle", "BPTT"),
