@@ -284,7 +284,9 @@ def window_bounds(bounds: pd.DataFrame, windows: Sequence[int], title: str) -> p
 
 
 def _panels(data: pd.DataFrame, panel: str) -> tuple[plt.Figure, list, list[str]]:
-    names = list(dict.fromkeys(data[panel]))
+    """A row of panels, one per value of ``panel`` in sorted order (the same in every figure,
+    whatever order the table holds them in)."""
+    names = sorted(set(data[panel]))
     fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.2), squeeze=False)
     return fig, list(axes[0]), names
 
