@@ -159,7 +159,8 @@ class Config(ResumableOptions):
 
 DEFAULTS = {
     "smoke": {"seeds": (0, 1), "iterations": 4, "checkpoint_every": 2, "hidden_size": 12,
-              "rules": ("bptt", "eprop", "rflo", "mdgl", "sg", "bp_lambda"), "windows": (1,),
+              "rules": ("bptt", "eprop", "rflo", "mdgl", "sg", "bp_lambda", "oracle"),
+              "windows": (1,),
               "lambdas": (0.0, 1.0), "batch_size": 16, "limit": 200, "pattern_seq_len": 30,
               "delay": 10, "cue_len": 5, "cue_sigma": 2.0, "dms_batch_size": 8,
               "dms_train_size": 32,
