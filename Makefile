@@ -45,8 +45,10 @@ reproduce: setup data
 	$(BIN)/python -m bplambda.reproduce --profile $(PROFILE) --jobs $(JOBS) $(if $(NOTEBOOKS),--only $(NOTEBOOKS)) $(if $(FORCE),--force)
 
 # As root (containers, CI) jupyter refuses to start without --allow-root.
+# Notebooks run from JupyterLab write under results/lab/ (git-ignored), never into the
+# committed results; a notebook's output_dir parameter still chooses any folder.
 lab: setup data
-	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
+	BPLAMBDA_RESULTS_ROOT=results/lab $(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Real-browser test of `make lab`: Debian's chromium (apt, as root), checked on every call, and
 # Playwright for Python driving /usr/bin/chromium (Playwright's own browser download is never

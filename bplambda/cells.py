@@ -21,6 +21,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -37,11 +38,18 @@ class Cell(ABC):
     here are the identities that most cells need: the readout sees the whole state, the
     state is ``hidden_size`` wide, BP(λ)'s learning signals pass unchanged (only the official
     LSTM's quirks change them, :class:`FaithfulLSTM`), every step is real (only
-    :class:`MaskedCell` pads), and the cell is its own exact version.
+    :class:`MaskedCell` pads), the cell is its own exact version, and its readout starts as
+    ``nn.Linear`` does (``readout_init``, :data:`~bplambda.readout.READOUT_INITS`).
     """
 
     input_size: int
     hidden_size: int
+    readout_init: ClassVar[str] = "linear"
+
+    def constrain(self, params: Params) -> None:
+        """Put the cell's parameters back inside its constraints after an update, in place
+        (a rate cell under Dale's law); most cells have none."""
+        return None
 
     @property
     def state_size(self) -> int:
@@ -389,19 +397,56 @@ class RateRNN(Cell):
     with ``M = 1 − I`` (no autapses), no recurrent bias, ``α = exp(−dt/τ)`` (``alpha``; their
     seq-MNIST has ``τ = 0.01``, so ``α ≈ 0``: a leak-free ReLU RNN). The readout sees ``z``
     (their readout filter ``κ`` equals ``α`` there; a separate readout filter is not modelled).
-    Initialisation (their code): ``W_ih ~ N(0, 2/I)``, ``W_hh ~ N(0, 2/H)``, diagonal masked.
+    Initialisation (their code): ``W_ih ~ N(0, 2/I)``, ``W_hh ~ N(0, 2/H)``, diagonal masked;
+    the readout Glorot-uniform with a zero bias (``readout_init``; TF's ``get_variable`` default).
     ``W[i, j]`` is the weight from unit j to unit i (PyTorch's convention; TF's is transposed).
+
+    Dale's law (``excitatory_fraction``, e.g. 0.8 as the authors' delayed-match code): the
+    first ``round(fraction·H)`` units are excitatory, the rest inhibitory (:meth:`unit_types`),
+    and every recurrent weight carries its presynaptic unit's sign. ``W_hh`` starts as
+    ``|N(0, 2/H)|`` times that sign, the inhibitory columns scaled by ``n_E/n_I`` so that a
+    unit's expected recurrent input is zero (our choice); :meth:`constrain`, applied after
+    every update, sets a weight that crossed zero back to zero, keeping the signs through
+    training (projected gradient descent).
     """
 
     input_size: int
     hidden_size: int
     alpha: float = 0.0
+    excitatory_fraction: float | None = None
+    readout_init: ClassVar[str] = "glorot"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha < 1.0:
             raise ValueError(
                 f"alpha={self.alpha!r} is invalid; pass a leak α = exp(−dt/τ) in [0, 1)"
             )
+        fraction = self.excitatory_fraction
+        if fraction is not None and not 0 < round(fraction * self.hidden_size) < self.hidden_size:
+            raise ValueError(
+                f"excitatory_fraction={fraction!r} leaves no excitatory or no inhibitory unit "
+                f"among {self.hidden_size}; pass a fraction in (0, 1), or None for no Dale's law"
+            )
+
+    def unit_types(self) -> Tensor | None:
+        """``(H,)``: 0 for an excitatory unit, 1 for an inhibitory one; None without Dale's law."""
+        if self.excitatory_fraction is None:
+            return None
+        excitatory = round(self.excitatory_fraction * self.hidden_size)
+        return (torch.arange(self.hidden_size) >= excitatory).long()
+
+    def _signs(self, like: Tensor) -> Tensor:
+        """``(H,)``: each presynaptic unit's sign (+1 E, −1 I)."""
+        return (1 - 2 * self.unit_types()).to(like.dtype).to(like.device)
+
+    def constrain(self, params: Params) -> None:
+        """Dale's law, in place: a recurrent weight whose sign is not its presynaptic unit's
+        becomes zero (without Dale's law nothing changes)."""
+        if self.excitatory_fraction is None:
+            return
+        with torch.no_grad():
+            weight = params["weight_hh"]
+            weight.mul_((weight * self._signs(weight) >= 0).to(weight.dtype))
 
     @property
     def param_ndim(self) -> dict[str, int]:
@@ -410,6 +455,11 @@ class RateRNN(Cell):
     def init_params(self, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Params:
         H, n_in = self.hidden_size, self.input_size
         weight_hh = torch.randn(H, H, generator=generator, dtype=dtype) * math.sqrt(2 / H)
+        if self.excitatory_fraction is not None:
+            types = self.unit_types()
+            inhibitory = int(types.sum())
+            balance = torch.where(types == 1, (H - inhibitory) / inhibitory, 1.0).to(dtype)
+            weight_hh = weight_hh.abs() * self._signs(weight_hh) * balance
         return {
             "weight_ih": torch.randn(H, n_in, generator=generator, dtype=dtype)
             * math.sqrt(2 / n_in),
@@ -475,6 +525,13 @@ class MaskedCell(Cell):
     """
 
     inner: Cell
+
+    @property
+    def readout_init(self) -> str:  # type: ignore[override]
+        return self.inner.readout_init
+
+    def constrain(self, params: Params) -> None:
+        self.inner.constrain(params)
 
     @property
     def input_size(self) -> int:

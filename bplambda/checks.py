@@ -115,6 +115,13 @@ def optional_positive_int(name: str, value: object) -> int | None:
     return None if value is None else positive_int(name, value)
 
 
+fraction = scalar(float, lambda r: 0.0 < r < 1.0, "pass a fraction in (0, 1), or None")
+
+
+def optional_fraction(name: str, value: object) -> float | None:
+    return None if value is None else fraction(name, value)
+
+
 def seeds(name: str, value: object) -> tuple[int, ...]:
     allowed = 'pass a non-empty list of distinct integers >= 0, e.g. [0, 1, 2] or "[0, 1, 2]"'
     parsed = sequence(int, lambda n: n >= 0, allowed)(name, value)

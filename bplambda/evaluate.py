@@ -7,7 +7,7 @@ from torch import Tensor
 
 from bplambda.cells import Cell
 from bplambda.outputs import ParamGroups
-from bplambda.readout import SequenceTargets, readout, step_losses
+from bplambda.readout import SequenceTargets, example_losses, readout, step_losses
 from bplambda.tasks.mnist import as_sequences
 
 
@@ -28,7 +28,8 @@ def evaluation_metrics(
     ``*M`` are read from ``params["readout"]["bias"]: (*M, O)``.
 
     ``"loss"``: the training loss ``Σ_t step_losses`` (weighted per-step losses), averaged
-    over the ``N`` examples. ``"error"`` (cross-entropy only): the fraction of wrong argmax
+    over the ``N`` examples; ``"loss_se"``: its standard error over the examples
+    (their standard deviation / √N). ``"error"`` (cross-entropy only): the fraction of wrong argmax
     predictions over the examples and the steps with nonzero weight (for a last-step label,
     the usual error rate). Evaluated ``chunk`` examples at a time, keeping only the current
     state and only scoring steps with a nonzero weight, so memory stays
@@ -46,6 +47,7 @@ def evaluation_metrics(
     classify = targets.kind == "cross_entropy"
     N = inputs.shape[1]
     total_loss = torch.zeros(model_shape, device=device, dtype=dtype)
+    square_sum = torch.zeros(model_shape, device=device, dtype=dtype)
     wrong = torch.zeros(model_shape, device=device, dtype=dtype)
     for start in range(0, N, chunk):
         x = shared_by_models(inputs[:, start : start + chunk].to(device, dtype), model_shape)
@@ -53,6 +55,7 @@ def evaluation_metrics(
         chunk_targets = SequenceTargets(y, weights, targets.kind).to(device, dtype)
         n = x.shape[-2]
         s = x.new_zeros(*x.shape[1:-1], cell.state_size)
+        per_example = x.new_zeros(*model_shape, n)
         for t, x_t in enumerate(x):
             s = cell.step(params["rnn"], x_t, s)
             if not scored[t]:
@@ -62,9 +65,13 @@ def evaluation_metrics(
                 chunk_targets.values[t : t + 1], weights[t : t + 1], targets.kind
             )
             total_loss += step_losses(out.unsqueeze(0), step)[0] * n
+            per_example += example_losses(out.unsqueeze(0), step)[0]
             if classify:
                 wrong += (out.argmax(-1) != step.values[0]).to(dtype).sum(-1)
-    metrics = {"loss": total_loss / N}
+        square_sum += (per_example**2).sum(-1)
+    mean = total_loss / N
+    spread = (square_sum / N - mean**2).clamp(min=0) * N / max(N - 1, 1)
+    metrics = {"loss": mean, "loss_se": (spread / N).sqrt()}
     if classify:
         metrics["error"] = wrong / (N * sum(scored))
     return metrics
@@ -97,8 +104,10 @@ def generalisation(
     :mod:`bplambda.tasks.base`). For ``"train"`` and every split whose name starts with
     ``"test"`` (seq-MNIST: the clean and the noisy test set): ``{split}_loss`` and, for
     classification, ``{split}_error``; then ``gap_{split}_loss`` = test − train loss and
-    ``gap_{split}_error`` = test − train error. ``size`` examples per split (``None``: the
-    task's default) drawn with ``seed``: the same sets at every checkpoint and for every rule.
+    ``gap_{split}_error`` = test − train error, and the standard errors ``{split}_loss_se``
+    and ``gap_{split}_loss_se`` (the two sets' in quadrature). ``size`` examples per split
+    (``None``: the task's default) drawn with ``seed``: the same sets at every checkpoint and
+    for every rule.
     """
     splits = ["train", *(s for s in type(task).SPLITS if s.startswith("test"))]
     metrics: dict[str, Tensor] = {}
@@ -112,4 +121,7 @@ def generalisation(
                 metrics[f"gap_{split}_{name}"] = (
                     metrics[f"{split}_{name}"] - metrics[f"train_{name}"]
                 )
+        metrics[f"gap_{split}_loss_se"] = metrics[f"{split}_loss_se"].hypot(
+            metrics["train_loss_se"]
+        )  # the sets are drawn apart
     return metrics

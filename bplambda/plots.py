@@ -8,6 +8,7 @@ lines, or a bar from the lowest seed to the highest), and the titles say which.
 from __future__ import annotations
 
 import functools
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import ParamSpec
 
@@ -176,9 +177,11 @@ def lines(
     log_y: Sequence[str] = (),
     xlabel: str | None = None,
     hue: str = "condition",
+    hue_title: str | None = None,
 ) -> plt.Figure:
     """One panel per metric: value vs ``x``, a line per ``hue`` value (conditions by default,
-    in the house colours) with a band over seeds."""
+    in the house colours) with a band over seeds; ``hue_title`` names the legend (default: no
+    title for conditions, else ``hue``)."""
     if hue == "condition":
         order, palette = condition_order(data), _palette(data)
     else:
@@ -189,11 +192,35 @@ def lines(
     for ax, metric in zip(axes[0], metrics):
         subset = data[data.metric == metric]
         drawn |= _lines_with_bands(ax, subset, x, hue, order, palette, legend=ax is axes[0][-1])
-        ax.set(ylabel=METRIC_LABELS.get(metric, metric), xlabel=xlabel or AXIS_LABELS.get(x, x))
+        ax.set(ylabel=textwrap.fill(METRIC_LABELS.get(metric, metric), 32),
+               xlabel=xlabel or AXIS_LABELS.get(x, x))  # fmt: skip
         if metric in log_y:
             ax.set_yscale("log")
-    fig.suptitle(f"{title}\n({_spread_note(drawn)})", fontsize="medium")
+    if hue_title is not None and axes[0][-1].get_legend() is not None:
+        axes[0][-1].get_legend().set_title(hue_title)
+    width = 32 * len(metrics) + 22  # characters that fit over the panels and the legend
+    fig.suptitle(textwrap.fill(f"{title} ({_spread_note(drawn)})", width), fontsize="medium")
     _legend_right(fig, axes[0][-1])
+    return fig
+
+
+def lead_vs_length(lead: pd.DataFrame, title: str) -> plt.Figure:
+    """BP(1)'s lead over the best bootstrapping SG(n) against T, a line per spectral radius
+    (``rho_label``), each point labelled with the window n that was best there (``best_n``)."""
+    fig = lines(lead, x="T", metrics=["lead"], hue="rho_label", title=title,
+                hue_title="fixed RNN")  # fmt: skip
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    colours = {text.get_text(): handle.get_color()
+               for text, handle in zip(legend.get_texts(), legend.legend_handles)}  # fmt: skip
+    means = lead.groupby(["rho_label", "T"]).agg(value=("value", "mean"), n=("best_n", "first"))
+    lines_in_order = list(dict.fromkeys(means.index.get_level_values(0)))
+    for (label, T), row in means.iterrows():
+        offset = 9 * lines_in_order.index(label) - 9  # apart where the lines meet
+        ax.annotate(f"n={row.n:g}", (T, row.value), textcoords="offset points",
+                    xytext=(5, offset), fontsize="x-small",
+                    color=colours.get(label, "0.25"))  # fmt: skip
+    fig.tight_layout()
     return fig
 
 
@@ -257,7 +284,9 @@ def window_bounds(bounds: pd.DataFrame, windows: Sequence[int], title: str) -> p
 
 
 def _panels(data: pd.DataFrame, panel: str) -> tuple[plt.Figure, list, list[str]]:
-    names = list(dict.fromkeys(data[panel]))
+    """A row of panels, one per value of ``panel`` in sorted order (the same in every figure,
+    whatever order the table holds them in)."""
+    names = sorted(set(data[panel]))
     fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.2), squeeze=False)
     return fig, list(axes[0]), names
 
@@ -302,8 +331,8 @@ def curvature_trajectories(checkpoints: pd.DataFrame, lr: float, title: str) -> 
 def correlation_scatter(
     final: pd.DataFrame, correlations: pd.DataFrame, x: str, y: str, title: str
 ) -> plt.Figure:
-    """``y`` vs ``x`` of every (condition, seed) run, one panel per task, the pooled Spearman
-    and Pearson correlations in each panel's title."""
+    """``y`` vs ``x`` of every (condition, seed) run, one panel per task, with each pool's
+    Spearman correlation over its rules' means (and its exact permutation p) in the title."""
     wide = with_labels(by_run(final, ["task", "condition", "seed"]), final)
     fig, axes, tasks = _panels(wide, "task")
     order, palette = condition_order(wide), _palette(wide)
@@ -312,12 +341,13 @@ def correlation_scatter(
         sns.scatterplot(subset, x=x, y=y, hue="condition", palette=palette,
                         hue_order=[c for c in order if c in set(subset.condition)], s=40,
                         ax=ax, legend=ax is axes[-1])  # fmt: skip
-        row = correlations[(correlations.task == task) & (correlations.scope == "pooled")
-                           & (correlations.x == x) & (correlations.y == y)]  # fmt: skip
-        note = ("too few runs" if row.empty else
-                f"Spearman {row.spearman_r.iloc[0]:.2f} (p={row.spearman_p.iloc[0]:.2g}), "
-                f"Pearson {row.pearson_r.iloc[0]:.2f}, n={row.n.iloc[0]}")  # fmt: skip
-        ax.set(xscale=_scale(subset[x]), title=f"{task}\n{note}", xlabel=METRIC_LABELS.get(x, x),
+        means = correlations[(correlations.task == task) & (correlations.x == x)
+                             & (correlations.y == y)
+                             & (correlations.unit == "condition means")]  # fmt: skip
+        notes = [f"{r.scope}: Spearman {r.spearman_r:.2f} (p={r.spearman_p:.2g}, "
+                 f"{r.n} rules)" for r in means.itertuples()] or ["too few rules"]  # fmt: skip
+        ax.set(xscale=_scale(subset[x]), title="\n".join([task, *notes]),
+               xlabel=METRIC_LABELS.get(x, x),
                ylabel=METRIC_LABELS.get(y, y))  # fmt: skip
     fig.suptitle(title, fontsize="medium")
     _legend_right(fig, axes[-1])

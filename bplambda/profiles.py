@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,10 +19,17 @@ PROFILES = ("smoke", "quick", "medium", "paper")
 C = TypeVar("C")
 
 
+RESULTS_ROOT_VARIABLE = "BPLAMBDA_RESULTS_ROOT"
+"""Where results go instead of ``results/`` (`make lab` sets ``results/lab``, git-ignored, so
+that exploring a notebook never rewrites the committed results)."""
+
+
 def results_folder(profile: str) -> Path:
     """Where a profile's results go, relative to the project: ``results/`` for ``quick`` (the
-    committed ones), ``results/<profile>/`` otherwise, so no profile replaces another's."""
-    return Path("results") if profile == "quick" else Path("results") / profile
+    committed ones), ``results/<profile>/`` otherwise, so no profile replaces another's; under
+    ``$BPLAMBDA_RESULTS_ROOT`` instead of ``results/`` where it is set."""
+    root = Path(os.environ.get(RESULTS_ROOT_VARIABLE) or "results")
+    return root if profile == "quick" else root / profile
 
 
 def configure(

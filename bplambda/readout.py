@@ -20,6 +20,10 @@ from bplambda.device import upload
 from bplambda.errors import check_choice
 
 LOSS_KINDS = ("mse", "cross_entropy", "bce")
+READOUT_INITS = ("linear", "glorot")
+"""How a readout starts: ``"linear"`` as ``nn.Linear`` (weight and bias ~ U(±1/√H), the BP(λ)
+paper's networks), ``"glorot"`` Glorot-uniform weight ~ U(±√(6/(H+O))) and a zero bias (Liu et
+al.'s TF code: ``get_variable``'s default)."""
 
 
 def init_readout(
@@ -27,14 +31,22 @@ def init_readout(
     output_size: int,
     generator: torch.Generator,
     dtype: torch.dtype = torch.float32,
+    scheme: str = "linear",
 ) -> Params:
-    """Like ``nn.Linear``: weight and bias ~ U(±1/√H) (PAPER.md §3)."""
+    """A readout ``weight (O, H)``, ``bias (O,)`` started by ``scheme`` (:data:`READOUT_INITS`);
+    only the random parts draw from ``generator``."""
+    check_choice("readout_init", scheme, READOUT_INITS)
+
+    def uniform(shape: tuple[int, ...], bound: float) -> Tensor:
+        return (torch.rand(shape, generator=generator, dtype=dtype) * 2 - 1) * bound
+
+    if scheme == "glorot":
+        bound = math.sqrt(6 / (hidden_size + output_size))
+        return {"weight": uniform((output_size, hidden_size), bound),
+                "bias": torch.zeros(output_size, dtype=dtype)}  # fmt: skip
     bound = 1 / math.sqrt(hidden_size)
-    return {
-        "weight": (torch.rand((output_size, hidden_size), generator=generator, dtype=dtype) * 2 - 1)
-        * bound,
-        "bias": (torch.rand((output_size,), generator=generator, dtype=dtype) * 2 - 1) * bound,
-    }
+    return {"weight": uniform((output_size, hidden_size), bound),
+            "bias": uniform((output_size,), bound)}  # fmt: skip
 
 
 def readout(params: Params, h: Tensor) -> Tensor:
@@ -72,25 +84,41 @@ class SequenceTargets:
                                upload(self.weights, device, dtype), self.kind)  # fmt: skip
 
 
+def _elementwise(outputs: Tensor, targets: SequenceTargets) -> Tensor:
+    """The unreduced loss: ``(T, *M, B, O)`` for ``mse``/``bce``, ``(T, *M, B)`` for
+    ``cross_entropy``."""
+    y = targets.values
+    if targets.kind == "mse":
+        return (outputs - y) ** 2
+    if targets.kind == "bce":
+        return F.binary_cross_entropy_with_logits(outputs, y, reduction="none")
+    flat = F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), y.reshape(-1), reduction="none")
+    return flat.reshape(y.shape)
+
+
+def _weighted(losses: Tensor, targets: SequenceTargets) -> Tensor:
+    """``losses (T, *M[, B])`` times the per-step weights."""
+    weights = targets.weights
+    return losses * weights.reshape(*weights.shape, *([1] * (losses.dim() - weights.dim())))
+
+
 def step_losses(outputs: Tensor, targets: SequenceTargets) -> Tensor:
     """Weighted per-step losses ``weight_t · ℓ(ŷ_t, y_t)``: ``(T, *M)``.
 
     outputs: ``(T, *M, B, O)``.
     """
-    y = targets.values
-    if targets.kind == "mse":
-        per_step = ((outputs - y) ** 2).mean(dim=(-2, -1))
-    elif targets.kind == "bce":
-        per_step = F.binary_cross_entropy_with_logits(outputs, y, reduction="none").mean(
-            dim=(-2, -1)
-        )
-    else:
-        flat = F.cross_entropy(
-            outputs.reshape(-1, outputs.shape[-1]), y.reshape(-1), reduction="none"
-        )
-        per_step = flat.reshape(y.shape).mean(dim=-1)
-    weights = targets.weights
-    return per_step * weights.reshape(*weights.shape, *([1] * (per_step.dim() - weights.dim())))
+    elementwise = _elementwise(outputs, targets)
+    per_step = elementwise.mean(dim=-1) if targets.kind == "cross_entropy" else (
+        elementwise.mean(dim=(-2, -1)))  # fmt: skip
+    return _weighted(per_step, targets)
+
+
+def example_losses(outputs: Tensor, targets: SequenceTargets) -> Tensor:
+    """Weighted per-step losses of every example: ``(T, *M, B)`` (their mean over ``B`` is
+    :func:`step_losses`), for the spread of a held-out loss."""
+    elementwise = _elementwise(outputs, targets)
+    return _weighted(elementwise if targets.kind == "cross_entropy" else
+                     elementwise.mean(dim=-1), targets)  # fmt: skip
 
 
 def scored_losses(readout_params: Params, hidden: Tensor, targets: SequenceTargets) -> Tensor:

@@ -69,10 +69,13 @@ def run_notebook(
     parameters: dict | None = None,
     stdout: TextIO = sys.stdout,
 ) -> Path:
-    """Execute one notebook with papermill; its executed copy lands in ``output_dir`` when it
-    ran through, in ``build/failed/`` when it did not (then papermill's error is raised).
+    """Execute one notebook with papermill, progress bars off (an executed notebook would keep
+    their every redraw; the workers' progress lines still come); its executed copy lands in
+    ``output_dir`` when it ran through, in ``build/failed/`` when it did not (then papermill's
+    error is raised).
     ``stdout`` receives the notebook's output (its workers' progress lines) as it comes."""
-    parameters = {"profile": profile, "output_dir": str(output_dir), **(parameters or {})}
+    parameters = {"profile": profile, "output_dir": str(output_dir), "progress": False,
+                  **(parameters or {})}  # fmt: skip
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         executed = Path(scratch) / notebook.name

@@ -33,7 +33,7 @@ def init_network(
     generator = torch.Generator().manual_seed(seed)
     groups = {
         "rnn": cell.init_params(generator, dtype),
-        "readout": init_readout(cell.hidden_size, output_size, generator, dtype),
+        "readout": init_readout(cell.hidden_size, output_size, generator, dtype, cell.readout_init),
     }
     if rule is not None:
         groups.update(rule.init_groups(cell, output_size, generator, dtype))

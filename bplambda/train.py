@@ -248,11 +248,13 @@ def _log(
 @dataclass(frozen=True)
 class Evaluation:
     """``evaluate(params) -> {name: (K,) tensor}`` run after every ``every`` optimiser steps
-    (0: only after the last), e.g. validation and test error; its rows are logged under those
-    names, with ``batch`` the number of batches trained."""
+    (0: only after the last), and with ``at_start`` also before the first (``batch`` 0: the
+    initial network), e.g. validation and test error; its rows are logged under those names,
+    with ``batch`` the number of batches trained."""
 
     evaluate: Callable[[ParamGroups], dict[str, torch.Tensor]]
     every: int = 0
+    at_start: bool = False
 
     def due(self, done: int, total: int) -> bool:
         return (self.every > 0 and done % self.every == 0) or done == total
@@ -297,11 +299,13 @@ class _Run:
         return self.diverged_at.cpu().numpy()
 
     def update(self, grads: ParamGroups) -> None:
-        """One optimiser step (with the L2 term) for the models that have not diverged."""
+        """One optimiser step (with the L2 term) for the models that have not diverged, then
+        the cell's constraints (Dale's law) put back."""
         _apply(
             self.optimisers, self.params, with_l2_gradient(grads, self.params, self.config.l2),
             self.diverged_at < 0,
         )  # fmt: skip
+        self.cell.constrain(self.params["rnn"])
 
     def mark_divergence(self, out: RuleOutput, batch: int) -> None:
         """Mark the models whose batch went unhealthy at ``batch`` (on the device, no sync)."""
@@ -402,6 +406,8 @@ def train(
         range(run.start, config.num_batches), desc=description or rule.name,
         disable=not config.progress, initial=run.start, total=config.num_batches,
     )  # fmt: skip
+    if evaluation is not None and evaluation.at_start and run.start == 0:
+        run.evaluate(evaluation, 0)
     for batch in bar:
         inputs, targets = task.sample(run.generators)
         inputs, targets = upload(inputs, device, dtype), targets.to(device, dtype)

@@ -51,6 +51,18 @@ def test_the_evaluation_loss_is_the_training_loss(cell_name, kind):
 
 
 @pytest.mark.parametrize("kind", ["mse", "cross_entropy"])
+def test_the_loss_comes_with_its_standard_error_over_the_examples(kind):
+    cell, params, inputs, targets = _problem("rate_rnn", kind)
+    metrics = evaluation_metrics(cell, params, inputs, targets)
+    one = [SequenceTargets(targets.values[:, i : i + 1], targets.weights, kind) for i in range(N)]
+    each = torch.stack([evaluation_metrics(cell, params, inputs[:, i : i + 1], one[i])["loss"]
+                        for i in range(N)])  # fmt: skip
+    torch.testing.assert_close(metrics["loss"], each.mean(0), rtol=1e-12, atol=0)
+    expected = each.std(0) / N**0.5  # (K,): the examples' spread over √N
+    torch.testing.assert_close(metrics["loss_se"], expected, rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize("kind", ["mse", "cross_entropy"])
 def test_chunking_does_not_change_the_result(kind):
     cell, params, inputs, targets = _problem("rate_rnn", kind)
     whole = evaluation_metrics(cell, params, inputs, targets, chunk=N)
@@ -138,6 +150,8 @@ def test_generalisation_scores_train_and_every_test_split_and_their_gaps():
             gap = metrics[f"gap_{split}_{m}"]
             assert torch.equal(gap, metrics[f"{split}_{m}"] - metrics[f"train_{m}"])
             assert gap.shape == (2,)
+        se = metrics[f"{split}_loss_se"].hypot(metrics["train_loss_se"])
+        assert torch.equal(metrics[f"gap_{split}_loss_se"], se) and (se > 0).all()
     inputs, targets = task.evaluation_set("test_noisy", 8, 3)
     direct = evaluation_metrics(cell, params, inputs, targets)["loss"]
     assert torch.equal(metrics["test_noisy_loss"], direct)

@@ -1,6 +1,8 @@
 """Notebook 05's experiment module: conditions, the end-of-run curvature, the matched-loss
 comparison, correlations and the verdict helpers, on small hand-made cases."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,12 +10,20 @@ import torch
 
 from bplambda.errors import ParameterError
 from bplambda.experiments import generalisation as gen
+from bplambda.experiments import generalisation_stats as stats
 from bplambda.experiments import sequential_mnist
 from bplambda.experiments.conditions import single_condition
-from bplambda.experiments.generalisation_claims import _bound_verdict
+from bplambda.experiments.generalisation_claims import (
+    _AtTask,
+    _bound_verdict,
+    _untestable,
+    _variance_verdict,
+)
+from bplambda.experiments.liu_settings import settings_table
 from bplambda.sharpness import final_curvature
 from bplambda.stacking import init_stacked_network
 from bplambda.tasks.liu import liu_task
+from bplambda.verdicts import permutation_spearman_p
 
 
 def _config(**overrides):
@@ -53,7 +63,11 @@ def test_slow_rules_train_longer_and_equal_steps_compare_at_iterations():
     ends = table[table.metric == "seconds"].set_index("condition").batch
     assert ends.to_dict() == {"BPTT": 2, "e-prop": 4}
     checkpoints = table[table.metric == "lambda_max"]
-    assert sorted(checkpoints[checkpoints.condition == "e-prop"].batch) == [2, 4]
+    assert sorted(checkpoints[checkpoints.condition == "e-prop"].batch) == [
+        0,
+        2,
+        4,
+    ]  # iteration 0: the initial network
     hvps = table[table.metric == "lambda_max_hvps"].value
     assert len(hvps) == len(checkpoints) and hvps.between(1, cfg.curvature_iterations).all()
     final = gen.tables(table, cfg)["final_by_seed"]
@@ -106,29 +120,104 @@ def _checkpoints(losses: dict[tuple[str, int], list[float]], lambdas) -> pd.Data
     return pd.DataFrame(rows)
 
 
-def test_matched_loss_takes_each_runs_first_checkpoint_at_the_common_level():
-    losses = {("A", 0): [1.0, 0.5, 0.2], ("B", 0): [1.0, 0.8, 0.6]}  # level: max(0.2, 0.6)
-    lambdas = {("A", 0): [1, 2, 3], ("B", 0): [4, 5, 6]}
-    matched = gen.matched_loss(_checkpoints(losses, lambdas))
+def test_matched_loss_takes_each_runs_first_checkpoint_at_the_level_learning_runs_reach():
+    """The level comes from the runs that learn (lowest loss ≤ 80% of their first): C, stuck
+    near chance, neither sets it nor appears, and ``matched_runs`` says so."""
+    losses = {("A", 0): [1.0, 0.5, 0.2], ("B", 0): [1.0, 0.8, 0.6],  # level: max(0.2, 0.6)
+              ("C", 0): [1.0, 0.95, 0.9]}  # fmt: skip
+    lambdas = {("A", 0): [1, 2, 3], ("B", 0): [4, 5, 6], ("C", 0): [7, 8, 9]}
+    checkpoints = _checkpoints(losses, lambdas)
+    matched = stats.matched_loss(checkpoints)
     at = matched[matched.metric == "lambda_max"].set_index("condition")
     assert at.loc["A", "value"] == 2 and at.loc["B", "value"] == 6  # A at 0.5, B at 0.6
-    assert (matched.level == 0.6).all()
+    assert "C" not in at.index and (matched.level == 0.6).all()
+    runs = stats.matched_runs(checkpoints).set_index("condition")
+    assert runs.learns.tolist() == [True, True, False] and runs.reached.tolist() == [
+        True,
+        True,
+        False,
+    ]
+    assert runs.loc["A", "batch"] == 20 and np.isnan(runs.loc["C", "batch"])
 
 
-def test_correlations_pool_runs_and_split_them_by_family():
-    seeds = range(6)
-    final = pd.DataFrame(
-        [{"task": "t", "condition": c, "family": c, "lmbda": np.nan, "n": np.nan, "seed": s,
+def _final(conditions: dict[str, tuple[str, float, float | None]], seeds=range(6)):
+    """Final rows per (condition: (family, shift, n)) and seed: λ_max = shift + seed, the gap
+    its square."""
+    return pd.DataFrame(
+        [{"task": "t", "condition": c, "family": family, "lmbda": np.nan, "n": n, "seed": s,
           "diverged": False, "metric": m, "value": v}
-         for c, shift in (("A", 0.0), ("B", 10.0)) for s in seeds
+         for c, (family, shift, n) in conditions.items() for s in seeds
          for m, v in (("lambda_max", shift + s), ("gap_test_loss", (shift + s) ** 2))]
     )  # fmt: skip
-    table = gen.correlations(final).set_index("scope")
-    assert table.loc["pooled", "n"] == 12 and table.loc["pooled", "spearman_r"] == pytest.approx(1)
-    assert table.loc["A", "n"] == 6 and table.loc["pooled", "pearson_r"] < 1  # not linear
-    anti = final.assign(value=np.where(final.metric == "gap_test_loss", -final.value, final.value))
-    pooled = gen.correlations(anti).set_index("scope").loc["pooled"]
-    assert pooled.spearman_r == pytest.approx(-1)
+
+
+LIU_AND_OURS = {"BPTT": ("bptt", 0.0, np.nan), "e-prop": ("eprop", 10.0, np.nan),
+                "RFLO": ("rflo", 20.0, np.nan), "MDGL": ("mdgl", 30.0, np.nan),
+                "Oracle": ("oracle", 40.0, np.nan), "TBPTT(1)": ("tbptt", 10.0, 1),
+                "BP(1)": ("bp_lambda", 50.0, np.nan)}  # fmt: skip
+
+
+def test_correlations_count_each_rule_in_one_pool_and_test_the_rules_means():
+    """Liu et al.'s rules and ours are pooled apart, the oracle (BPTT) in neither, so TBPTT(1)
+    (e-prop at α = 0) is never counted twice; the pool's verdict test runs over its rules'
+    means, with an exact permutation p (4 rules: at best 2/24)."""
+    table = stats.correlations(_final(LIU_AND_OURS))
+    liu = table[table.scope == "Liu et al.'s rules"].set_index("unit")
+    assert liu.loc["runs", "n"] == 24 and liu.loc["runs", "spearman_r"] == pytest.approx(1)
+    assert liu.loc["runs", "pearson_r"] < 1  # not linear
+    assert liu.loc["condition means", "n"] == 4
+    assert liu.loc["condition means", "spearman_p"] == pytest.approx(2 / 24)
+    assert (table[table.unit == "seeds"].n == 6).all()
+    assert set(table[table.unit == "seeds"].scope) == set(LIU_AND_OURS)
+    ours = table[table.scope == "BP(λ), SG(n), TBPTT(n)"].set_index("unit")
+    assert ours.loc["runs", "n"] == 12 and "condition means" not in ours.index  # 2 rules
+    anti = _final(LIU_AND_OURS).pipe(lambda f: f.assign(
+        value=np.where(f.metric == "gap_test_loss", -f.value, f.value)))  # fmt: skip
+    flipped = stats.correlations(anti)
+    assert flipped[flipped.unit == "runs"].spearman_r.iloc[0] == pytest.approx(-1)
+
+
+def test_the_identities_are_set_side_by_side_where_they_hold():
+    final = pd.concat([_final(LIU_AND_OURS).assign(task="seq_mnist"),
+                       _final(LIU_AND_OURS).assign(task="delayed_match")])  # fmt: skip
+    found = stats.identities(final)
+    pairs = set(zip(found["task"], found["condition"], found["equals"]))
+    assert pairs == {
+        ("seq_mnist", "Oracle", "BPTT"),
+        ("delayed_match", "Oracle", "BPTT"),
+        ("seq_mnist", "e-prop", "TBPTT(1)"),
+    }  # α = 0 only on seq-MNIST
+    row = found[(found.task == "seq_mnist") & (found.condition == "e-prop")].iloc[0]
+    assert row["lambda_max (e-prop)"] == row["lambda_max (TBPTT(1))"] == 12.5
+
+
+def test_the_permutation_p_of_spearman_is_exact_for_a_few_units():
+    assert permutation_spearman_p([1, 2, 3, 4, 5], [1, 2, 3, 4, 5]) == pytest.approx(2 / 120)
+    assert permutation_spearman_p([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(2 / 24)
+    assert permutation_spearman_p([1, 2, 3, 4], [1, 3, 2, 4]) > 0.3
+    many = permutation_spearman_p(range(12), range(12))
+    assert 0 < many < 1e-3  # Monte Carlo: the observed pairing counts, so never 0
+
+
+def test_delayed_match_on_fresh_trials_cannot_show_its_clean_gap():
+    """Trained on fresh trials drawn like the test, delayed match's test − train is zero by
+    construction: its clean-gap verdicts read "not testable"; with a finite training set, or
+    on the other tasks, they are judged."""
+    fresh, finite = SimpleNamespace(dms_train_size=None), SimpleNamespace(dms_train_size=512)
+    assert set(_untestable("delayed_match", fresh)) == {"gap_test_loss"}
+    assert _untestable("delayed_match", finite) == {} == _untestable("seq_mnist", fresh)
+    at = _AtTask("delayed_match", pd.DataFrame(), pd.DataFrame(),
+                 _untestable("delayed_match", fresh))  # fmt: skip
+    assert at.judged("gap_test_loss", "reproduced").startswith("not testable (training trials")
+    assert at.judged("gap_test_noisy_loss", "reproduced") == "reproduced"
+
+
+def test_a_variance_claim_needs_ten_seeds_per_rule():
+    assert _variance_verdict(1.5, 30.0, 5).startswith("cannot decide (5 seeds")
+    assert _variance_verdict(1.5, 30.0, 10) == "reproduced"
+    assert _variance_verdict(0.01, 0.5, 10) == "NOT reproduced"
+    assert _variance_verdict(0.5, 3.0, 12) == "inconclusive (12 seeds)"
+    assert len(gen.DEFAULTS["paper"]["seeds"]) >= 10
 
 
 def test_the_stability_bound_is_tested_only_where_it_binds():
@@ -136,3 +225,17 @@ def test_the_stability_bound_is_tested_only_where_it_binds():
     assert _bound_verdict(0.9, 0.01, 0.1, 10).startswith("inconclusive (λ_max stays below")
     assert _bound_verdict(0.9, 0.01, 3.0, 10).startswith("NOT reproduced")
     assert _bound_verdict(0.1, 0.5, 1.0, 10).startswith("inconclusive (10 runs")
+
+
+def test_the_paper_profile_follows_the_authors_wherever_their_setting_is_known():
+    """Every known setting of Liu et al. (and of the same author's delayed task) is the paper
+    profile's, or a stated, deliberate difference; smaller profiles say what they shrink."""
+    paper = settings_table(gen.config("paper", tasks=["pattern_generation", "delayed_match"]))
+    assert not (paper.follows == "NO").any(), paper[paper.follows == "NO"]
+    assert set(paper.follows) <= {"yes", "unknown"} | {f for f in paper.follows if
+                                                       f.startswith("no: ")}  # fmt: skip
+    deliberate = paper[paper.follows.str.startswith("no: ")].setting
+    assert set(deliberate) == {"checkpoint_every", "seeds", "curvature_batch"}
+    medium = settings_table(gen.config("medium", tasks=["delayed_match"]))
+    shrunk = set(medium[medium.follows == "shrunk"].setting)
+    assert {"delay", "tau_dms", "iterations"} <= shrunk

@@ -3,6 +3,8 @@ equations, in float64 on small random rate RNNs; each with a negative control.""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from conftest import assert_grads_close, relative_error
@@ -10,7 +12,7 @@ from conftest import assert_grads_close, relative_error
 from bplambda import make_rule
 from bplambda.cells import make_cell
 from bplambda.readout import SequenceTargets, readout, step_losses
-from bplambda.rules.eligibility import cell_type_average
+from bplambda.rules.eligibility import cell_type_average, contiguous_types
 from bplambda.stacking import init_stacked_network
 
 N_IN, H, N_OUT, B, T = 3, 6, 2, 4, 7
@@ -174,13 +176,35 @@ def test_mdgl_cell_type_averages_the_weights_over_blocks_of_types():
     assert_grads_close({"rnn": got}, {"rnn": reference}, 1e-12)
     specific = make_rule("mdgl").gradients(cell, params, inputs, targets).grads["rnn"]
     assert relative_error(got["weight_hh"], specific["weight_hh"]) > 1e-3
-    blocks = cell_type_average(weight, 2)  # units 0-2 and 3-5
+    blocks = cell_type_average(weight, contiguous_types(H, 2))  # units 0-2 and 3-5
     assert torch.allclose(blocks[0, :3, 3:], weight[0, :3, 3:].mean().expand(3, 3))
-    assert torch.allclose(cell_type_average(weight, H), weight)  # one unit per type: exact
+    assert torch.allclose(cell_type_average(weight, contiguous_types(H, H)), weight)  # exact
     with pytest.raises(ValueError, match="cell_types"):
         make_rule("mdgl", variant="cell_type", cell_types=H + 1).gradients(
             cell, params, inputs, targets
         )
+
+
+def test_under_dales_law_cell_type_mdgl_averages_over_the_e_and_i_populations():
+    """With Dale's law the types are the excitatory and inhibitory populations, whose averaged
+    weights keep their signs: cell-type MDGL then differs from e-prop, and equals the formula
+    with the E/I block means written out by hand."""
+    alpha = 0.8
+    cell = make_cell("rate_rnn", N_IN, H, alpha=alpha, excitatory_fraction=0.8)  # 5 E, 1 I
+    _, _, inputs, targets = _problem(alpha, last_step_only=False)
+    params = init_stacked_network(cell, N_OUT, [0], DT)
+    params["rnn"] = {k: 1.5 * v for k, v in params["rnn"].items()}
+    weight = cell.recurrent_weight(params["rnn"])
+    by_hand = torch.empty_like(weight)
+    exc, inh = slice(0, 5), slice(5, 6)
+    for rows, cols in itertools.product((exc, inh), (exc, inh)):
+        by_hand[0, rows, cols] = weight[0, rows, cols].mean()
+    assert by_hand[0, :, exc].min() > 0 and by_hand[0, exc, inh].max() < 0  # the signs survive
+    got = make_rule("mdgl", variant="cell_type").gradients(cell, params, inputs, targets)
+    reference = _trace_reference(cell, params, inputs, targets, _one_hop(params, by_hand, alpha))
+    assert_grads_close({"rnn": got.grads["rnn"]}, {"rnn": reference}, 1e-12)
+    eprop = make_rule("eprop").gradients(cell, params, inputs, targets).grads["rnn"]
+    assert relative_error(got.grads["rnn"]["weight_hh"], eprop["weight_hh"]) > 1e-2
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.8])

@@ -150,6 +150,34 @@ def test_the_delay_moves_the_second_cue():
     assert longer.evaluation_set("train", 2)[0].shape == (40, 2, 2)
 
 
+def test_a_finite_training_set_is_what_every_batch_draws_from_and_what_train_measures():
+    """With ``train_size`` the batches are trials of one fixed set (the same for every model,
+    as a data set), ``"train"`` measures that set, and the tests are fresh trials: a gap can
+    show. ``"test_noisy"`` carries ``noisy_test_std``."""
+    task = DelayedMatch(delay=6, cue_len=4, sigma=1.0, batch_size=5, train_size=7,
+                        noisy_test_std=0.3)  # fmt: skip
+    fixed, labels = task.training_set
+    assert fixed.shape == (14, 7, 2)
+    inputs, targets = task.sample(_generators(3, 4))
+    for k in range(2):
+        for b in range(5):
+            same = (fixed == inputs[:, k, b : b + 1]).all(dim=(0, 2))
+            assert same.any()  # a trial of the training set, with its label
+            assert targets.values[-1, k, b] == labels.values[-1, same.nonzero()[0, 0]]
+    train = task.evaluation_set("train")[0]
+    assert torch.equal(train, fixed) and torch.equal(
+        task.evaluation_set("train", 3)[0], fixed[:, :3]
+    )
+    test = task.evaluation_set("test", 50)[0]
+    assert not any((fixed[:, i : i + 1] == test).all(dim=(0, 2)).any() for i in range(7))
+    clean, noisy = task.evaluation_set("test", 400)[0], task.evaluation_set("test_noisy", 400)[0]
+    delay_window = slice(4, 10)  # between the cues: baseline plus noise only
+    assert clean[delay_window].std().item() == pytest.approx(0.01, rel=0.1)
+    assert noisy[delay_window].std().item() == pytest.approx(0.3, rel=0.1)
+    with pytest.raises(ValueError, match="train_size"):
+        DelayedMatch(train_size=0)
+
+
 # ----------------------------------------------------------------------------- every task
 TASKS = {"pattern": _small_pattern, "match": _small_match, "mnist": _small_mnist}
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pandas as pd
+import papermill as pm
 import pytest
 
 from bplambda import reproduce, sweep
@@ -261,3 +262,22 @@ def test_shards_split_the_rules_or_deal_out_the_seeds_and_refuse_what_cannot_be_
         sweep.shard_parameters("01_toy_alignment", "smoke", {"plastic_seeds": [0]}, "seeds")
     with pytest.raises(ValueError, match="lambda_values"):
         sweep.shard_parameters("01_toy_alignment", "smoke", {"lambda_values": [1]}, "seeds")
+
+
+def test_papermill_runs_have_progress_bars_off(tmp_path, monkeypatch):
+    """An executed notebook would keep every redraw of a progress bar: `reproduce` turns them
+    off (a notebook's own ``progress`` still wins where a caller passes it)."""
+    seen = []
+
+    def execute(source, output, parameters, **options):
+        seen.append(parameters)
+        Path(output).write_text("{}")  # papermill leaves the partly executed copy
+        raise pm.PapermillExecutionError(0, 1, "stop", "Stop", "here", [])
+
+    monkeypatch.setattr(reproduce.pm, "execute_notebook", execute)
+    monkeypatch.setattr(reproduce, "FAILED", tmp_path / "failed")
+    (tmp_path / "x.ipynb").write_text("{}")
+    for given in ({}, {"progress": True}):
+        with pytest.raises(pm.PapermillExecutionError):
+            reproduce.run_notebook(tmp_path / "x.ipynb", tmp_path / "out", "smoke", given)
+    assert [p["progress"] for p in seen] == [False, True]

@@ -22,7 +22,7 @@ from bplambda.experiments import (
 )
 from bplambda.parameters import injected_names, notebook_parameters
 from bplambda.paths import project_path, project_root
-from bplambda.profiles import PROFILES
+from bplambda.profiles import PROFILES, RESULTS_ROOT_VARIABLE, results_folder
 from bplambda.reproduce import NOTEBOOKS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -251,3 +251,17 @@ def test_a_data_dir_without_mnist_says_how_to_get_it(tmp_path):
     error = _run_bad(tmp_path, "03_sequential_mnist", {"data_dir": str(tmp_path / "empty")})
     assert error.ename == "MissingMNISTError"  # a ParameterError and a FileNotFoundError
     assert "data_dir=" in error.evalue and "copy the four files" in error.evalue
+
+
+def test_make_lab_writes_its_results_apart_from_the_committed_ones(monkeypatch):
+    """JupyterLab's runs go under results/lab/ (git-ignored): `make lab` sets the variable."""
+    monkeypatch.setenv(RESULTS_ROOT_VARIABLE, "results/lab")
+    assert results_folder("quick") == Path("results/lab")
+    assert results_folder("medium") == Path("results/lab/medium")
+    monkeypatch.delenv(RESULTS_ROOT_VARIABLE)
+    assert results_folder("quick") == Path("results")
+    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    lab = makefile.split("\nlab:")[1].split("\n\n")[0]
+    assert f"{RESULTS_ROOT_VARIABLE}=results/lab" in lab
+    ignored = (Path(__file__).resolve().parent.parent / ".gitignore").read_text().split()
+    assert "results/lab/" in ignored

@@ -9,8 +9,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 
-from bplambda.plots import lines, points, window_bounds  # noqa: E402
+from bplambda.plots import lead_vs_length, lines, points, window_bounds  # noqa: E402
 
 
 def _table(seeds: int) -> pd.DataFrame:
@@ -59,4 +60,32 @@ def test_the_n_star_figure_names_each_spectral_radius_and_draws_unmatched_window
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["init", "ρ = 1"]
     assert ax.get_lines()[1].get_ydata()[-1] == 15  # inf: drawn at 1.5 × the largest window
+    plt.close(fig)
+
+
+def test_the_lead_figure_fits_its_canvas_names_its_legend_and_says_which_n_was_best():
+    """Its title, axis label and legend stay inside the figure and apart from one another,
+    the legend has a human title, and every point names the window that was best there."""
+    rows = [{"seed": s, "T": T, "rho_label": label, "best_n": n, "metric": "lead",
+             "value": 0.1 * s - T / 100, "condition": label}
+            for s in range(5) for T, n in ((10, 3), (20, 5))
+            for label in ("init (ρ ≈ 0.58)", "ρ = 1")]  # fmt: skip
+    title = (
+        "BP(1)'s lead over the best SG(n) that bootstraps (n: the best window at each T), "
+        "by ρ, a long title that must wrap"
+    )
+    fig = lead_vs_length(pd.DataFrame(rows), title)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    canvas = fig.bbox
+    ax = fig.axes[0]
+    title = fig._suptitle.get_window_extent(renderer)
+    ylabel = ax.yaxis.label.get_window_extent(renderer)
+    legend = ax.get_legend()
+    drawn = Bbox.union([ax.get_tightbbox(renderer), legend.get_window_extent(renderer)])
+    assert drawn.x0 - 5 <= title.x0 and title.x1 <= drawn.x1 + 5  # over the plot, not beside
+    assert not title.overlaps(ylabel) and canvas.y0 <= ylabel.y0
+    assert legend.get_title().get_text() == "fixed RNN"
+    notes = sorted(t.get_text() for t in ax.texts)
+    assert notes == ["n=3", "n=3", "n=5", "n=5"]
     plt.close(fig)

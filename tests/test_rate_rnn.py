@@ -9,6 +9,9 @@ from conftest import make_problem, relative_error
 
 from bplambda import make_rule
 from bplambda.cells import RateRNN, make_cell
+from bplambda.stacking import init_network
+from bplambda.tasks import DelayedMatch
+from bplambda.train import TrainConfig, train
 
 
 def test_the_step_is_the_leaky_rate_equation_without_autapses():
@@ -42,6 +45,41 @@ def test_the_initialisation_follows_liu_et_al():
     with pytest.raises(ValueError, match="no options"):
         make_cell("lstm", 2, 2, alpha=0.5)
     assert math.isclose(make_cell("rate_rnn", 2, 2, alpha=0.5).alpha, 0.5)
+
+
+def test_its_readout_starts_as_liu_et_al_glorot_uniform_with_a_zero_bias():
+    """Liu et al.'s readout is TF's default, Glorot-uniform with a zero bias; the LSTM's (the
+    BP(λ) paper's) stays nn.Linear's, bias included."""
+    H, outputs = 128, 10
+    rate = init_network(RateRNN(28, H), outputs, seed=0, dtype=torch.float64)["readout"]
+    bound = math.sqrt(6 / (H + outputs))
+    assert torch.equal(rate["bias"], torch.zeros(outputs, dtype=torch.float64))
+    assert rate["weight"].abs().max() <= bound
+    assert rate["weight"].var().item() == pytest.approx(bound**2 / 3, rel=0.05)  # U(±b)
+    lstm = init_network(make_cell("lstm", 28, H), outputs, seed=0, dtype=torch.float64)["readout"]
+    assert lstm["bias"].abs().min() > 0 and lstm["weight"].abs().max() <= 1 / math.sqrt(H)
+
+
+def test_dales_law_signs_every_recurrent_weight_by_its_presynaptic_unit_through_training():
+    """Under Dale's law the first 80% of the units excite and the rest inhibit: W_hh's columns
+    start with their unit's sign (the inhibitory ones scaled to balance), and training keeps
+    them (an update that crosses zero is set back to zero)."""
+    cell = RateRNN(2, 20, alpha=0.9, excitatory_fraction=0.8)
+    assert cell.unit_types().tolist() == [0] * 16 + [1] * 4
+    weight = cell.init_params(torch.Generator().manual_seed(0), torch.float64)["weight_hh"]
+    assert weight[:, :16].min() >= 0 and weight[:, 16:].max() <= 0
+    ratio = (weight[:, 16:].abs().mean() / weight[:, :16].abs().mean()).item()
+    assert ratio == pytest.approx(4, rel=0.3)  # n_E / n_I: balanced on average
+    task = DelayedMatch(delay=5, cue_len=3, sigma=1.0, batch_size=8)
+    config = TrainConfig(num_batches=30, lr={"rnn": 0.5, "readout": 0.1}, optimiser="sgd",
+                         progress=False)  # fmt: skip
+    trained = train(cell, make_rule("bptt"), task, config, seeds=[0], dtype="float64")
+    final = trained.params["rnn"]["weight_hh"][0]
+    assert final[:, :16].min() >= 0 and final[:, 16:].max() <= 0
+    assert (final == 0).sum() > 20  # weights that would have crossed zero (the diagonal's 20)
+    assert not torch.equal(final, weight)
+    with pytest.raises(ValueError, match="excitatory_fraction"):
+        RateRNN(2, 4, excitatory_fraction=0.95)
 
 
 @pytest.mark.parametrize("name, options", [("bptt", {}), ("tbptt", {"window": 2}),

@@ -22,11 +22,17 @@ import numpy as np
 import pandas as pd
 
 from bplambda import checks
-from bplambda.analysis import by_run, mean_over_steps, summarise
+from bplambda.analysis import mean_over_steps, summarise
 from bplambda.checks import checked
 from bplambda.errors import ParameterError
 from bplambda.experiments.conditions import FIVE_SEEDS, Condition, condition_title
 from bplambda.experiments.generalisation_claims import claims
+from bplambda.experiments.generalisation_stats import (
+    correlations,
+    identities,
+    matched_loss,
+    matched_runs,
+)
 from bplambda.experiments.grids import check_grid, rule_conditions
 from bplambda.experiments.options import ResumableOptions, shardable
 from bplambda.experiments.runs import (
@@ -43,7 +49,6 @@ from bplambda.rules.eligibility import VARIANTS
 from bplambda.sharpness import SOLVERS, checkpoint_metrics, final_curvature
 from bplambda.tasks.liu import LIU_TASKS, liu_task
 from bplambda.train import OPTIMISERS, Evaluation, TrainConfig
-from bplambda.verdicts import correlation
 
 LIU_RULES = ("bptt", "eprop", "rflo", "mdgl", "tbptt", "sg", "bp_lambda", "oracle")
 """The conditions of LIU2022.md §6: BPTT, e-prop (symmetric feedback: the paper's
@@ -72,7 +77,16 @@ class Config(ResumableOptions):
     every split); ``pattern_generation`` (T ``pattern_seq_len``, periods T·(1, ½, ⅓, ⅕) as
     the e-prop code's (1000, 500, 333, 200) at T = 1000, leak τ ``tau_pattern``: UNKNOWN in
     the paper); ``delayed_match`` (``delay``, ``cue_len``, ``cue_sigma``, batch
-    ``dms_batch_size``, τ ``tau_dms`` = 100 as Liu et al.'s ModProp code).
+    ``dms_batch_size``, τ ``tau_dms`` = 100 as Liu et al.'s ModProp code; trained on a fixed set of
+    ``dms_train_size`` trials, tested on fresh ones and on fresh ones with noise
+    ``dms_noisy_test_std``; ``dms_train_size=None`` draws fresh training trials, and then the
+    clean gap is zero by construction and its claims read "not testable"); its network has
+    ``dms_hidden_size`` units (None: ``hidden_size``), under Dale's law with a fraction
+    ``dms_excitatory_fraction`` of excitatory units (None: no Dale's law), whose E and I
+    populations are cell-type MDGL's two types.
+
+    ``paper`` runs 10 seeds (a variance claim needs them) and measures on 10,000 examples per
+    split (the whole seq-MNIST test set, a training estimate of the same precision).
 
     Measurements: train/test sets of ``eval_size`` examples and the curvature batch of
     ``curvature_batch`` training examples, fixed by ``eval_seed`` for every checkpoint and
@@ -116,6 +130,10 @@ class Config(ResumableOptions):
     cue_sigma: float = checked(checks.positive_real, 25.0)
     dms_batch_size: int = checked(checks.positive_int, 32)
     tau_dms: float = checked(checks.positive_real, 100.0)
+    dms_train_size: int | None = checked(checks.optional_positive_int, 512)
+    dms_noisy_test_std: float = checked(checks.positive_real, 0.1)
+    dms_hidden_size: int | None = checked(checks.optional_positive_int, None)
+    dms_excitatory_fraction: float | None = checked(checks.optional_fraction, 0.8)
     eval_size: int = checked(checks.positive_int, 1024)
     eval_seed: int = checked(checks.non_negative_int, 0)
     curvature_batch: int = checked(checks.positive_int, 256)
@@ -141,9 +159,11 @@ class Config(ResumableOptions):
 
 DEFAULTS = {
     "smoke": {"seeds": (0, 1), "iterations": 4, "checkpoint_every": 2, "hidden_size": 12,
-              "rules": ("bptt", "eprop", "rflo", "mdgl", "sg", "bp_lambda"), "windows": (1,),
+              "rules": ("bptt", "eprop", "rflo", "mdgl", "sg", "bp_lambda", "oracle"),
+              "windows": (1,),
               "lambdas": (0.0, 1.0), "batch_size": 16, "limit": 200, "pattern_seq_len": 30,
               "delay": 10, "cue_len": 5, "cue_sigma": 2.0, "dms_batch_size": 8,
+              "dms_train_size": 32,
               "eval_size": 32, "curvature_batch": 16, "curvature_iterations": 20,
               "final_checkpoints": 1, "progress": False},
     "quick": {"seeds": (0, 1, 2), "iterations": 400, "checkpoint_every": 100, "hidden_size": 64,
@@ -155,8 +175,9 @@ DEFAULTS = {
                "final_checkpoints": 2,
                "hidden_size": 64, "pattern_seq_len": 200, "delay": 60, "cue_len": 20,
                "cue_sigma": 5.0, "tau_dms": 20.0, "eval_size": 512, "curvature_batch": 128},
-    "paper": {"seeds": FIVE_SEEDS, "iterations": 10_000, "slow_iterations": 16_000,
-              "checkpoint_every": 250, "checkpoint_solver": "lanczos"},
+    "paper": {"seeds": tuple(range(10)), "iterations": 10_000, "slow_iterations": 16_000,
+              "dms_hidden_size": 120,
+              "checkpoint_every": 250, "checkpoint_solver": "lanczos", "eval_size": 10_000},
 }  # fmt: skip
 
 
@@ -219,9 +240,10 @@ def _generalisation_condition(
     task, cell = liu_task(task_name, cfg)
     evaluate = checkpoint_metrics(cell, task, cfg, len(condition.seeds))
     iterations = iterations_of(condition, cfg)
+    checkpoints = Evaluation(evaluate, every=cfg.checkpoint_every, at_start=True)
     table, params, seconds = run_condition(
         condition, task, cell, replace(train_config, num_batches=iterations), cfg.device,
-        cfg.dtype, store, (task_name,), evaluation=Evaluation(evaluate, every=cfg.checkpoint_every),
+        cfg.dtype, store, (task_name,), evaluation=checkpoints,
     )  # fmt: skip
     start = time.perf_counter()
     final = final_curvature(cell, condition.rule, params, task, cfg)
@@ -241,16 +263,13 @@ def _generalisation_condition(
 CHECKPOINTED = ("lambda_max", "lambda_max_converged", "lambda_max_hvps", "train_loss",
                 "train_error", "test_loss", "test_error", "test_noisy_loss", "test_noisy_error",
                 "gap_test_loss", "gap_test_error", "gap_test_noisy_loss",
-                "gap_test_noisy_error")  # fmt: skip
+                "gap_test_noisy_error", "train_loss_se", "test_loss_se", "test_noisy_loss_se",
+                "gap_test_loss_se", "gap_test_noisy_loss_se")  # fmt: skip
 PER_BATCH = ("loss", "update_alignment", "alignment_signal", "alignment_synthetic",
              "alignment_applied")  # fmt: skip
 AT_THE_END = ("lambda_max_final", "lambda_max_final_converged", "lambda_max_power", "c1",
               "c1_step", "predicted_lambda_max", "seconds")  # fmt: skip
-GAPS = ("gap_test_loss", "gap_test_error", "gap_test_noisy_loss", "gap_test_noisy_error")
 MODEL = ["task", "condition", "family", "lmbda", "n", "variant", "seed", "diverged"]
-RUN = ["task", "condition", "family", "seed"]  # names a model, no NaN in it
-CORRELATION_COLUMNS = ["task", "scope", "x", "y", "n", "spearman_r", "spearman_p", "pearson_r",
-                       "pearson_p"]  # fmt: skip
 LIU_FAMILIES = ("eprop", "rflo", "mdgl")
 
 
@@ -263,48 +282,15 @@ def _final_means(rows: pd.DataFrame, last: int) -> pd.DataFrame:
                       grouped.last().rename("last_batch")], axis=1).reset_index()  # fmt: skip
 
 
-def matched_loss(checkpoints: pd.DataFrame) -> pd.DataFrame:
-    """Per task, the common training-loss level every healthy run reaches (the largest of the
-    runs' lowest checkpoint losses) and, per run, the checkpointed metrics at the first
-    checkpoint where its training loss is at or below it (``batch``: that checkpoint)."""
-    frames = []
-    healthy = checkpoints[~checkpoints.diverged.astype(bool)]
-    for _, rows in healthy.groupby("task"):
-        loss = rows[rows.metric == "train_loss"]
-        level = loss.groupby(["condition", "seed"]).value.min().max()
-        reached = loss[loss.value <= level].groupby(["condition", "seed"]).batch.min()
-        keys = rows.set_index(["condition", "seed"]).index
-        at = rows[rows.batch.to_numpy() == reached.reindex(keys).to_numpy()]
-        frames.append(at.assign(level=level))
-    return pd.concat(frames, ignore_index=True) if frames else checkpoints.iloc[:0]
-
-
-def correlations(final: pd.DataFrame, x: str = "lambda_max") -> pd.DataFrame:
-    """Spearman and Pearson correlation (r, p, n) between each model's final ``x`` and every
-    gap, per task: pooled over all (condition, seed) runs and within each rule family with at
-    least 4 runs. Diverged or non-finite runs are left out."""
-    wide = by_run(final, RUN)
-    rows = []
-    for task, at_task in wide.groupby("task"):
-        scopes = [("pooled", at_task)] + list(at_task.groupby("family"))
-        for scope, runs in scopes:
-            for gap in (g for g in GAPS if g in runs):
-                pair = runs[[x, gap]].replace([np.inf, -np.inf], np.nan).dropna()
-                if len(pair) < 4 or pair[x].nunique() < 2 or pair[gap].nunique() < 2:
-                    continue
-                rows.append({"task": task, "scope": scope, "x": x, "y": gap,
-                             **correlation(pair[x], pair[gap])})  # fmt: skip
-    return pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
-
-
 def tables(table: pd.DataFrame, cfg: Config) -> dict[str, pd.DataFrame]:
     """``checkpoints`` (λ_max, losses, errors and gaps per checkpoint), ``logged`` (per
     logged batch: loss, update alignment, the rule's signal alignment), ``final_by_seed`` (per
     model: the mean over the last ``final_checkpoints`` checkpoints up to ``iterations`` and
     the last of them, the equal-steps comparison; the end-of-run curvature), ``matched`` (the
-    checkpointed metrics at a common training loss, :func:`matched_loss`), ``summary`` (mean
+    checkpointed metrics at a common training loss, :func:`matched_loss`; which runs learn and
+    reach it: ``matched_runs``), ``summary`` (mean
     and 95% interval over seeds, diverged models apart), ``correlations``
-    (:func:`correlations`), ``timing``."""
+    (:func:`correlations`), ``identities`` (:func:`identities`), ``timing``."""
     checkpoints = table[table.metric.isin(CHECKPOINTED)]
     logged = table[table.metric.isin(PER_BATCH)]
     at_end = table[table.metric.isin(AT_THE_END)]
@@ -325,8 +311,10 @@ def tables(table: pd.DataFrame, cfg: Config) -> dict[str, pd.DataFrame]:
         "logged": logged,
         "final_by_seed": final,
         "matched": matched_loss(checkpoints),
+        "matched_runs": matched_runs(checkpoints),
         "summary": summary.reset_index(drop=True),
         "correlations": correlations(final),
+        "identities": identities(final),
         "timing": timing[["task", "condition", "value"]].rename(columns={"value": "seconds"}),
     }
 

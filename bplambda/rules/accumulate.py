@@ -17,6 +17,7 @@ from bplambda.outputs import Diagnostics, ParamGroups, RuleOutput
 from bplambda.readout import SequenceTargets, last_step
 from bplambda.rules.base import (
     OnStep,
+    Rule,
     WithSynthesiser,
     check_one_per_model,
     check_range,
@@ -37,7 +38,7 @@ def _model_values(values: tuple[float, ...], dtype: torch.dtype, device: torch.d
 
 
 @dataclass(frozen=True)
-class BPLambda(WithSynthesiser):
+class BPLambda(WithSynthesiser, Rule):
     """Accumulate BP(λ): the RNN learns from ``ℓ_t = ∂L_t/∂s_t + scale·g(s_t)`` and local
     gradients only; the synthesiser learns by TD(λ) on gradients.
 

@@ -20,6 +20,13 @@ OnStep = Callable[[ParamGroups], None]
 
 
 class Rule(Protocol):
+    """A learning rule: the groups it trains and owns, and its gradients of one batch.
+
+    The rules subclass it, last among their bases (after the mixins that give ``trains`` and
+    ``init_groups``), for its :meth:`gradients`: that of a rule that updates once per sequence.
+    Only BP(λ) overrides it (its online implementation can update within a sequence).
+    """
+
     name: str
 
     @property
@@ -42,7 +49,19 @@ class Rule(Protocol):
         inputs: Tensor,
         targets: SequenceTargets,
         on_step: OnStep | None = None,
-    ) -> RuleOutput: ...
+    ) -> RuleOutput:
+        """The rule's gradients and diagnostics of one batch. ``on_step(params)``, where given,
+        is called after each time step to update the parameters within the sequence; a rule
+        that updates once per sequence refuses it and computes :meth:`batch_gradients`."""
+        refuse_online_updates(self.name, on_step)
+        return self.batch_gradients(cell, params, inputs, targets)
+
+    def batch_gradients(
+        self, cell: Cell, params: ParamGroups, inputs: Tensor, targets: SequenceTargets
+    ) -> RuleOutput:
+        """The gradients and diagnostics of one batch, of a rule that updates once per
+        sequence."""
+        raise NotImplementedError
 
 
 def check_range(name: str, value: float, low: float, high: float, low_open: bool) -> None:
@@ -67,30 +86,6 @@ def check_window(window: int | tuple[int, ...]) -> None:
 def check_scale(scale: float) -> None:
     if not math.isfinite(scale) or scale < 0:
         raise ValueError(f"scale={scale!r} is invalid; pass a finite synthetic-gradient scale >= 0")
-
-
-class OfflineRule:
-    """A rule that updates once per sequence: :meth:`gradients` refuses per-step updates
-    (``on_step``) and hands the batch to the rule's own :meth:`batch_gradients`."""
-
-    name: str
-
-    def gradients(
-        self,
-        cell: Cell,
-        params: ParamGroups,
-        inputs: Tensor,
-        targets: SequenceTargets,
-        on_step: OnStep | None = None,
-    ) -> RuleOutput:
-        refuse_online_updates(self.name, on_step)
-        return self.batch_gradients(cell, params, inputs, targets)
-
-    def batch_gradients(
-        self, cell: Cell, params: ParamGroups, inputs: Tensor, targets: SequenceTargets
-    ) -> RuleOutput:
-        """The rule's gradients and diagnostics of one batch."""
-        raise NotImplementedError
 
 
 def refuse_online_updates(rule: str, on_step: OnStep | None) -> None:

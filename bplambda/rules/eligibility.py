@@ -42,7 +42,7 @@ from bplambda.cells import Cell, RateRNN, initial_state, previous_states, unroll
 from bplambda.errors import check_choice
 from bplambda.outputs import Diagnostics, ParamGroups, RuleOutput
 from bplambda.readout import SequenceTargets, output_errors
-from bplambda.rules.base import OfflineRule, local_rnn_gradient
+from bplambda.rules.base import Rule, local_rnn_gradient
 
 FEEDBACK = ("symmetric", "random")
 VARIANTS = ("cell_specific", "cell_type")
@@ -60,21 +60,23 @@ def back_filter(signal: Tensor, alpha: float) -> Tensor:
     return out
 
 
-def cell_type_average(weight: Tensor, cell_types: int) -> Tensor:
-    """``W̃[j, p]`` = the mean of ``weight`` over the block ``type(j) × type(p)``: ``(*M, H, H)``.
+def contiguous_types(hidden_size: int, cell_types: int) -> Tensor:
+    """``(H,)``: ``cell_types`` contiguous blocks of units of (nearly) equal size."""
+    return torch.arange(hidden_size) * cell_types // hidden_size
 
-    Types are contiguous blocks of units of (nearly) equal size, ``cell_types`` of them.
-    """
-    H = weight.shape[-1]
-    types = torch.arange(H, device=weight.device) * cell_types // H  # (H,) type of each unit
-    member = torch.nn.functional.one_hot(types, cell_types).to(weight.dtype)  # (H, C)
+
+def cell_type_average(weight: Tensor, types: Tensor) -> Tensor:
+    """``W̃[j, p]`` = the mean of ``weight`` over the block ``type(j) × type(p)``: ``(*M, H, H)``
+    for ``types (H,)``, each unit's type (0, 1, …)."""
+    types = types.to(weight.device)
+    member = torch.nn.functional.one_hot(types, int(types.max()) + 1).to(weight.dtype)  # (H, C)
     sizes = member.sum(0)
     block_means = (member.T @ weight @ member) / (sizes[:, None] * sizes[None, :])
     return member @ block_means @ member.T
 
 
 @dataclass(frozen=True)
-class _TraceRule(OfflineRule):
+class _TraceRule(Rule):
     """What e-prop, RFLO and MDGL share: the rate cell's forward pass, the feedback pathway,
     the readout's exact gradient, and the local update of a learning signal."""
 
@@ -163,8 +165,11 @@ class MDGL(_TraceRule):
     modulatory signal ``L_t + (1−α) (ψ_{t+1} ⊙ L_{t+1}) W̃`` (``L_{t+1}`` the direct error).
 
     variant: ``"cell_specific"`` (``W̃ = W_hh ⊙ M``, the exact one-hop weights) or
-    ``"cell_type"`` (``W̃`` averaged over blocks of ``cell_types`` contiguous, equal-size
-    groups of units, the masked diagonal's zeros included: :func:`cell_type_average`).
+    ``"cell_type"`` (``W̃`` averaged over the blocks of two cell types, the masked diagonal's
+    zeros included: :func:`cell_type_average`). The types are the excitatory and inhibitory
+    populations of a cell under Dale's law (as the authors'; ``cell_types`` is then ignored),
+    else ``cell_types`` contiguous, equal-size groups of units: without Dale's law the weights'
+    random signs cancel in the averages and the variant is close to e-prop.
     """
 
     variant: str = "cell_specific"
@@ -177,14 +182,19 @@ class MDGL(_TraceRule):
         if not isinstance(self.cell_types, int) or self.cell_types < 1:
             raise ValueError(f"cell_types={self.cell_types!r} is invalid; pass an integer >= 1")
 
+    def _types(self, cell: RateRNN) -> Tensor:
+        """``(H,)``: the cell's E/I populations under Dale's law, else contiguous blocks."""
+        dale = cell.unit_types()
+        if dale is not None:
+            return dale
+        if self.cell_types > cell.hidden_size:
+            raise ValueError(f"cell_types={self.cell_types} exceeds the {cell.hidden_size} units")
+        return contiguous_types(cell.hidden_size, self.cell_types)
+
     def _signal(self, cell: RateRNN, rnn: dict, psi: Tensor, L: Tensor) -> Tensor:
         weight = cell.recurrent_weight(rnn)
         if self.variant == "cell_type":
-            if self.cell_types > cell.hidden_size:
-                raise ValueError(
-                    f"cell_types={self.cell_types} exceeds the {cell.hidden_size} units"
-                )
-            weight = cell_type_average(weight, self.cell_types)
+            weight = cell_type_average(weight, self._types(cell))
         direct = psi * L
         one_hop = torch.zeros_like(L)
         one_hop[:-1] = (1 - cell.alpha) * (direct[1:] @ weight)

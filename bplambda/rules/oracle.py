@@ -15,7 +15,7 @@ from bplambda.outputs import Diagnostics, ParamGroups, RuleOutput
 from bplambda.readout import SequenceTargets
 from bplambda.rules.base import (
     NetworkOnly,
-    OfflineRule,
+    Rule,
     local_pass,
     local_rnn_gradient,
 )
@@ -23,7 +23,7 @@ from bplambda.rules.truncated import KernelChoice, truncated_backprop
 
 
 @dataclass(frozen=True)
-class Oracle(OfflineRule, NetworkOnly, KernelChoice):
+class Oracle(NetworkOnly, KernelChoice, Rule):
     """Local gradients plus the *true* future gradient ``∂L_{>t}/∂s_t`` (the ceiling arm).
 
     Its update equals BPTT exactly: the check that the learning-signal factorisation used by

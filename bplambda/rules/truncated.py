@@ -28,7 +28,7 @@ from bplambda.readout import (
 )
 from bplambda.rules.base import (
     NetworkOnly,
-    OfflineRule,
+    Rule,
     WithSynthesiser,
     check_one_per_model,
     check_range,
@@ -298,7 +298,7 @@ class SynthesiserUse:
 
 
 @dataclass(frozen=True)
-class BPTT(OfflineRule, NetworkOnly, KernelChoice):
+class BPTT(NetworkOnly, KernelChoice, Rule):
     """Exact backpropagation through time (autograd through the whole sequence)."""
 
     name = "bptt"
@@ -318,7 +318,7 @@ def true_gradients(
 
 
 @dataclass(frozen=True)
-class TruncatedBPTT(OfflineRule, NetworkOnly, KernelChoice):
+class TruncatedBPTT(NetworkOnly, KernelChoice, Rule):
     """BPTT within chunks of ``window`` steps aligned to the sequence end; state detached
     between chunks, so a step receives only the future gradient from its own chunk.
 
@@ -340,7 +340,7 @@ class TruncatedBPTT(OfflineRule, NetworkOnly, KernelChoice):
 
 
 @dataclass(frozen=True)
-class NStepSyntheticGradient(OfflineRule, WithSynthesiser, KernelChoice):
+class NStepSyntheticGradient(WithSynthesiser, KernelChoice, Rule):
     """Jaderberg et al. (2017): truncated BPTT(n) with ``scale·g(s_end)`` injected at each
     chunk end, and ``g`` regressed at the chunk start toward the n-step bootstrapped target.
 

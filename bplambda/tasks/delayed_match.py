@@ -7,6 +7,7 @@ by a delay; the network reports at the last step whether the two cues match.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,17 +41,26 @@ class DelayedMatch(HeldOutTask):
     Choices where LIU2022.md §3.3 is UNKNOWN (the defaults follow the ModProp code):
     the cues are independent fair coins (so half the trials match); there is no fixation
     period before the first cue; the bump sits on the code's ``linspace`` grid (see
-    :func:`gaussian_bump`). Generalisation test (our choice): ``"test"`` trials come from a
-    stream of their own (:func:`~bplambda.tasks.base.evaluation_generator`), with fresh noise,
-    and by default the training delay and noise; ``test_delay`` and ``test_noise_std`` change
-    them for a shifted test (a longer delay gives a longer ``T``).
+    :func:`gaussian_bump`).
+
+    Generalisation test (our choice; LIU2022.md §3.3 leaves it UNKNOWN). Drawn fresh for every
+    batch, the training trials come from the test distribution itself, so test − train would
+    be zero by construction. With ``train_size`` the network trains on a fixed, finite set of
+    that many trials (cues and noise drawn once, as seq-MNIST's images), and ``"test"`` trials
+    are fresh ones, from a stream of their own
+    (:func:`~bplambda.tasks.base.evaluation_generator`), by default at the training delay and
+    noise (``test_delay``, ``test_noise_std`` shift them; a longer delay gives a longer ``T``).
+    ``"test_noisy"``: fresh trials with noise ``noisy_test_std`` (10× the training noise by
+    default), the counterpart of seq-MNIST's noisy test: how robust the solution is.
 
     ``sample``: model k draws its cues ``(B, 2)`` and then its noise ``(T, B, 2)`` from
-    ``generators[k]``. ``evaluation_set``: ``"train"`` is drawn like the training trials,
-    ``"test"`` as above; ``size=None`` gives ``eval_size`` trials.
+    ``generators[k]``, or with ``train_size`` its ``B`` trials' indices into the training set.
+    ``evaluation_set``: ``"train"`` is the training set (its first ``size`` trials) with
+    ``train_size``, else drawn like the training trials; the tests as above; ``size=None``
+    gives ``eval_size`` trials (the whole training set for ``"train"`` with ``train_size``).
     """
 
-    SPLITS = ("train", "test")
+    SPLITS = ("train", "test", "test_noisy")
     input_size = 2
     output_size = 2
 
@@ -64,11 +74,15 @@ class DelayedMatch(HeldOutTask):
     eval_size: int = 1000
     test_delay: int | None = None
     test_noise_std: float | None = None
+    noisy_test_std: float = 0.1
+    train_size: int | None = None
 
     def __post_init__(self) -> None:
         delays = [self.delay] + ([] if self.test_delay is None else [self.test_delay])
         if min(delays) < 0:
             raise ValueError(f"delay={self.delay} and test_delay={self.test_delay} must be >= 0")
+        if self.train_size is not None and self.train_size < 1:
+            raise ValueError(f"train_size={self.train_size} must be >= 1 (None: fresh trials)")
         if self.cue_len < 2 or min(self.batch_size, self.eval_size) < 1 or self.sigma <= 0:
             raise ValueError(
                 f"cue_len={self.cue_len} must be >= 2, batch_size={self.batch_size} and "
@@ -102,8 +116,25 @@ class DelayedMatch(HeldOutTask):
         cues = torch.randint(0, 2, (n, 2), generator=generator)
         return cues, torch.randn(T, n, 2, generator=generator)
 
+    @functools.cached_property
+    def training_set(self) -> tuple[Tensor, SequenceTargets]:
+        """The fixed training trials of ``train_size``: inputs ``(T, n, 2)``, targets
+        ``(T, n)``, drawn once from the ``"train"`` stream of seed 0 (the same for every model
+        and run, as a data set)."""
+        if self.train_size is None:
+            raise ValueError("training_set needs train_size; without it trials are drawn fresh")
+        cues, noise = self._draw(evaluation_generator("train", 0), self.train_size, self.seq_len)
+        return self.trials(cues, self.noise_std * noise)
+
     def sample(self, generators: Sequence[torch.Generator]) -> tuple[Tensor, SequenceTargets]:
         """inputs ``(T, K, B, 2)``, targets ``(T, K, B)`` with weight 1 at ``t = T`` only."""
+        if self.train_size is not None:
+            inputs, targets = self.training_set
+            picks = torch.stack([torch.randint(self.train_size, (self.batch_size,), generator=g)
+                                 for g in generators])  # fmt: skip
+            return inputs[:, picks], SequenceTargets(
+                targets.values[:, picks], targets.weights, targets.kind
+            )
         draws = [self._draw(g, self.batch_size, self.seq_len) for g in generators]
         cues = torch.stack([c for c, _ in draws])  # (K, B, 2)
         noise = torch.stack([z for _, z in draws], dim=1)  # (T, K, B, 2)
@@ -114,10 +145,17 @@ class DelayedMatch(HeldOutTask):
     ) -> tuple[Tensor, SequenceTargets]:
         """inputs ``(T, n, 2)``, targets ``(T, n)``, weights one-hot at ``T`` (see the class)."""
         check_split(self, split)
+        if split == "train" and self.train_size is not None:
+            inputs, targets = self.training_set
+            n = self.train_size if size is None else min(size, self.train_size)
+            return inputs[:, :n], SequenceTargets(targets.values[:, :n], targets.weights,
+                                                  targets.kind)  # fmt: skip
         delay, noise_std = self.delay, self.noise_std
         if split == "test":
             delay = delay if self.test_delay is None else self.test_delay
             noise_std = noise_std if self.test_noise_std is None else self.test_noise_std
+        if split == "test_noisy":
+            noise_std = self.noisy_test_std
         n = self.eval_size if size is None else size
         cues, noise = self._draw(evaluation_generator(split, seed), n, 2 * self.cue_len + delay)
         return self.trials(cues, noise_std * noise, delay)

@@ -28,10 +28,15 @@ class LiuTaskSettings(Protocol):
     cue_sigma: float
     dms_batch_size: int
     tau_dms: float
+    dms_train_size: int | None
+    dms_noisy_test_std: float
+    dms_hidden_size: int | None
+    dms_excitatory_fraction: float | None
 
 
 def liu_task(name: str, cfg: LiuTaskSettings) -> tuple[Task, Cell]:
-    """The task ``name`` and its rate cell (the leak α = exp(−1/τ) the task uses)."""
+    """The task ``name`` and its rate cell (the leak α = exp(−1/τ) the task uses; delayed
+    match's cell may have its own size and Dale's law, as the authors' code)."""
     if name == "seq_mnist":
         from bplambda.tasks.mnist import SequentialMNIST, load_mnist, split_mnist
 
@@ -47,8 +52,12 @@ def liu_task(name: str, cfg: LiuTaskSettings) -> tuple[Task, Cell]:
         from bplambda.tasks.delayed_match import DelayedMatch
 
         task = DelayedMatch(delay=cfg.delay, cue_len=cfg.cue_len, sigma=cfg.cue_sigma,
-                            batch_size=cfg.dms_batch_size)  # fmt: skip
-        alpha = math.exp(-1 / cfg.tau_dms)
+                            batch_size=cfg.dms_batch_size, train_size=cfg.dms_train_size,
+                            noisy_test_std=cfg.dms_noisy_test_std)  # fmt: skip
+        units = cfg.hidden_size if cfg.dms_hidden_size is None else cfg.dms_hidden_size
+        cell = make_cell("rate_rnn", task.input_size, units, alpha=math.exp(-1 / cfg.tau_dms),
+                         excitatory_fraction=cfg.dms_excitatory_fraction)  # fmt: skip
+        return task, cell
     else:
         raise refuse("tasks", name, f"choose from {list(LIU_TASKS)}")
     return task, make_cell("rate_rnn", task.input_size, cfg.hidden_size, alpha=alpha)

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING
 import nbformat
 import pytest
 
+from bplambda.profiles import RESULTS_ROOT_VARIABLE
+
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
@@ -51,9 +53,10 @@ SMOKE_LINE = 'profile = "smoke"'
 # The smoke run takes ~45 s alone on 2 cores and has taken 190 s beside another torch job.
 RUN_TIMEOUT_S = 600
 N_FIGURES = 3
-# Where the smoke run writes, relative to the project root (output_dir = None outside the quick
-# profile means results/<profile>/<notebook>).
-RESULTS_DIR = f"results/smoke/{NOTEBOOK.stem}"
+# Where the smoke run writes, relative to the project root: `make lab` puts results under
+# results/lab/ (output_dir = None outside the quick profile means <root>/<profile>/<notebook>).
+RESULTS_ROOT = "results/lab"
+RESULTS_DIR = f"{RESULTS_ROOT}/smoke/{NOTEBOOK.stem}"
 STDERR_OUTPUT = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
 # The status bar's kernel item, e.g. "Python 3 (ipykernel) | Idle" (the toolbar's indicator
 # already says idle while the kernel is still starting).
@@ -175,6 +178,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         "JUPYTERLAB_SETTINGS_DIR": str(lab_settings(tmp_path / "lab-settings")),
         "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab-workspaces"),
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"),
+        RESULTS_ROOT_VARIABLE: RESULTS_ROOT,  # as `make lab` sets it
     }
     command = [
         sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={lab.port}",

@@ -1,0 +1,137 @@
+"""Notebook 05's statistics over its runs: the matched training-loss level and who reaches it,
+the pools the correlations count each rule in once, the rules known to compute the same update,
+and the λ_max-gap correlations."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bplambda.analysis import by_run
+from bplambda.tasks.liu import LIU_TASKS
+from bplambda.verdicts import correlation, permutation_spearman_p
+
+GAPS = ("gap_test_loss", "gap_test_error", "gap_test_noisy_loss", "gap_test_noisy_error")
+RUN = ["task", "condition", "family", "seed"]  # names a model, no NaN in it
+CORRELATION_COLUMNS = ["task", "scope", "unit", "x", "y", "n", "spearman_r", "spearman_p",
+                       "pearson_r", "pearson_p"]  # fmt: skip
+
+
+LEARNS = 0.8
+"""A run learns when its lowest checkpoint training loss is at most this fraction of its
+loss at iteration 0 (chance, for a classifier that starts near uniform)."""
+
+
+def matched_loss(checkpoints: pd.DataFrame) -> pd.DataFrame:
+    """Per task, the common training-loss ``level`` of the runs that learn (:data:`LEARNS`):
+    the largest of their lowest checkpoint losses, so every learning run reaches it; per run
+    that reaches it, the checkpointed metrics at its first checkpoint at or below it
+    (``batch``: that checkpoint). Runs that never learn (or diverged) do not set the level
+    and stay out; :func:`matched_runs` lists them all."""
+    runs = matched_runs(checkpoints)
+    reached = runs[runs.reached].set_index(["task", "condition", "seed"])
+    keys = pd.MultiIndex.from_frame(checkpoints[["task", "condition", "seed"]])
+    at = reached.batch.reindex(keys).to_numpy()
+    matched = checkpoints[checkpoints.batch.to_numpy() == at]
+    return matched.merge(runs[["task", "level"]].drop_duplicates(), on="task")
+
+
+def matched_runs(checkpoints: pd.DataFrame) -> pd.DataFrame:
+    """Per run (task, condition, seed): its training loss at iteration 0 and its lowest,
+    whether it ``learns`` (:data:`LEARNS`), the task's matched ``level`` (the largest lowest
+    loss among learning runs), whether it ``reached`` it and at which checkpoint ``batch``."""
+    loss = checkpoints[(checkpoints.metric == "train_loss")
+                       & ~checkpoints.diverged.astype(bool)].sort_values("batch")  # fmt: skip
+    by_run = loss.groupby(["task", "condition", "seed"])
+    runs = pd.concat([by_run.value.first().rename("initial_loss"),
+                      by_run.value.min().rename("lowest_loss")], axis=1).reset_index()  # fmt: skip
+    runs["learns"] = runs.lowest_loss <= LEARNS * runs.initial_loss
+    level = runs[runs.learns].groupby("task").lowest_loss.max().rename("level")
+    runs = runs.merge(level, on="task", how="left")
+    runs["reached"] = runs.learns & (runs.lowest_loss <= runs.level)
+    first = loss.merge(runs[["task", "level"]].drop_duplicates(), on="task")
+    first = first[first.value <= first.level].groupby(["task", "condition", "seed"]).batch.min()
+    return runs.merge(first.rename("batch").reset_index(), how="left")
+
+
+POOLS = {"Liu et al.'s rules": ("bptt", "eprop", "rflo", "mdgl"),
+         "BP(λ), SG(n), TBPTT(n)": ("bp_lambda", "sg", "tbptt")}  # fmt: skip
+"""The pools of runs the correlations draw from, by family: Liu et al.'s rules as they pooled
+them, the BPTT-window and synthetic-gradient rules in a pool of their own, so that a rule equal
+to another (:data:`IDENTITIES`) is never counted twice; the oracle (BPTT) is in neither."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Two conditions that compute the same update on ``tasks``, and why (by family and
+    window ``n``: conditions are data, not labels)."""
+
+    family: str
+    equals: tuple[str, int | None]
+    tasks: tuple[str, ...]
+    why: str
+
+
+IDENTITIES = (
+    Identity("oracle", ("bptt", None), LIU_TASKS,
+             "the oracle's future signal is the exact one: its update is BPTT's"),
+    Identity("eprop", ("tbptt", 1), ("seq_mnist",),
+             "without a leak (α = 0) e-prop's eligibility trace is the one-step derivative and "
+             "its learning signal the immediate one: its update is TBPTT(1)'s"),
+)  # fmt: skip
+
+
+def identities(final: pd.DataFrame) -> pd.DataFrame:
+    """Per task and :data:`IDENTITIES` pair present: both conditions' mean final λ_max and test
+    error over seeds side by side, and why they are equal."""
+    means = final.groupby(["task", "condition", "family", "n", "metric"], dropna=False)["value"]
+    wide = means.mean().unstack("metric").reset_index()
+    rows = []
+    for identity, (task, at) in itertools.product(IDENTITIES, wide.groupby("task")):
+        family, n = identity.equals
+        one = at[at.family == identity.family]
+        other = at[(at.family == family) & (at.n.isna() if n is None else at.n == n)]
+        if task not in identity.tasks or one.empty or other.empty:
+            continue
+        a, b = one.iloc[0], other.iloc[0]
+        rows.append({"task": task, "condition": a.condition, "equals": b.condition,
+                     **{f"{m} ({c})": r.get(m, np.nan) for m in ("lambda_max", "test_error")
+                        for c, r in ((a.condition, a), (b.condition, b))},
+                     "why": identity.why})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def correlations(final: pd.DataFrame, x: str = "lambda_max") -> pd.DataFrame:
+    """Spearman and Pearson correlation (r, p, n) between each model's final ``x`` and every
+    gap, per task: in each pool of :data:`POOLS` over its (condition, seed) runs (``unit``
+    ``"runs"``, as Liu et al. pooled them) and over its conditions' means across seeds
+    (``"condition means"``: the test that respects the grouping, seeds of one rule being no
+    independent evidence of the relation between rules; its Spearman p from an exact
+    permutation of the conditions, :func:`~bplambda.verdicts.permutation_spearman_p`), and
+    over each condition's seeds (``scope``: the condition, ``unit`` ``"seeds"``). At least 4
+    units each; diverged or non-finite runs are left out."""
+    wide = by_run(final, RUN).replace([np.inf, -np.inf], np.nan)
+    rows = []
+    for (task, at_task), gap in itertools.product(wide.groupby("task"), GAPS):
+        if gap not in at_task:
+            continue
+        runs = at_task[["condition", "family", x, gap]].dropna()
+        scopes = []
+        for pool, families in POOLS.items():
+            pooled = runs[runs.family.isin(families)]
+            scopes += [
+                (pool, "runs", pooled),
+                (pool, "condition means", pooled.groupby("condition")[[x, gap]].mean()),
+            ]
+        scopes += [(condition, "seeds", found) for condition, found in runs.groupby("condition")]
+        for scope, unit, pair in scopes:
+            if len(pair) < 4 or pair[x].nunique() < 2 or pair[gap].nunique() < 2:
+                continue
+            found = correlation(pair[x], pair[gap])
+            if unit == "condition means":
+                found["spearman_p"] = permutation_spearman_p(pair[x], pair[gap])
+            rows.append({"task": task, "scope": scope, "unit": unit, "x": x, "y": gap, **found})
+    return pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
