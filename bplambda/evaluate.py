@@ -7,7 +7,7 @@ from torch import Tensor
 
 from bplambda.cells import Cell
 from bplambda.outputs import ParamGroups
-from bplambda.readout import SequenceTargets, example_losses, readout, step_losses
+from bplambda.readout import SequenceTargets, example_losses, readout
 from bplambda.tasks.mnist import as_sequences
 
 
@@ -64,10 +64,10 @@ def evaluation_metrics(
             step = SequenceTargets(
                 chunk_targets.values[t : t + 1], weights[t : t + 1], targets.kind
             )
-            total_loss += step_losses(out.unsqueeze(0), step)[0] * n
             per_example += example_losses(out.unsqueeze(0), step)[0]
             if classify:
                 wrong += (out.argmax(-1) != step.values[0]).to(dtype).sum(-1)
+        total_loss += per_example.sum(-1)
         square_sum += (per_example**2).sum(-1)
     mean = total_loss / N
     spread = (square_sum / N - mean**2).clamp(min=0) * N / max(N - 1, 1)

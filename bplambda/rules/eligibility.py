@@ -68,8 +68,8 @@ def contiguous_types(hidden_size: int, cell_types: int) -> Tensor:
 def cell_type_average(weight: Tensor, types: Tensor) -> Tensor:
     """``W̃[j, p]`` = the mean of ``weight`` over the block ``type(j) × type(p)``: ``(*M, H, H)``
     for ``types (H,)``, each unit's type (0, 1, …)."""
-    types = types.to(weight.device)
-    member = torch.nn.functional.one_hot(types, int(types.max()) + 1).to(weight.dtype)  # (H, C)
+    count = int(types.max()) + 1  # on the host, where types are made: no device sync
+    member = torch.nn.functional.one_hot(types, count).to(weight.device, weight.dtype)  # (H, C)
     sizes = member.sum(0)
     block_means = (member.T @ weight @ member) / (sizes[:, None] * sizes[None, :])
     return member @ block_means @ member.T
