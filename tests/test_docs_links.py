@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -168,3 +169,34 @@ def test_the_checks_catch_what_they_are_for():
     assert has_section("## 6. Experiments", "6") and not has_section("### 6.1 Toy", "6")
     legacy = "PAPER" + ".md §6.1, ../shared/LIU2022" + ".md; docs/paper-liu2022.md §1"
     assert len(old_names(page, legacy)) == 2
+
+
+def papermill_commands(markdown: str) -> list[list[str]]:
+    """The ``.venv/bin/papermill`` commands of a document's bash blocks, as argument lists."""
+    blocks = re.findall(r"^```bash\n(.*?)^```", markdown, re.MULTILINE | re.DOTALL)
+    lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
+    return [shlex.split(line) for line in lines if line.strip().startswith(".venv/bin/papermill")]
+
+
+def unknown_parameters(command: list[str]) -> set[str]:
+    """The names a papermill command passes (``-p NAME value``, ``-y "{NAME: …}"``) that its
+    notebook's ``parameters`` cell does not define."""
+    cells = json.loads((ROOT / command[1]).read_text())["cells"]
+    cell = next(c for c in cells if "parameters" in c["metadata"].get("tags", []))
+    known = set(re.findall(r"^(\w+) =", "".join(cell["source"]), re.MULTILINE))
+    named = {command[i + 1] for i, a in enumerate(command) if a == "-p"}
+    named |= {k for i, a in enumerate(command) if a == "-y"
+              for k in re.findall(r"(\w+):", command[i + 1])}  # fmt: skip
+    return named - known
+
+
+def test_documented_papermill_commands_use_real_parameters():
+    """The commands the README and docs show (the GPU one cannot run here) name a notebook that
+    exists and only parameters of its ``parameters`` cell."""
+    commands = [c for _, text in DOCUMENTS["readme and docs"]() for c in papermill_commands(text)]
+    assert any("cuda" in c for c in commands)  # the README's GPU example is among them
+    for command in commands:
+        assert (ROOT / command[1]).exists() and unknown_parameters(command) == set(), command
+    typo = [".venv/bin/papermill", "notebooks/01_toy_alignment.ipynb", "out.ipynb",
+            "-p", "lamdas", "1", "-y", "{seeds: [0], windows: [1]}"]  # fmt: skip
+    assert unknown_parameters(typo) == {"lamdas"}  # the check can fail
