@@ -1,4 +1,5 @@
-"""Loss-landscape curvature of the full network (Liu et al. 2022, LIU2022.md §4.1, §6, §7).
+"""Loss-landscape curvature of the full network (Liu et al. 2022; docs/paper-liu2022.md §4.1,
+§6, §7).
 
 - :func:`full_loss`: the *untruncated* network loss per stacked model, ``Σ_t L_t`` plus Liu's
   L2 term. Its Hessian is what is measured, whatever rule trained the net.
@@ -399,7 +400,7 @@ def rule_curvature(
     the sharp direction ``v₁``, e.g. ``EigenResult.eigenvector``); eigenvalue: ``(*M,)``;
     eps: one step, or one per model ``(*M,)`` (e.g. :func:`kink_free_step`, needed where the
     cell has kinks). Central finite differences, not double backprop: a rule's
-    stop-gradients would also block the tangent (LIU2022.md §6). Meant for float64 (in
+    stop-gradients would also block the tangent (docs/paper-liu2022.md §6). Meant for float64 (in
     float32 the difference is dominated by rounding). ``c₁ = 1`` for the exact gradient of
     the measured loss.
     """

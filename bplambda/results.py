@@ -160,12 +160,12 @@ def build_summary(results_dir: str | Path = "results") -> Path:
             "## Paper vs official code vs bplambda",
             "",
             "“paper” is what the paper states (numbers are UNKNOWN where its text was not "
-            "available, see PAPER.md); “official code” are numbers measured by running the "
-            "authors' code; a disagreement is reported, not hidden. “verdict” and “bplambda” "
-            "come from the strongest budget that ran the claim (“budget”: paper, then medium, "
-            "then quick); the verdict at every budget stands beside it, so a reader sees how "
-            "it moves with the budget. Quick runs are short and most use 2–3 seeds: their "
-            "verdicts are indicative."
+            "available, see docs/paper-bp-lambda.md and docs/paper-liu2022.md); “official "
+            "code” are numbers measured by running the authors' code; a disagreement is "
+            "reported, not hidden. “verdict” and “bplambda” come from the strongest budget "
+            "that ran the claim (“budget”: paper, then medium, then quick); the verdict at "
+            "every budget stands beside it, so a reader sees how it moves with the budget. "
+            "Quick runs are short and most use 2–3 seeds: their verdicts are indicative."
             + "".join(
                 f" The `{b}` numbers are in [{b}/README.md]({b}/README.md)." for b in elsewhere
             ),

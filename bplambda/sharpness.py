@@ -1,6 +1,6 @@
-"""What notebook 05 measures on a network as it trains (Liu et al. 2022, LIU2022.md §4): at each
-evaluation point, the generalisation metrics and λ_max of the full training loss; at the end,
-in float64, λ_max again, the rule's own curvature c₁ along the sharp direction and Liu et al.'s
+"""What notebook 05 measures on a network as it trains (Liu et al. 2022, docs/paper-liu2022.md §4):
+at each evaluation point, the generalisation metrics and λ_max of the full training loss; at the
+end, in float64, λ_max again, the rule's own curvature c₁ along the sharp direction and Liu et al.'s
 stability prediction 2/(η·c₁). The solvers themselves live in :mod:`bplambda.curvature`."""
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def final_curvature(
     - ``c1``: the rule's own curvature along Lanczos' eigenvector, by central differences
       with the step ``c1_step`` (:func:`kink_free_step`: no ReLU unit flips inside it, so
       BPTT's ``c1`` is 1, reported as the check);
-    - ``predicted_lambda_max``: Liu et al.'s stability bound 2/(η·c₁) (LIU2022.md §4.4),
+    - ``predicted_lambda_max``: Liu et al.'s stability bound 2/(η·c₁) (docs/paper-liu2022.md §4.4),
       ``inf`` where ``c₁ ≤ 0`` (no bound).
     """
     K = params["rnn"]["weight_hh"].shape[0]

@@ -226,19 +226,8 @@ def render(results_dir: str | Path = "results") -> str:
     claims = claims_by_budget(Path(results_dir))
     if claims is None:
         raise FileNotFoundError(f"{results_dir} holds no claims.csv; run make reproduce first")
-    return "\n".join([
-        "Each claim at the strongest run that decided it; \"reproduced\" / \"NOT reproduced\" "
-        "only where the intervals over seeds separate (95% bootstrap CI, or the seeds' range "
-        "with 3 seeds or fewer, as each cell says). Quick's verdict, from fewer seeds and a "
-        "shorter budget, stands beside it as indicative. Every claim, at every budget: "
-        "[results/README.md](results/README.md).",
-        "",
-        table(HEADLINES, claims),
-        "",
-        "**Extensions** (not claims of the papers):",
-        "",
-        table(EXTENSIONS, claims),
-    ])  # fmt: skip
+    return "\n".join([table(HEADLINES, claims), "", "**Extensions** (not claims of the papers):",
+                      "", table(EXTENSIONS, claims)])  # fmt: skip
 
 
 def update_readme(readme: str | Path = "README.md", results_dir: str | Path = "results") -> Path:
