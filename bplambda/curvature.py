@@ -47,6 +47,15 @@ class ConvergenceWarning(UserWarning):
     """An eigen-solver hit ``max_iter`` before some models converged."""
 
 
+def _jvp(function: Callable, primals: tuple[Tensor, ...], tangents: tuple[Tensor, ...]) -> tuple:
+    """``torch.func.jvp``, without the FutureWarning "`torch.jit.script` is deprecated" that
+    torch raises from its own code the first time it loads its JVP decompositions (torch's
+    internals, nothing this package calls; it printed in every notebook 05 run)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"`torch\.jit\.script` is deprecated", FutureWarning)
+        return torch.func.jvp(function, primals, tangents)
+
+
 # ----------------------------------------------------------------------------- the loss
 def full_loss(
     cell: Cell, params: ParamGroups, inputs: Tensor, targets: SequenceTargets, l2: float = 0.0
@@ -131,7 +140,7 @@ def hessian_operator(
         gradient = torch.func.grad(lambda w: loss_fn(w).sum())
 
         def matvec(v: Tensor) -> Tensor:
-            return torch.func.jvp(gradient, (W,), (v,))[1]
+            return _jvp(gradient, (W,), (v,))[1]
 
     model_shape = loss.shape
     return HessianOperator(matvec, model_shape, W.shape[len(model_shape) :], W.dtype, W.device)
@@ -376,10 +385,10 @@ def kink_free_step(
     def states(weight: Tensor) -> Tensor:
         return unroll(cell, {**rnn, "weight_hh": weight}, inputs)
 
-    s, s_dot = torch.func.jvp(states, (rnn["weight_hh"].detach(),), (direction.detach(),))
+    s, s_dot = _jvp(states, (rnn["weight_hh"].detach(),), (direction.detach(),))
     if cell.kinks(s) is None:
         return inputs.new_full(model_shape, largest)
-    value, tangent = torch.func.jvp(cell.kinks, (s,), (s_dot,))
+    value, tangent = _jvp(cell.kinks, (s,), (s_dot,))
     reach = (value.abs() / tangent.abs()).where(tangent != 0, torch.inf)
     model_dims = len(model_shape)
     per_model = reach.movedim(0, model_dims).flatten(model_dims).amin(-1)

@@ -65,8 +65,10 @@ def checkpoint_metrics(
 ) -> Callable[[ParamGroups], dict[str, Tensor]]:
     """``params -> {metric: (K,)}``: the generalisation metrics and gaps, and λ_max of the
     full training loss on the fixed curvature batch (``lambda_max_converged``: 1 where the
-    ``checkpoint_solver`` met its tolerance; ``lambda_max_hvps``: the HVPs it took. The stacked
-    models iterate in lockstep, so a stack costs its slowest model's count)."""
+    ``checkpoint_solver`` met its tolerance, instead of a warning at every checkpoint:
+    :func:`bplambda.convergence.convergence_summary` says it once per run;
+    ``lambda_max_hvps``: the HVPs it took. The stacked models iterate in lockstep, so a stack
+    costs its slowest model's count)."""
     device, dtype = resolve_device(cfg.device), resolve_dtype(cfg.dtype)
     batch = _on(task.evaluation_set("train", cfg.curvature_batch, cfg.eval_seed), device, dtype,
                 K)  # fmt: skip
@@ -74,9 +76,11 @@ def checkpoint_metrics(
     def evaluate(params: ParamGroups) -> dict[str, Tensor]:
         metrics = generalisation(cell, params, task, cfg.eval_size, cfg.eval_seed)
         op = network_hessian(cell, params, *batch, l2=cfg.l2)
-        top = SOLVERS[cfg.checkpoint_solver](
-            op, max_iter=cfg.curvature_iterations, rtol=cfg.curvature_rtol, seed=cfg.eval_seed
-        )
+        with warnings.catch_warnings():  # kept as a column; said once per run by the notebook
+            warnings.simplefilter("ignore", ConvergenceWarning)  # (convergence_summary)
+            top = SOLVERS[cfg.checkpoint_solver](
+                op, max_iter=cfg.curvature_iterations, rtol=cfg.curvature_rtol, seed=cfg.eval_seed
+            )
         metrics["lambda_max"] = top.eigenvalue
         metrics["lambda_max_converged"] = top.converged.to(top.eigenvalue.dtype)
         metrics["lambda_max_hvps"] = top.iterations.to(top.eigenvalue.dtype)

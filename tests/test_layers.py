@@ -26,7 +26,16 @@ LAYERS = [
     ["bp_lambda", "metrics", "rules", "stacking"],
     ["tasks"],
     ["train", "resume", "evaluate", "curvature", "sharpness"],
-    ["parameters", "profiles", "analysis", "verdicts", "results", "plots"],
+    [
+        "parameters",
+        "profiles",
+        "analysis",
+        "verdicts",
+        "results",
+        "plots",
+        "findings",
+        "convergence",
+    ],
     ["experiments"],
     ["reproduce", "sweep", "campaign", "bench", "bench_workers"],
 ]
