@@ -81,14 +81,18 @@ SPREADS = {
 
 MATH = re.compile(r"\$[^$]*\$")
 UNBROKEN = "\N{NO-BREAK SPACE}"
+TITLE_CHARACTERS_PER_INCH = 8
+"""About how many characters of an axes title (notebook context) fit in an inch."""
 
 
 def _wrap(text: str, width: int) -> str:
-    """``text`` in lines of at most ``width`` characters, never broken inside TeX math
-    (``$…$``): matplotlib reads math line by line, and a broken one is drawn as raw TeX."""
+    """``text`` in lines of at most ``width`` characters (each of its own lines wrapped apart),
+    never broken inside TeX math (``$…$``): matplotlib reads math line by line, and a broken
+    one is drawn as raw TeX."""
     kept = MATH.sub(lambda math: math.group().replace(" ", UNBROKEN), text)
-    lines = textwrap.fill(kept, width, break_long_words=False, break_on_hyphens=False)
-    return lines.replace(UNBROKEN, " ")
+    lines = [textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False)
+             for line in kept.split("\n")]  # fmt: skip
+    return "\n".join(lines).replace(UNBROKEN, " ")
 
 
 def _house_style(figure: Callable[P, plt.Figure]) -> Callable[P, plt.Figure]:
@@ -296,14 +300,18 @@ def points(data: pd.DataFrame, x: str, y: str, title: str, ylabel: str) -> plt.F
     order = condition_order(data)
     palette = _palette(data)
     errorbar, bars = _interval_bars(data, x, y)
-    fig, ax = plt.subplots(figsize=(0.7 * len(order) + 2.5, 4))
+    width = 0.7 * len(order) + 2.5  # inches
+    fig, ax = plt.subplots(figsize=(width, 4))
     sns.pointplot(data, x=x, y=y, order=order, hue=x, palette=palette, errorbar=errorbar,
                   linestyle="none", markers="D", ax=ax, legend=False)  # fmt: skip
     sns.stripplot(data, x=x, y=y, order=order, color="0.4", size=3, alpha=0.6, ax=ax)
     ax.set(
         xlabel="",
         ylabel=ylabel,
-        title=f"{title}\n(diamonds: mean over seeds; {bars}; dots: seeds)",
+        title=_wrap(
+            f"{title}\n(diamonds: mean over seeds; {bars}; dots: seeds)",
+            int(TITLE_CHARACTERS_PER_INCH * width),
+        ),
     )
     ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
@@ -327,9 +335,8 @@ def window_bounds(bounds: pd.DataFrame, windows: Sequence[int], title: str) -> p
     ax.set(xlabel=AXIS_LABELS.get("T", "T"), ylabel="n* (SG window)", yscale="log",
            yticks=[*sorted(windows), beyond], yticklabels=[*map(str, sorted(windows)),
            f"> {max(windows)}"],
-           title=_wrap(title, 46) + "\n" + _wrap(
-               "(bars: from the first window not separated below BP(1) to the first that also "
-               "reaches its mean)", 52))  # fmt: skip
+           title=_wrap(f"{title}\n(bars: from the first window not separated below BP(1) "
+                       "to the first that also reaches its mean)", 46))  # fmt: skip
     ax.minorticks_off()
     ax.legend(title="spectral radius")
     _legend_right(fig, ax)
