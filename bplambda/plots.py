@@ -365,6 +365,8 @@ def _scale(values: pd.Series) -> str:
 
 LINEAR_WITHIN = 1.0
 """A symlog axis is linear within ± this, logarithmic beyond."""
+X_TICKS = 5
+"""Ticks a linear x-axis of a panel (5 inches) has at most."""
 SHORT_RANGE = 2.0
 """Decades a log axis spans at most to be labelled at 1, 2 and 5 of each (else at 1)."""
 
@@ -374,13 +376,16 @@ def _set_scale(ax: plt.Axes, axis: str, scale: str) -> None:
     or symlog axis is labelled in plain numbers, a log one over a short range
     (:data:`SHORT_RANGE`) at 1, 2 and 5 of each decade, minor ticks unlabelled (matplotlib
     labels every minor tick of a short range, ``2×10⁰ 3×10⁰ …``, and they run into one
-    another)."""
+    another); a linear x-axis has at most :data:`X_TICKS` ticks (a narrow range has long labels,
+    ``0.010025``)."""
     along = getattr(ax, f"{axis}axis")
     if scale == "symlog":
         getattr(ax, f"set_{axis}scale")(scale, linthresh=LINEAR_WITHIN)
     else:
         getattr(ax, f"set_{axis}scale")(scale)
     if scale == "linear":
+        if axis == "x":
+            along.set_major_locator(ticker.MaxNLocator(nbins=X_TICKS - 1))
         return
     low, high = getattr(ax, f"get_{axis}lim")()
     if scale == "symlog":

@@ -212,3 +212,15 @@ def test_slanted_tick_labels_overlap_only_where_their_text_does(gap, overlap):
     problems = [p for p in layout_problems(fig) if "overlap" in p]
     plt.close(fig)
     assert bool(problems) == overlap
+
+
+def test_a_scatter_over_a_narrow_range_keeps_its_ticks_apart():
+    """A smoke run's delayed match has λ_max in 0.01000–0.01014: linear, with long labels."""
+    final = _liu_final()
+    narrow = (final.task == "delayed_match") & (final.metric == "lambda_max")
+    final.loc[narrow, "value"] = np.linspace(0.01, 0.01014, narrow.sum())
+    fig = plots.correlation_scatter(final, _correlations(), "lambda_max", "gap_test_loss", "t")
+    try:
+        assert layout_problems(fig) == []
+    finally:
+        plt.close(fig)
