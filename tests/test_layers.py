@@ -33,11 +33,12 @@ LAYERS = [
         "verdicts",
         "results",
         "plots",
+        "figure_checks",
         "findings",
         "convergence",
     ],
     ["experiments"],
-    ["reproduce", "sweep", "campaign", "bench", "bench_workers"],
+    ["what_reproduces", "reproduce", "sweep", "campaign", "bench", "bench_workers"],
 ]
 """Lowest first; a module may import from its own layer (acyclically) and the ones below. The
 package's ``__init__`` (the public API) sits above them all."""
