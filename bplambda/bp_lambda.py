@@ -1,6 +1,7 @@
 """The paper's mathematics in one place: TD errors, eligibility traces, λ-returns.
 
-Notation (PAPER.md §1–2; ``lmbda`` is λ, ``gamma`` is γ, ``scale`` is the SG scale s):
+Notation (docs/paper-bp-lambda.md §1–2): ``lmbda`` is λ, ``gamma`` is γ, ``scale`` is the SG
+scale s;
 
 - states ``s_1 … s_T`` (``s_0 = 0``), ``J_t = ∂s_t/∂s_{t-1}``, immediate ``a_t = ∂L_t/∂s_t``;
 - synthetic gradient ``g_t = g(s_t)`` with the terminal ``g_T := 0``;
@@ -116,8 +117,8 @@ def lambda_return_gradient(
     """The forward view: gradient of ``Σ_{t<T} mean_b ½‖G^λ_t − g(s_t)‖²`` (targets fixed).
 
     With θ fixed within the sequence this equals, exactly, minus the summed online update
-    ``Σ_t mean_b δ_{t+1} e_t`` of Algorithm 1 (PAPER.md §2.4). It is **not** an online
-    algorithm (it needs the whole sequence before the backward sweep); it exists because it
+    ``Σ_t mean_b δ_{t+1} e_t`` of Algorithm 1 (docs/paper-bp-lambda.md §2.4). It is **not** an
+    online algorithm (it needs the whole sequence before the backward sweep); it exists because it
     costs O(B·S²) per step instead of the traces' O(B·S⁴). In a front-padded stack
     (:class:`~bplambda.cells.MaskedCell`) only real states are regressed: a padding state is
     the zero reset state of a sequence that has not started (s_0 is never regressed either).

@@ -360,8 +360,8 @@ class LSTM(Cell):
 
 @dataclass(frozen=True)
 class FaithfulLSTM(LSTM):
-    """The LSTM with the official code's three quirks (PAPER.md §3) in what BP(λ) uses:
-    (a) the state Jacobian and its VJPs omit the ``h_{t-1} → o_t → h_t`` path; (b) the TD
+    """The LSTM with the official code's three quirks (docs/paper-bp-lambda.md §3) in what BP(λ)
+    uses: (a) the state Jacobian and its VJPs omit the ``h_{t-1} → o_t → h_t`` path; (b) the TD
     target's immediate term is ``[a_h, a_h ⊙ ∂h/∂c]`` (the cell path counted twice);
     (c) ``s·g_h ⊙ ∂h/∂c`` does not reach the cell-gate updates. The step and the parameter
     VJP stay exact, so BPTT is unchanged.
@@ -390,7 +390,8 @@ class FaithfulLSTM(LSTM):
 
 @dataclass(frozen=True)
 class RateRNN(Cell):
-    """Liu et al.'s leaky rate unit (LIU2022.md §1): the state is the voltage ``v`` (S = H),
+    """Liu et al.'s leaky rate unit (docs/paper-liu2022.md §1): the state is the voltage ``v``
+    (S = H),
 
     ``v_t = α v_{t-1} + (1−α)(W_ih x_t + (W_hh ⊙ M) z_{t-1})``, ``z_t = ReLU(v_t)``,
 
@@ -611,7 +612,7 @@ def with_compiled_step(cell: Cell) -> Cell:
     first batch of each shape pays the compilation). Everything else is the cell's own.
 
     It pays where autograd differentiates the step (BPTT, TBPTT, SG; the figures are in the
-    README's benchmark). Not for rules that switch grad mode within a batch (BP(λ), the
+    docs/benchmarks.md). Not for rules that switch grad mode within a batch (BP(λ), the
     oracle): each switch recompiles (:data:`bplambda.train.COMPILED_RULES`).
     """
     # The rules call backward with retain_graph (SG's chunks, the loss and the immediate

@@ -1,4 +1,5 @@
-"""Loss-landscape curvature of the full network (Liu et al. 2022, LIU2022.md §4.1, §6, §7).
+"""Loss-landscape curvature of the full network (Liu et al. 2022; docs/paper-liu2022.md §4.1,
+§6, §7).
 
 - :func:`full_loss`: the *untruncated* network loss per stacked model, ``Σ_t L_t`` plus Liu's
   L2 term. Its Hessian is what is measured, whatever rule trained the net.
@@ -44,6 +45,15 @@ WHICH = ("LA", "SA", "LM")
 
 class ConvergenceWarning(UserWarning):
     """An eigen-solver hit ``max_iter`` before some models converged."""
+
+
+def _jvp(function: Callable, primals: tuple[Tensor, ...], tangents: tuple[Tensor, ...]) -> tuple:
+    """``torch.func.jvp``, without the FutureWarning "`torch.jit.script` is deprecated" that
+    torch raises from its own code the first time it loads its JVP decompositions (torch's
+    internals, nothing this package calls; it printed in every notebook 05 run)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"`torch\.jit\.script` is deprecated", FutureWarning)
+        return torch.func.jvp(function, primals, tangents)
 
 
 # ----------------------------------------------------------------------------- the loss
@@ -130,7 +140,7 @@ def hessian_operator(
         gradient = torch.func.grad(lambda w: loss_fn(w).sum())
 
         def matvec(v: Tensor) -> Tensor:
-            return torch.func.jvp(gradient, (W,), (v,))[1]
+            return _jvp(gradient, (W,), (v,))[1]
 
     model_shape = loss.shape
     return HessianOperator(matvec, model_shape, W.shape[len(model_shape) :], W.dtype, W.device)
@@ -375,10 +385,10 @@ def kink_free_step(
     def states(weight: Tensor) -> Tensor:
         return unroll(cell, {**rnn, "weight_hh": weight}, inputs)
 
-    s, s_dot = torch.func.jvp(states, (rnn["weight_hh"].detach(),), (direction.detach(),))
+    s, s_dot = _jvp(states, (rnn["weight_hh"].detach(),), (direction.detach(),))
     if cell.kinks(s) is None:
         return inputs.new_full(model_shape, largest)
-    value, tangent = torch.func.jvp(cell.kinks, (s,), (s_dot,))
+    value, tangent = _jvp(cell.kinks, (s,), (s_dot,))
     reach = (value.abs() / tangent.abs()).where(tangent != 0, torch.inf)
     model_dims = len(model_shape)
     per_model = reach.movedim(0, model_dims).flatten(model_dims).amin(-1)
@@ -399,7 +409,7 @@ def rule_curvature(
     the sharp direction ``v₁``, e.g. ``EigenResult.eigenvector``); eigenvalue: ``(*M,)``;
     eps: one step, or one per model ``(*M,)`` (e.g. :func:`kink_free_step`, needed where the
     cell has kinks). Central finite differences, not double backprop: a rule's
-    stop-gradients would also block the tangent (LIU2022.md §6). Meant for float64 (in
+    stop-gradients would also block the tangent (docs/paper-liu2022.md §6). Meant for float64 (in
     float32 the difference is dominated by rounding). ``c₁ = 1`` for the exact gradient of
     the measured loss.
     """

@@ -98,7 +98,7 @@ def generalisation(
     chunk: int = 2000,
 ) -> dict[str, Tensor]:
     """Train and held-out metrics on a task's fixed, seeded evaluation sets, and the gaps
-    (LIU2022.md §4.2), per model: ``(*M,)`` each.
+    (docs/paper-liu2022.md §4.2), per model: ``(*M,)`` each.
 
     task: one with the held-out protocol (``SPLITS``, ``evaluation_set``, see
     :mod:`bplambda.tasks.base`). For ``"train"`` and every split whose name starts with

@@ -17,6 +17,13 @@ FAMILY_ORDER = ("bp_lambda", "oracle", "bptt", "sg", "tbptt", "mdgl", "eprop", "
 to the least of the gradient they keep."""
 TRUNCATED = ("tbptt", "sg")
 """The families that cut the backward pass at a window n (the rivals of BP(λ) in the claims)."""
+POOLS = {"Liu et al.'s rules": ("bptt", "eprop", "rflo", "mdgl"),
+         "BP(λ), SG(n), TBPTT(n)": ("bp_lambda", "sg", "tbptt")}  # fmt: skip
+"""The pools of rules notebook 05 draws its correlations from (and its figures draw a row
+each), by family: Liu et al.'s rules as they pooled them, the BPTT-window and synthetic-gradient
+rules in a pool of their own, so that a rule equal to another
+(:data:`~bplambda.experiments.generalisation_stats.IDENTITIES`) is never counted twice; the
+oracle (BPTT) is in neither."""
 
 
 def conditions(table: pd.DataFrame) -> pd.DataFrame:

@@ -8,6 +8,7 @@ lines, or a bar from the lowest seed to the highest), and the titles say which.
 from __future__ import annotations
 
 import functools
+import re
 import textwrap
 from collections.abc import Callable, Sequence
 from typing import ParamSpec
@@ -16,13 +17,32 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib import ticker
 
 from bplambda.analysis import by_run
-from bplambda.labels import DEFAULT_VARIANT, condition_order, conditions, with_labels
+from bplambda.labels import DEFAULT_VARIANT, POOLS, condition_order, conditions, with_labels
 from bplambda.verdicts import RANGE_ONLY
 
 P = ParamSpec("P")
 
+PANEL_TITLES = {
+    "alignment_synthetic": "g at every state",
+    "alignment_applied": "g where the rule applies it",
+    "alignment_signal": "the learning signal the RNN receives",
+    "update_alignment": "the weight update",
+    "future_gradient_norm": "size of the future gradient",
+    "loss": "task loss",
+    "val_error": "validation error",
+    "val_loss": "validation loss",
+    "train_loss": "training loss",
+    "solved_T": "largest T solved",
+    "T": "T being trained",
+    "N": "pattern length N",
+}
+"""A panel's title, where a figure has several (the y-label says it in full)."""
+TASK_NAMES = {"seq_mnist": "sequential MNIST", "pattern_generation": "pattern generation",
+              "delayed_match": "delayed match-to-sample"}  # fmt: skip
+"""Liu et al.'s tasks as a panel names them."""
 METRIC_LABELS = {
     "alignment_synthetic": r"$\cos(g(s_t),\ \partial L_{>t}/\partial s_t)$",
     "alignment_signal": r"$\cos(\mathrm{signal}_t,\ \partial L_{>t}/\partial s_t)$",
@@ -45,6 +65,8 @@ METRIC_LABELS = {
     "N": "pattern length N (steps)",
     "R": "repeats R",
 }
+LEGEND_TITLES = {"rho_label": "fixed RNN", "T": "sequence length T"}
+"""A legend's title for the column its entries come from."""
 AXIS_LABELS = {"lmbda": "λ", "T": "sequence length T", "t": "time step t",
                "batch": "batch (optimiser steps)", "epoch": "epoch", "n": "window n"}  # fmt: skip
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
@@ -55,6 +77,22 @@ SPREADS = {
     "seeds": f"thin lines: each seed (≤ {RANGE_ONLY} seeds: no interval)",
 }
 """How a line's spread over seeds is drawn, as the titles say it."""
+
+
+MATH = re.compile(r"\$[^$]*\$")
+UNBROKEN = "\N{NO-BREAK SPACE}"
+TITLE_CHARACTERS_PER_INCH = 8
+"""About how many characters of an axes title (notebook context) fit in an inch."""
+
+
+def _wrap(text: str, width: int) -> str:
+    """``text`` in lines of at most ``width`` characters (each of its own lines wrapped apart),
+    never broken inside TeX math (``$…$``): matplotlib reads math line by line, and a broken
+    one is drawn as raw TeX."""
+    kept = MATH.sub(lambda math: math.group().replace(" ", UNBROKEN), text)
+    lines = [textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False)
+             for line in kept.split("\n")]  # fmt: skip
+    return "\n".join(lines).replace(UNBROKEN, " ")
 
 
 def _house_style(figure: Callable[P, plt.Figure]) -> Callable[P, plt.Figure]:
@@ -103,20 +141,21 @@ def _lines_with_bands(
     order: Sequence[str],
     palette: dict[str, tuple],
     legend: bool,
+    styles: dict[str, str] | None = None,
 ) -> set[str]:
-    """A line per ``hue`` value (in ``order``, coloured by ``palette``): the mean of ``value``
-    over the rows at each ``x`` (with its own markers), with its 95% bootstrap band
-    (:func:`bootstrap_bands`), or,
-    for a value with at most ``RANGE_ONLY`` rows at every ``x``, each seed as a thin line.
-    Returns how the spreads were drawn (keys of :data:`SPREADS`)."""
+    """A line per ``hue`` value (in ``order``, coloured by ``palette``, in its line style from
+    ``styles``, else solid): the mean of ``value`` over the rows at each ``x`` (with its own
+    markers), with its 95% bootstrap band (:func:`bootstrap_bands`), or, for a value with at
+    most ``RANGE_ONLY`` rows at every ``x``, each seed as a thin line. Returns how the spreads
+    were drawn (keys of :data:`SPREADS`)."""
     bands = bootstrap_bands(data, [hue, x])
     sizes = data[data.value.notna()].groupby([hue, x]).size().groupby(level=0).max()
     drawn = set()
     for i, name in enumerate(n for n in order if n in set(bands[hue])):
         line = bands[bands[hue] == name]
         ax.plot(line[x], line["mean"], color=palette[name], label=name,
-                marker=MARKERS[i % len(MARKERS)], markersize=4,
-                markevery=max(1, len(line) // 8))  # fmt: skip
+                linestyle=(styles or {}).get(name, "-"), marker=MARKERS[i % len(MARKERS)],
+                markersize=4, markevery=max(1, len(line) // 8))  # fmt: skip
         if sizes[name] > RANGE_ONLY or "seed" not in data:
             ax.fill_between(line[x], line["low"], line["high"], color=palette[name], alpha=0.2,
                             linewidth=0)  # fmt: skip
@@ -143,29 +182,43 @@ def _interval_bars(data: pd.DataFrame, x: str | list[str], y: str) -> tuple[tupl
     return ("ci", 95), "bars: 95% bootstrap interval"
 
 
-LIU_SHADES = {("mdgl", DEFAULT_VARIANT): 0, ("mdgl", "cell_type"): 1, ("eprop", DEFAULT_VARIANT): 2,
-              ("rflo", DEFAULT_VARIANT): 3}  # fmt: skip
-"""Liu et al.'s rules: shades of red, dark to light, from the most to the least gradient kept."""
+LIU_COLOURS = {("mdgl", DEFAULT_VARIANT): "#d62728", ("mdgl", "cell_type"): "#ff9896",
+               ("eprop", DEFAULT_VARIANT): "#9467bd",
+               ("rflo", DEFAULT_VARIANT): "#e377c2"}  # fmt: skip
+"""Liu et al.'s rules, a hue each (MDGL red, its cell-type approximation light red, e-prop
+purple, RFLO pink), apart from one another and from the BP(λ)/SG/TBPTT pool's greens→blues,
+oranges and greys."""
+LINE_STYLES = {"sg": "--", "tbptt": ":", "oracle": "--"}
+"""Line style by family (solid otherwise; a variant, e.g. MDGL's cell-type approximation,
+dash-dotted): a rule that computes the same as another (SG(1) and BP(0); the oracle and BPTT)
+is drawn dashed over it, and both stay visible."""
+VARIANT_STYLE = "-."
 
 
 def _palette(data: pd.DataFrame) -> dict[str, tuple]:
-    """The house colours of the conditions of ``data`` (with their labels): blues→greens for
-    BP(λ), oranges for SG(n), greys for TBPTT(n), reds for Liu et al.'s rules, black for the
-    exact ones."""
+    """The house colours of the conditions of ``data`` (with their labels): greens→blues for
+    BP(λ), oranges for SG(n), greys for TBPTT(n), a hue each for Liu et al.'s rules
+    (:data:`LIU_COLOURS`), black for the exact ones."""
     ordered = conditions(data)
     palette: dict[str, tuple] = {}
     for family, cmap in (("bp_lambda", "viridis_r"), ("sg", "Oranges"), ("tbptt", "Greys")):
         members = ordered.condition[ordered.family == family].tolist()
         colours = sns.color_palette(cmap, len(members) + (0 if family == "bp_lambda" else 1))
         palette.update(zip(members, colours[-len(members) :] if members else []))
-    liu = sns.color_palette("Reds_r", 6)
     for row in ordered.itertuples():
-        shade = LIU_SHADES.get((row.family, row.variant))
-        if shade is not None:
-            palette[row.condition] = liu[shade]
+        colour = LIU_COLOURS.get((row.family, row.variant))
+        if colour is not None:
+            palette[row.condition] = sns.color_palette([colour])[0]
         elif row.family in ("bptt", "oracle"):
             palette[row.condition] = (0.0, 0.0, 0.0)
     return palette
+
+
+def _line_styles(data: pd.DataFrame) -> dict[str, str]:
+    """The line style of each condition of ``data`` (:data:`LINE_STYLES`)."""
+    return {row.condition: VARIANT_STYLE if row.variant != DEFAULT_VARIANT
+            else LINE_STYLES.get(row.family, "-")
+            for row in conditions(data).itertuples()}  # fmt: skip
 
 
 @_house_style
@@ -179,27 +232,31 @@ def lines(
     hue: str = "condition",
     hue_title: str | None = None,
 ) -> plt.Figure:
-    """One panel per metric: value vs ``x``, a line per ``hue`` value (conditions by default,
-    in the house colours) with a band over seeds; ``hue_title`` names the legend (default: no
-    title for conditions, else ``hue``)."""
+    """One panel per metric (titled by :data:`PANEL_TITLES` where there are several): value vs
+    ``x``, a line per ``hue`` value (conditions by default, in the house colours and line
+    styles) with a band over seeds; ``hue_title`` names the legend (default: ``hue`` as
+    :data:`LEGEND_TITLES` says it)."""
     if hue == "condition":
-        order, palette = condition_order(data), _palette(data)
+        order, palette, styles = condition_order(data), _palette(data), _line_styles(data)
     else:
-        order = sorted(data[hue].unique())
+        order, styles = sorted(data[hue].unique()), None
         palette = dict(zip(order, sns.color_palette("viridis", len(order))))
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4), squeeze=False)
     drawn: set[str] = set()
     for ax, metric in zip(axes[0], metrics):
         subset = data[data.metric == metric]
-        drawn |= _lines_with_bands(ax, subset, x, hue, order, palette, legend=ax is axes[0][-1])
-        ax.set(ylabel=textwrap.fill(METRIC_LABELS.get(metric, metric), 32),
+        drawn |= _lines_with_bands(ax, subset, x, hue, order, palette, legend=ax is axes[0][-1],
+                                   styles=styles)  # fmt: skip
+        ax.set(ylabel=_wrap(METRIC_LABELS.get(metric, metric), 32),
                xlabel=xlabel or AXIS_LABELS.get(x, x))  # fmt: skip
+        if len(metrics) > 1:
+            ax.set_title(PANEL_TITLES.get(metric, metric))
         if metric in log_y:
             ax.set_yscale("log")
-    if hue_title is not None and axes[0][-1].get_legend() is not None:
-        axes[0][-1].get_legend().set_title(hue_title)
+    if axes[0][-1].get_legend() is not None:
+        axes[0][-1].get_legend().set_title(hue_title or LEGEND_TITLES.get(hue, hue))
     width = 32 * len(metrics) + 22  # characters that fit over the panels and the legend
-    fig.suptitle(textwrap.fill(f"{title} ({_spread_note(drawn)})", width), fontsize="medium")
+    fig.suptitle(_wrap(f"{title} ({_spread_note(drawn)})", width), fontsize="medium")
     _legend_right(fig, axes[0][-1])
     return fig
 
@@ -207,8 +264,7 @@ def lines(
 def lead_vs_length(lead: pd.DataFrame, title: str) -> plt.Figure:
     """BP(1)'s lead over the best bootstrapping SG(n) against T, a line per spectral radius
     (``rho_label``), each point labelled with the window n that was best there (``best_n``)."""
-    fig = lines(lead, x="T", metrics=["lead"], hue="rho_label", title=title,
-                hue_title="fixed RNN")  # fmt: skip
+    fig = lines(lead, x="T", metrics=["lead"], hue="rho_label", title=title)
     ax = fig.axes[0]
     legend = ax.get_legend()
     colours = {text.get_text(): handle.get_color()
@@ -244,14 +300,18 @@ def points(data: pd.DataFrame, x: str, y: str, title: str, ylabel: str) -> plt.F
     order = condition_order(data)
     palette = _palette(data)
     errorbar, bars = _interval_bars(data, x, y)
-    fig, ax = plt.subplots(figsize=(0.7 * len(order) + 2.5, 4))
+    width = 0.7 * len(order) + 2.5  # inches
+    fig, ax = plt.subplots(figsize=(width, 4))
     sns.pointplot(data, x=x, y=y, order=order, hue=x, palette=palette, errorbar=errorbar,
                   linestyle="none", markers="D", ax=ax, legend=False)  # fmt: skip
     sns.stripplot(data, x=x, y=y, order=order, color="0.4", size=3, alpha=0.6, ax=ax)
     ax.set(
         xlabel="",
         ylabel=ylabel,
-        title=f"{title}\n(diamonds: mean over seeds; {bars}; dots: seeds)",
+        title=_wrap(
+            f"{title}\n(diamonds: mean over seeds; {bars}; dots: seeds)",
+            int(TITLE_CHARACTERS_PER_INCH * width),
+        ),
     )
     ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
@@ -275,8 +335,8 @@ def window_bounds(bounds: pd.DataFrame, windows: Sequence[int], title: str) -> p
     ax.set(xlabel=AXIS_LABELS.get("T", "T"), ylabel="n* (SG window)", yscale="log",
            yticks=[*sorted(windows), beyond], yticklabels=[*map(str, sorted(windows)),
            f"> {max(windows)}"],
-           title=f"{title}\n(bars: from the first window not separated below BP(1) to the "
-                 "first that also reaches its mean)")  # fmt: skip
+           title=_wrap(f"{title}\n(bars: from the first window not separated below BP(1) "
+                       "to the first that also reaches its mean)", 46))  # fmt: skip
     ax.minorticks_off()
     ax.legend(title="spectral radius")
     _legend_right(fig, ax)
@@ -291,39 +351,126 @@ def _panels(data: pd.DataFrame, panel: str) -> tuple[plt.Figure, list, list[str]
     return fig, list(axes[0]), names
 
 
+def _finite(values: pd.Series) -> pd.Series:
+    return values[values.notna() & (values.abs() < float("inf"))]
+
+
 def _scale(values: pd.Series) -> str:
     """``"log"`` for positive values spanning more than a factor of 10, else ``"linear"``."""
-    finite = values[values.notna() & (values.abs() < float("inf"))]
+    finite = _finite(values)
     if finite.empty or (finite <= 0).any():
         return "linear"
     return "log" if finite.max() > 10 * finite.min() else "linear"
 
 
+LINEAR_WITHIN = 1.0
+"""A symlog axis is linear within ± this, logarithmic beyond."""
+X_TICKS = 5
+"""Ticks a linear x-axis of a panel (5 inches) has at most."""
+SHORT_RANGE = 2.0
+"""Decades a log axis spans at most to be labelled at 1, 2 and 5 of each (else at 1)."""
+
+
+def _set_scale(ax: plt.Axes, axis: str, scale: str) -> None:
+    """Set ``ax``'s ``axis`` (``"x"``, ``"y"``) to ``scale``, after the data are drawn: a log
+    or symlog axis is labelled in plain numbers, a log one over a short range
+    (:data:`SHORT_RANGE`) at 1, 2 and 5 of each decade, minor ticks unlabelled (matplotlib
+    labels every minor tick of a short range, ``2×10⁰ 3×10⁰ …``, and they run into one
+    another); a linear x-axis has at most :data:`X_TICKS` ticks (a narrow range has long labels,
+    ``0.010025``)."""
+    along = getattr(ax, f"{axis}axis")
+    if scale == "symlog":
+        getattr(ax, f"set_{axis}scale")(scale, linthresh=LINEAR_WITHIN)
+    else:
+        getattr(ax, f"set_{axis}scale")(scale)
+    if scale == "linear":
+        if axis == "x":
+            along.set_major_locator(ticker.MaxNLocator(nbins=X_TICKS - 1))
+        return
+    low, high = getattr(ax, f"get_{axis}lim")()
+    if scale == "symlog":
+        low, high = max(low, LINEAR_WITHIN), max(high, -low, LINEAR_WITHIN)
+    subs = (1.0, 2.0, 5.0) if np.log10(high / low) <= SHORT_RANGE else (1.0,)
+    along.set_major_locator(ticker.LogLocator(subs=subs) if scale == "log" else
+                            ticker.SymmetricalLogLocator(subs=subs, linthresh=LINEAR_WITHIN,
+                                                         base=10))  # fmt: skip
+    along.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    along.set_minor_formatter(ticker.NullFormatter())
+
+
+LEGEND_ROWS = 10
+"""Entries per legend column: a longer legend gets another column rather than run off the
+canvas."""
+
+
 def _legend_right(fig: plt.Figure, ax: plt.Axes) -> None:
-    if ax.get_legend() is not None:
-        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+    """The legend of ``ax`` to the right of it, in columns of at most :data:`LEGEND_ROWS`."""
+    legend = ax.get_legend()
+    if legend is not None:
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), frameon=False,
+                        ncols=-(-len(legend.get_texts()) // LEGEND_ROWS))  # fmt: skip
     fig.tight_layout()
+
+
+REFERENCES = ("bptt", "oracle")
+"""The exact rules: drawn in every pool's row, the line the others are read against."""
+
+
+def _pool_rows(data: pd.DataFrame) -> list[tuple[str, set[str]]]:
+    """A row per pool of :data:`~bplambda.labels.POOLS` with a rule in ``data``: its name and
+    families, with the :data:`REFERENCES` in every row; families of no pool in a last row."""
+    present = set(data.family)
+    rows = [(name, {*families, *REFERENCES}) for name, families in POOLS.items()
+            if present & (set(families) - set(REFERENCES))]  # fmt: skip
+    rest = present - {family for _, families in rows for family in families}
+    if rest or not rows:
+        rows.append(("other rules" if rows else "every rule", rest | set(REFERENCES)))
+    return rows
+
+
+def _mark_level(axes: Sequence[plt.Axes], level: float, name: str) -> str:
+    """A dashed line at ``level`` across ``axes`` (a column sharing its y-axis) where it lies
+    inside their range; else a line in the top panel's title saying that it lies above (or
+    below) it, so an unreached level does not squash the data. Returns how it was drawn."""
+    low, high = axes[0].get_ylim()
+    if low <= level <= high:
+        for ax in axes:
+            ax.axhline(level, color="0.3", linestyle="--", linewidth=1)
+        return "drawn"
+    where = "above" if level > high else "below"
+    axes[0].set_title(f"{axes[0].get_title()}\n({name} = {level:g}: {where} this range)")
+    return where
 
 
 @_house_style
 def curvature_trajectories(checkpoints: pd.DataFrame, lr: float, title: str) -> plt.Figure:
-    """λ_max vs training iterations, one panel per task, a line per condition (band over
-    seeds; log scale where the values span a factor of 10), with the edge of stability 2/η
-    of plain gradient descent dashed."""
+    """λ_max vs training iterations: a column per task, a row per pool of rules
+    (:func:`_pool_rows`: Liu et al.'s rules, BP(λ)/SG(n)/TBPTT(n), BPTT and the oracle in
+    both), a line per condition (band over seeds), the rows of a task on one y-range. Every
+    panel on one scale, symlog (:data:`LINEAR_WITHIN`): λ_max spans decades within a task and
+    between tasks, is read against 2/η as a ratio, and keeps its sign (small negative values
+    early in training), which a log axis would drop. The edge of stability 2/η of plain
+    gradient descent is dashed where it lies inside a task's range, else noted."""
     data = checkpoints[checkpoints.metric == "lambda_max"]
-    fig, axes, tasks = _panels(data, "task")
-    order, palette = condition_order(data), _palette(data)
+    tasks, rows = sorted(set(data.task)), _pool_rows(data)
+    fig, axes = plt.subplots(len(rows), len(tasks), figsize=(5.2 * len(tasks), 3.6 * len(rows)),
+                             squeeze=False, sharey="col")  # fmt: skip
     drawn: set[str] = set()
-    for ax, task in zip(axes, tasks):
-        subset = data[data.task == task]
-        drawn |= _lines_with_bands(ax, subset, "batch", "condition", order, palette,
-                                   ax is axes[-1])  # fmt: skip
-        ax.axhline(2 / lr, color="0.3", linestyle="--", linewidth=1, label="2/η")
-        ax.set(yscale=_scale(subset.value), title=task, xlabel="iterations",
-               ylabel=r"$\lambda_{\max}$")  # fmt: skip
-    fig.suptitle(f"{title}\n({_spread_note(drawn)}; dashed: 2/η = {2 / lr:g})",
-                 fontsize="medium")  # fmt: skip
-    _legend_right(fig, axes[-1])
+    for (pool, families), row in zip(rows, axes):
+        pooled = data[data.family.isin(families)]
+        order, palette, styles = condition_order(pooled), _palette(pooled), _line_styles(pooled)
+        for ax, task in zip(row, tasks):
+            drawn |= _lines_with_bands(ax, pooled[pooled.task == task], "batch", "condition",
+                                       order, palette, ax is row[-1], styles)  # fmt: skip
+            ax.set(title=f"{TASK_NAMES.get(task, task)}: {pool}", xlabel="iterations",
+                   ylabel=r"$\lambda_{\max}$")  # fmt: skip
+            _set_scale(ax, "y", "symlog")
+    edge = {_mark_level(column, 2 / lr, "2/η") for column in axes.T}
+    marked = "dashed where inside a task's range" if "drawn" in edge else "outside every range"
+    fig.suptitle(f"{title}\n({_spread_note(drawn)}; 2/η = {2 / lr:g}: {marked}; y: linear "
+                 f"within ±{LINEAR_WITHIN:g}, logarithmic beyond)", fontsize="medium")  # fmt: skip
+    for row in axes:
+        _legend_right(fig, row[-1])
     return fig
 
 
@@ -344,11 +491,12 @@ def correlation_scatter(
         means = correlations[(correlations.task == task) & (correlations.x == x)
                              & (correlations.y == y)
                              & (correlations.unit == "condition means")]  # fmt: skip
-        notes = [f"{r.scope}: Spearman {r.spearman_r:.2f} (p={r.spearman_p:.2g}, "
-                 f"{r.n} rules)" for r in means.itertuples()] or ["too few rules"]  # fmt: skip
-        ax.set(xscale=_scale(subset[x]), title="\n".join([task, *notes]),
-               xlabel=METRIC_LABELS.get(x, x),
-               ylabel=METRIC_LABELS.get(y, y))  # fmt: skip
+        notes = [_wrap(f"{r.scope}: Spearman {r.spearman_r:.2f} (p={r.spearman_p:.2g}, "
+                               f"{r.n} rules)", 48)
+                 for r in means.itertuples()] or ["too few rules"]  # fmt: skip
+        ax.set(title="\n".join([TASK_NAMES.get(task, task), *notes]),
+               xlabel=METRIC_LABELS.get(x, x), ylabel=METRIC_LABELS.get(y, y))  # fmt: skip
+        _set_scale(ax, "x", _scale(subset[x]))
     fig.suptitle(title, fontsize="medium")
     _legend_right(fig, axes[-1])
     return fig
@@ -370,7 +518,8 @@ def points_by_panel(
                       markers="D", ax=ax, legend=False)  # fmt: skip
         sns.stripplot(subset, x="condition", y=y, order=order, color="0.4", size=3, alpha=0.6,
                       ax=ax)  # fmt: skip
-        ax.set(title=name, xlabel="", ylabel=ylabel, yscale="log" if log else "linear")
+        ax.set(title=TASK_NAMES.get(name, name), xlabel="", ylabel=ylabel)
+        _set_scale(ax, "y", "log" if log else "linear")
         ax.tick_params(axis="x", rotation=60)
     fig.suptitle(f"{title}\n(diamonds: mean over seeds; {bars}; dots: seeds)",
                  fontsize="medium")  # fmt: skip
@@ -388,7 +537,7 @@ def measured_vs_predicted(final: pd.DataFrame, title: str) -> plt.Figure:
     order, palette = condition_order(bounded), _palette(bounded)
     keyed = [ax for ax, task in zip(axes, tasks) if task in set(bounded.task)][-1:]
     for ax, task in zip(axes, tasks):
-        ax.set(title=task, xlabel=r"predicted $2/(\eta c_1)$",
+        ax.set(title=TASK_NAMES.get(task, task), xlabel=r"predicted $2/(\eta c_1)$",
                ylabel=r"measured $\lambda_{\max}$ (end)")  # fmt: skip
         subset = bounded[bounded.task == task]
         if subset.empty:
@@ -401,7 +550,8 @@ def measured_vs_predicted(final: pd.DataFrame, title: str) -> plt.Figure:
         both = pd.concat([subset.predicted_lambda_max, subset.lambda_max_final])
         ax.plot([both.min(), both.max()], [both.min(), both.max()], color="0.3",
                 linestyle="--", linewidth=1)  # fmt: skip
-        ax.set(xscale=_scale(both), yscale=_scale(both))
+        _set_scale(ax, "x", _scale(both))
+        _set_scale(ax, "y", _scale(both))
     fig.suptitle(f"{title}\n(dashed: measured = predicted; runs with c₁ ≤ 0 have no bound)",
                  fontsize="medium")  # fmt: skip
     if keyed and keyed[0] is not axes[-1]:  # the key goes right of the last panel

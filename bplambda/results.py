@@ -111,8 +111,9 @@ def claims_by_budget(root: Path) -> pd.DataFrame | None:
     """One row per claim found under ``root`` at any budget (``root/<notebook>/claims.csv`` is
     quick, ``root/<budget>/<notebook>/`` the others): its columns from the strongest budget
     that ran it (``budget`` names it; its numbers are in that budget's README), and a
-    ``verdict (<budget>)`` column per budget present (``not run`` where the claim was not).
-    Rows follow the notebooks, then each notebook's own order of claims."""
+    ``verdict (<budget>)`` column per budget present (``not run`` where the claim was not),
+    and ``notebook`` (the folder it came from). Rows follow the notebooks, then each
+    notebook's own order of claims."""
     found = {"quick": _claims(_experiment_folders(root))}
     for budget in OTHER_BUDGETS:
         if (root / budget).is_dir():
@@ -131,7 +132,7 @@ def claims_by_budget(root: Path) -> pd.DataFrame | None:
     first_seen = pd.concat([found[b] for b in reversed(ordered)])[key].drop_duplicates()
     main = first_seen.merge(main, on=key, how="left").sort_values("notebook", kind="stable")
     columns = [*CLAIM_COLUMNS[:5], "verdict", "budget", *(f"verdict ({b})" for b in
-               reversed(ordered)), "still_improving"]  # fmt: skip
+               reversed(ordered)), "still_improving", "notebook"]  # fmt: skip
     return main.reindex(columns=columns).fillna("").reset_index(drop=True)
 
 
@@ -159,17 +160,17 @@ def build_summary(results_dir: str | Path = "results") -> Path:
             "## Paper vs official code vs bplambda",
             "",
             "“paper” is what the paper states (numbers are UNKNOWN where its text was not "
-            "available, see PAPER.md); “official code” are numbers measured by running the "
-            "authors' code; a disagreement is reported, not hidden. “verdict” and “bplambda” "
-            "come from the strongest budget that ran the claim (“budget”: paper, then medium, "
-            "then quick); the verdict at every budget stands beside it, so a reader sees how "
-            "it moves with the budget. Quick runs are short and most use 2–3 seeds: their "
-            "verdicts are indicative."
+            "available, see docs/paper-bp-lambda.md and docs/paper-liu2022.md); “official "
+            "code” are numbers measured by running the authors' code; a disagreement is "
+            "reported, not hidden. “verdict” and “bplambda” come from the strongest budget "
+            "that ran the claim (“budget”: paper, then medium, then quick); the verdict at "
+            "every budget stands beside it, so a reader sees how it moves with the budget. "
+            "Quick runs are short and most use 2–3 seeds: their verdicts are indicative."
             + "".join(
                 f" The `{b}` numbers are in [{b}/README.md]({b}/README.md)." for b in elsewhere
             ),
             "",
-            markdown_table(claims),
+            markdown_table(claims.drop(columns="notebook")),
             "",
         ]
     for folder in folders:

@@ -1,6 +1,6 @@
-"""What notebook 05 measures on a network as it trains (Liu et al. 2022, LIU2022.md §4): at each
-evaluation point, the generalisation metrics and λ_max of the full training loss; at the end,
-in float64, λ_max again, the rule's own curvature c₁ along the sharp direction and Liu et al.'s
+"""What notebook 05 measures on a network as it trains (Liu et al. 2022, docs/paper-liu2022.md §4):
+at each evaluation point, the generalisation metrics and λ_max of the full training loss; at the
+end, in float64, λ_max again, the rule's own curvature c₁ along the sharp direction and Liu et al.'s
 stability prediction 2/(η·c₁). The solvers themselves live in :mod:`bplambda.curvature`."""
 
 from __future__ import annotations
@@ -65,8 +65,10 @@ def checkpoint_metrics(
 ) -> Callable[[ParamGroups], dict[str, Tensor]]:
     """``params -> {metric: (K,)}``: the generalisation metrics and gaps, and λ_max of the
     full training loss on the fixed curvature batch (``lambda_max_converged``: 1 where the
-    ``checkpoint_solver`` met its tolerance; ``lambda_max_hvps``: the HVPs it took. The stacked
-    models iterate in lockstep, so a stack costs its slowest model's count)."""
+    ``checkpoint_solver`` met its tolerance, instead of a warning at every checkpoint:
+    :func:`bplambda.convergence.convergence_summary` says it once per run;
+    ``lambda_max_hvps``: the HVPs it took. The stacked models iterate in lockstep, so a stack
+    costs its slowest model's count)."""
     device, dtype = resolve_device(cfg.device), resolve_dtype(cfg.dtype)
     batch = _on(task.evaluation_set("train", cfg.curvature_batch, cfg.eval_seed), device, dtype,
                 K)  # fmt: skip
@@ -74,9 +76,11 @@ def checkpoint_metrics(
     def evaluate(params: ParamGroups) -> dict[str, Tensor]:
         metrics = generalisation(cell, params, task, cfg.eval_size, cfg.eval_seed)
         op = network_hessian(cell, params, *batch, l2=cfg.l2)
-        top = SOLVERS[cfg.checkpoint_solver](
-            op, max_iter=cfg.curvature_iterations, rtol=cfg.curvature_rtol, seed=cfg.eval_seed
-        )
+        with warnings.catch_warnings():  # kept as a column; said once per run by the notebook
+            warnings.simplefilter("ignore", ConvergenceWarning)  # (convergence_summary)
+            top = SOLVERS[cfg.checkpoint_solver](
+                op, max_iter=cfg.curvature_iterations, rtol=cfg.curvature_rtol, seed=cfg.eval_seed
+            )
         metrics["lambda_max"] = top.eigenvalue
         metrics["lambda_max_converged"] = top.converged.to(top.eigenvalue.dtype)
         metrics["lambda_max_hvps"] = top.iterations.to(top.eigenvalue.dtype)
@@ -99,7 +103,7 @@ def final_curvature(
     - ``c1``: the rule's own curvature along Lanczos' eigenvector, by central differences
       with the step ``c1_step`` (:func:`kink_free_step`: no ReLU unit flips inside it, so
       BPTT's ``c1`` is 1, reported as the check);
-    - ``predicted_lambda_max``: Liu et al.'s stability bound 2/(η·c₁) (LIU2022.md §4.4),
+    - ``predicted_lambda_max``: Liu et al.'s stability bound 2/(η·c₁) (docs/paper-liu2022.md §4.4),
       ``inf`` where ``c₁ ≤ 0`` (no bound).
     """
     K = params["rnn"]["weight_hh"].shape[0]

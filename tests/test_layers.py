@@ -26,9 +26,19 @@ LAYERS = [
     ["bp_lambda", "metrics", "rules", "stacking"],
     ["tasks"],
     ["train", "resume", "evaluate", "curvature", "sharpness"],
-    ["parameters", "profiles", "analysis", "verdicts", "results", "plots"],
+    [
+        "parameters",
+        "profiles",
+        "analysis",
+        "verdicts",
+        "results",
+        "plots",
+        "figure_checks",
+        "findings",
+        "convergence",
+    ],
     ["experiments"],
-    ["reproduce", "sweep", "campaign", "bench", "bench_workers"],
+    ["what_reproduces", "reproduce", "sweep", "campaign", "bench", "bench_workers"],
 ]
 """Lowest first; a module may import from its own layer (acyclically) and the ones below. The
 package's ``__init__`` (the public API) sits above them all."""

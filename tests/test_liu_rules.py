@@ -1,5 +1,5 @@
-"""e-prop, RFLO and MDGL (LIU2022.md §2) against autograd and explicit transcriptions of their
-equations, in float64 on small random rate RNNs; each with a negative control."""
+"""e-prop, RFLO and MDGL (docs/paper-liu2022.md §2) against autograd and explicit transcriptions of
+their equations, in float64 on small random rate RNNs; each with a negative control."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def _output_errors(params, z, targets):
 
 
 def _trace_reference(cell, params, inputs, targets, learning_signal, psi_inside=False):
-    """LIU2022.md §2 written out with forward eligibility traces, one step at a time:
+    """docs/paper-liu2022.md §2 written out with forward eligibility traces, one step at a time:
     ``ε_t = α ε_{t-1} + (1−α) pre_t`` (RFLO: ``(1−α) ψ_{t,j} pre_{t,i}``, a ``(B, H, pre)``
     trace), update ``Σ_t Σ_b ℓ_{t,j} ψ_{t,j} ε_{t,i}`` (RFLO: ``ℓ_{t,j} p_{t,ji}``)."""
     alpha = cell.alpha

@@ -142,16 +142,16 @@ def test_the_same_seed_gives_the_same_tables_on_two_workers(smoke_results, tmp_p
     assert differences(smoke_results / notebook.stem, again, rtol=1e-5) == []
 
 
-def _readme_papermill_examples() -> list[str]:
-    """The commands of the README's papermill example block (between its markers)."""
-    readme = (ROOT / "README.md").read_text()
-    block = readme.split("<!-- papermill-examples -->")[1].split("<!-- /papermill-examples -->")[0]
+def _documented_papermill_examples() -> list[str]:
+    """The commands of docs/reproducing.md's papermill example block (between its markers)."""
+    guide = (ROOT / "docs" / "reproducing.md").read_text()
+    block = guide.split("<!-- papermill-examples -->")[1].split("<!-- /papermill-examples -->")[0]
     code = block.split("```bash")[1].split("```")[0].replace("\\\n", " ")
     return [line.strip() for line in code.splitlines() if line.strip().startswith(".venv/")]
 
 
-def test_the_readme_papermill_examples_run(tmp_path):
-    commands = _readme_papermill_examples()
+def test_the_documented_papermill_examples_run(tmp_path):
+    commands = _documented_papermill_examples()
     assert len(commands) >= 2 and any(" -y " in c for c in commands)
     for k, command in enumerate(commands):
         args = shlex.split(command)

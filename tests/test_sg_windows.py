@@ -82,3 +82,23 @@ def test_the_lead_is_taken_against_the_best_window_that_bootstraps():
     lead = lambda_sweeps._leads(pd.DataFrame(rows), 1.0)
     assert set(lead.best_sg) == {"SG(3)"} and set(lead.best_n) == {3}  # SG(10) at T=20: exact
     assert lead[lead.final == "value"].value.to_numpy() == pytest.approx([0.1] * 3)
+
+
+def test_the_summary_by_length_compares_where_each_rule_applies_g_and_labels_every_state():
+    """SG's g at every state is not what SG uses: the comparison columns come first and hold
+    the alignment where each rule applies g; every state is kept beside, labelled so."""
+    rows = [{"rho": rho, "T": T, "condition": c, "family": f, "lmbda": lm, "n": n,
+             "variant": "default", "metric": metric, "mean": value + T / 1000 + (rho == 0.9)}
+            for rho in (np.nan, 0.9) for T in (20, 10)
+            for c, f, lm, n, applied, every in (("SG(2)", "sg", np.nan, 2, 0.9, 0.3),
+                                                ("BP(1)", "bp_lambda", 1.0, np.nan, 0.8, 0.8))
+            for metric, value in (("alignment_applied", applied),
+                                  ("alignment_synthetic", every),
+                                  ("alignment_signal", 0.5))]  # fmt: skip
+    table = lambda_sweeps.by_length_table(pd.DataFrame(rows))
+    assert list(table.columns) == ["condition", "T=10, where applied", "T=20, where applied",
+                                   "T=10, every state", "T=20, every state"]  # fmt: skip
+    assert list(table.condition) == ["BP(1)", "SG(2)"]
+    sg = table.set_index("condition").loc["SG(2)"]
+    assert sg["T=10, where applied"] == pytest.approx(0.91)  # the paper's init (ρ NaN) alone
+    assert sg["T=20, every state"] == pytest.approx(0.32)

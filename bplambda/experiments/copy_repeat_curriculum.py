@@ -1,5 +1,5 @@
-"""Notebook 04: copy-repeat with a curriculum (PAPER.md §6.4): config, runs, tables and
-claims."""
+"""Notebook 04: copy-repeat with a curriculum (docs/paper-bp-lambda.md §6.4): config, runs, tables
+and claims."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ from bplambda.verdicts import increasing
 
 @dataclass(frozen=True)
 class Config(GridOptions):
-    """Copy-repeat with a curriculum (PAPER.md §6.4): LSTM 100, batch 100, Adam lr 1e-3 (RNN,
-    readout) and 1e-5 (synthesiser), γ = 0.9, s = 1; ``paper``: 15,000 epochs × 10 batches =
-    150,000 updates. Conditions (:func:`grid_conditions`): the ``rules`` of
+    """Copy-repeat with a curriculum (docs/paper-bp-lambda.md §6.4): LSTM 100, batch 100, Adam lr
+    1e-3 (RNN, readout) and 1e-5 (synthesiser), γ = 0.9, s = 1; ``paper``: 15,000 epochs × 10
+    batches = 150,000 updates. Conditions (:func:`grid_conditions`): the ``rules`` of
     :data:`GRID_RULES`, with BP(λ) for λ in ``lambdas`` (one stacked model per LSTM mode),
     truncated BPTT(n) and SG(n) for n in ``windows``.
 

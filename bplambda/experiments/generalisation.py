@@ -1,5 +1,5 @@
 """Notebook 05: generalisation and loss curvature of BP(λ) vs BPTT, e-prop, RFLO and MDGL
-(Liu et al. 2022 carried over to BP(λ); LIU2022.md §4 and §6): config, conditions, runs.
+(Liu et al. 2022 carried over to BP(λ); docs/paper-liu2022.md §4 and §6): config, conditions, runs.
 
 Every condition trains Liu et al.'s rate RNN on each task with plain SGD and the L2 term, all
 seeds stacked; the same seed is the same initial network under every rule. At every
@@ -51,14 +51,14 @@ from bplambda.tasks.liu import LIU_TASKS, liu_task
 from bplambda.train import OPTIMISERS, Evaluation, TrainConfig
 
 LIU_RULES = ("bptt", "eprop", "rflo", "mdgl", "tbptt", "sg", "bp_lambda", "oracle")
-"""The conditions of LIU2022.md §6: BPTT, e-prop (symmetric feedback: the paper's
+"""The conditions of docs/paper-liu2022.md §6: BPTT, e-prop (symmetric feedback: the paper's
 three-factor rule), RFLO (random feedback), MDGL (``mdgl_variants``), TBPTT(n) and SG(n)
 for every window n, BP(λ) for every λ (one stacked model), the oracle."""
 
 
 @dataclass(frozen=True)
 class Config(ResumableOptions):
-    """Liu et al.'s study with BP(λ) added (LIU2022.md §3, §4, §6).
+    """Liu et al.'s study with BP(λ) added (docs/paper-liu2022.md §3, §4, §6).
 
     Training (all tasks): rate RNN of ``hidden_size`` units, plain SGD (``optimiser``) with
     ``lr`` 0.01 on the RNN and readout, L2 ``l2``·½‖W‖² on every weight matrix, the task's
@@ -94,7 +94,7 @@ class Config(ResumableOptions):
     within ``curvature_iterations`` HVPs by ``checkpoint_solver``: ``"power"`` (power
     iteration, as Liu et al.'s code) or ``"lanczos"`` (the largest-magnitude Ritz value:
     the same quantity in far fewer HVPs where the top magnitudes are close, and stacked models
-    iterate in lockstep, so a stack costs its slowest model's count; the README gives the
+    iterate in lockstep, so a stack costs its slowest model's count; docs/reproducing.md gives the
     figures; ``quick`` and ``paper`` use it, ``medium`` keeps power iteration, so that its
     committed results stay reproducible). Final values are the mean over the last
     ``final_checkpoints`` checkpoints (Liu et al.'s λ_max jumps as ReLU activation

@@ -214,7 +214,7 @@ def _stability_bound(at: _AtTask) -> list[dict]:
     c1 = interval_text(at.values("BPTT", "c1")) if "BPTT" in at.present() else "-"
     return [{
         "claim": f"{at.task}: λ_max ≈ 2/(η·c₁) (Liu et al.'s stability bound, where it binds)",
-        "paper": "yes (theorem; form reconstructed, LIU2022.md §4.4)",
+        "paper": "yes (theorem; form reconstructed, docs/paper-liu2022.md §4.4)",
         "official_code": "not run",
         "bplambda": f"Spearman r = {rho['spearman_r']:.2f} (p = {rho['spearman_p']:.2g}, n = "
                     f"{len(wide)}) between measured and predicted; median measured / "

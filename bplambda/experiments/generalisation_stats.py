@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from bplambda.analysis import by_run
+from bplambda.labels import POOLS
 from bplambda.tasks.liu import LIU_TASKS
 from bplambda.verdicts import correlation, permutation_spearman_p
 
@@ -55,13 +56,6 @@ def matched_runs(checkpoints: pd.DataFrame) -> pd.DataFrame:
     first = loss.merge(runs[["task", "level"]].drop_duplicates(), on="task")
     first = first[first.value <= first.level].groupby(["task", "condition", "seed"]).batch.min()
     return runs.merge(first.rename("batch").reset_index(), how="left")
-
-
-POOLS = {"Liu et al.'s rules": ("bptt", "eprop", "rflo", "mdgl"),
-         "BP(λ), SG(n), TBPTT(n)": ("bp_lambda", "sg", "tbptt")}  # fmt: skip
-"""The pools of runs the correlations draw from, by family: Liu et al.'s rules as they pooled
-them, the BPTT-window and synthetic-gradient rules in a pool of their own, so that a rule equal
-to another (:data:`IDENTITIES`) is never counted twice; the oracle (BPTT) is in neither."""
 
 
 @dataclass(frozen=True)

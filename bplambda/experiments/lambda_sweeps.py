@@ -261,13 +261,22 @@ def claims(tables: dict[str, pd.DataFrame], cfg: Config) -> list[dict]:
     return [{"experiment": "λ sweep", **c} for c in found]
 
 
+BY_LENGTH = {APPLIED: "where applied", ALIGNMENT: "every state"}
+"""The alignments of the summary's table by T, as its columns name them: where each rule
+applies g (the comparison) first, g at every state beside it."""
+
+
 def by_length_table(final: pd.DataFrame) -> pd.DataFrame:
     """Mean final alignment of g(s_t) with the paper's initialisation: one row per condition
-    (ordered), one column per T."""
-    align = final[(final.metric == ALIGNMENT) & final.rho.isna()]
-    table = align.pivot_table(index="condition", columns="T", values="mean")
-    table = table.loc[condition_order(align)]
-    table.columns = [f"T={T}" for T in table.columns]
+    (ordered), per T a column where each rule applies g (``alignment_applied``: every state for
+    BP(λ), the chunk ends for SG(n); the fair comparison) and, labelled ``every state``, a
+    column of g at every state (``alignment_synthetic``: SG(n)'s g there is never applied, so
+    it does not measure SG) (:data:`BY_LENGTH`)."""
+    paper = final[final.metric.isin(BY_LENGTH) & final.rho.isna()]
+    table = paper.pivot_table(index="condition", columns=["metric", "T"], values="mean")
+    columns = [(metric, T) for metric in BY_LENGTH for T in sorted(set(paper["T"]))]
+    table = table.loc[condition_order(paper), columns]
+    table.columns = [f"T={T}, {BY_LENGTH[metric]}" for metric, T in columns]
     return table.reset_index()
 
 

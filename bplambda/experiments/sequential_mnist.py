@@ -1,4 +1,4 @@
-"""Notebook 03: sequential MNIST (PAPER.md §6.3): config, runs, tables and claims."""
+"""Notebook 03: sequential MNIST (docs/paper-bp-lambda.md §6.3): config, runs, tables and claims."""
 
 from __future__ import annotations
 
@@ -30,9 +30,10 @@ from bplambda.verdicts import finding, increasing, paired_difference
 
 @dataclass(frozen=True)
 class Config(GridOptions):
-    """Sequential MNIST (PAPER.md §6.3): LSTM 30, last-step 10-way readout, cross-entropy,
-    batch 50, Adam lr 3e-4 for RNN, readout and synthesiser, BP(λ) scale s = 0.1, γ = 0.9;
-    ``paper``: 50 epochs, the checkpoint with the lowest validation loss gives the test error.
+    """Sequential MNIST (docs/paper-bp-lambda.md §6.3): LSTM 30, last-step 10-way readout,
+    cross-entropy, batch 50, Adam lr 3e-4 for RNN, readout and synthesiser, BP(λ) scale s = 0.1,
+    γ = 0.9; ``paper``: 50 epochs, the checkpoint with the lowest validation loss gives the test
+    error.
 
     Conditions (:func:`grid_conditions`): the ``rules`` of :data:`GRID_RULES`, with truncated
     BPTT(n) and SG(n) for n in ``windows`` and BP(λ) for λ in ``lambdas`` in every LSTM mode of

@@ -1,5 +1,5 @@
-"""Notebook 01: the toy alignment experiment (PAPER.md §6.1, fixed RNN) and its plastic-RNN
-part (§6.2): config, conditions, runs, tables and claims."""
+"""Notebook 01: the toy alignment experiment (docs/paper-bp-lambda.md §6.1, fixed RNN) and its
+plastic-RNN part (§6.2): config, conditions, runs, tables and claims."""
 
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ from bplambda.verdicts import consistent, increasing, paired_difference, reporte
 class Config(ExperimentConfig):
     """The toy alignment experiment (fixed RNN) and its plastic-RNN part.
 
-    Fixed RNN (PAPER.md §6.1): linear RNN H = 30, batch 10, 100 batches per epoch, 10 epochs,
-    synthesiser Adam lr 1e-4, γ = 1, RNN and readout frozen. Plastic RNN (§6.2): RNN and
+    Fixed RNN (docs/paper-bp-lambda.md §6.1): linear RNN H = 30, batch 10, 100 batches per epoch, 10
+    epochs, synthesiser Adam lr 1e-4, γ = 1, RNN and readout frozen. Plastic RNN (§6.2): RNN and
     readout learn with lr ``plastic_lr_rnn`` (UNKNOWN in the paper; default 1e-3),
     synthesiser lr 1e-3, SG scale s = 1; ``plastic_epochs`` is UNKNOWN too (default 10);
     ``plastic_seeds`` (10 by default: its verdict rests on differences between λ values).
@@ -122,7 +122,8 @@ def run_plastic(cfg: Config) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- tables, claims
 
 
-# PAPER.md §6.1 [V]: the official code, T = 10, epoch 10, mean cos over t < T: mean ± sd
+# docs/paper-bp-lambda.md §6.1 [V]: the official code, T = 10, epoch 10, mean cos over t < T:
+# mean ± sd
 OFFICIAL_TOY = {0.0: (0.28, 0.11), 0.5: (0.66, 0.20), 1.0: (0.93, 0.06)}  # 5 seeds
 OFFICIAL_SG_SIGNAL = {1: (0.25, 0.27), 2: (0.76, 0.15), 3: (0.97, 0.02), 5: (1.00, 0.00)}  # 3
 OFFICIAL_SG_SYNTHETIC = {1: 0.25, 2: 0.28, 3: 0.33, 5: 0.17}  # 3 seeds, means only
@@ -209,7 +210,8 @@ def claims(tables: dict[str, pd.DataFrame], cfg: Config) -> list[dict]:
                      "rule applies them (BP(λ): every state; SG(n): chunk ends; the windows "
                      "that bootstrap)",
             "paper": "yes (qualitative)",
-            "official_code": "not run (the shipped RNN DNI run crashes, PAPER.md §4)",
+            "official_code": "not run (the shipped RNN DNI run crashes, "
+                             "docs/paper-bp-lambda.md §4)",
             "bplambda": f"{top} {interval_text(values(top, APPLIED))} vs best {best} "
                         f"{interval_text(values(best, APPLIED))}. Means: {top}: {three(top)}; "
                         f"{best}: {three(best)}"

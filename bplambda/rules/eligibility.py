@@ -1,4 +1,5 @@
-"""Liu et al.'s bio-plausible rules on the leaky rate RNN (LIU2022.md §2): e-prop, RFLO, MDGL.
+"""Liu et al.'s bio-plausible rules on the leaky rate RNN: e-prop, RFLO, MDGL
+(docs/paper-liu2022.md §2).
 
 Notation (the rate cell, :class:`~bplambda.cells.RateRNN`): ``v_t`` the voltage (the state),
 ``z_t = ReLU(v_t)``, ``ψ_t = 1[v_t > 0]``, leak ``α``; the output errors ``e_t = ∂L_t/∂ŷ_t``

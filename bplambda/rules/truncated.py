@@ -169,8 +169,8 @@ def truncated_backprop(
     With ``synthesiser``: ``scale·g(s_end)`` is injected at every chunk end but the last
     (``g(s_T) := 0``), and ``g`` is regressed at each chunk start ``s_c`` (but the first, the
     reset state) toward the bootstrapped n-step target
-    ``Σ_{τ=c+1}^{c+n} γ^{τ-c-1} ∂L_τ/∂s_c + γ^n g(s_{c+n}) ∂s_{c+n}/∂s_c`` (PAPER.md §1.1);
-    in a front-padded stack only at real states (a padding state is a zero reset state).
+    ``Σ_{τ=c+1}^{c+n} γ^{τ-c-1} ∂L_τ/∂s_c + γ^n g(s_{c+n}) ∂s_{c+n}/∂s_c`` (docs/paper-bp-lambda.md
+    §1.1); in a front-padded stack only at real states (a padding state is a zero reset state).
 
     ``window`` may be a tuple, one window per stacked model (inputs ``(T, K, B, I)``): at a
     step where only some models start a chunk, the others keep their graph, so a whole window
@@ -344,8 +344,8 @@ class NStepSyntheticGradient(WithSynthesiser, KernelChoice, Rule):
     """Jaderberg et al. (2017): truncated BPTT(n) with ``scale·g(s_end)`` injected at each
     chunk end, and ``g`` regressed at the chunk start toward the n-step bootstrapped target.
 
-    Differences from the official code (documented in the README): the bootstrap in the target
-    is ``γ^n g`` (as the paper's n-step target), not ``scale·g``; losses inside a chunk are
+    Differences from the official code (documented in docs/differences.md): the bootstrap in the
+    target is ``γ^n g`` (as the paper's n-step target), not ``scale·g``; losses inside a chunk are
     discounted by γ in the target; the regression loss is ``½‖·‖²`` (the code's MSE is 2×).
 
     ``window`` may be a tuple with one n per stacked model, as for :class:`TruncatedBPTT`.

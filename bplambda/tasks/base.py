@@ -54,7 +54,7 @@ class Task:
 
 
 class HeldOutTask(Task):
-    """A task with fixed held-out sets (generalisation gaps, LIU2022.md §4.2), read by
+    """A task with fixed held-out sets (generalisation gaps, docs/paper-liu2022.md §4.2), read by
     :func:`bplambda.evaluate.evaluation_metrics`. ``SPLITS`` names the splits it knows, at
     least ``"train"`` (drawn like the training data) and ``"test"`` (the generalisation test).
     """

@@ -1,4 +1,4 @@
-"""Copy-repeat with a curriculum (Graves 2014 NTM style; PAPER.md §6.4).
+"""Copy-repeat with a curriculum (Graves 2014 NTM style; docs/paper-bp-lambda.md §6.4).
 
 A pattern of ``N`` steps of 8 random bits follows a start delimiter; the network must then
 output the pattern ``R`` times and an end delimiter. ``T = (R+1)·N + 3``.

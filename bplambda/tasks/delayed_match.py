@@ -1,4 +1,4 @@
-"""Delayed match-to-sample (Liu et al. 2022, LIU2022.md §3.3).
+"""Delayed match-to-sample (Liu et al. 2022, docs/paper-liu2022.md §3.3).
 
 As the closest code by the same author (ModProp's ``bin/delayedXOR_task.py``): two input
 channels, a cue on channel 1 at the start and on channel 2 at the end of the trial, separated
@@ -38,13 +38,13 @@ class DelayedMatch(HeldOutTask):
     added to every step and channel, fresh for every trial. The label is ``1`` (match) if
     ``k1 == k2``, else ``0``; cross-entropy on the last step only.
 
-    Choices where LIU2022.md §3.3 is UNKNOWN (the defaults follow the ModProp code):
+    Choices where docs/paper-liu2022.md §3.3 is UNKNOWN (the defaults follow the ModProp code):
     the cues are independent fair coins (so half the trials match); there is no fixation
     period before the first cue; the bump sits on the code's ``linspace`` grid (see
     :func:`gaussian_bump`).
 
-    Generalisation test (our choice; LIU2022.md §3.3 leaves it UNKNOWN). Drawn fresh for every
-    batch, the training trials come from the test distribution itself, so test − train would
+    Generalisation test (our choice; docs/paper-liu2022.md §3.3 leaves it UNKNOWN). Drawn fresh for
+    every batch, the training trials come from the test distribution itself, so test − train would
     be zero by construction. With ``train_size`` the network trains on a fixed, finite set of
     that many trials (cues and noise drawn once, as seq-MNIST's images), and ``"test"`` trials
     are fresh ones, from a stream of their own

@@ -1,5 +1,5 @@
-"""The three tasks of Liu et al.'s study (LIU2022.md §6), each with the rate cell it trains: the
-leak α = exp(−1/τ) is the task's (seq-MNIST: α = 0)."""
+"""The three tasks of Liu et al.'s study (docs/paper-liu2022.md §6), each with the rate cell it
+trains: the leak α = exp(−1/τ) is the task's (seq-MNIST: α = 0)."""
 
 from __future__ import annotations
 

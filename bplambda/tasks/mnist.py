@@ -1,5 +1,5 @@
-"""Sequential MNIST (PAPER.md §6.3, LIU2022.md §3.1): each image is read row by row, T = 28
-steps of 28 pixels.
+"""Sequential MNIST (docs/paper-bp-lambda.md §6.3, docs/paper-liu2022.md §3.1): each image is read
+row by row, T = 28 steps of 28 pixels.
 
 Pixels in [0, 1] (torchvision's ``ToTensor`` scaling, no normalisation); the label is the target
 at the last step only (cross-entropy). The 60,000 training images are split 48,000 / 12,000

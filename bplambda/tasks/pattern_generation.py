@@ -1,4 +1,4 @@
-"""Pattern generation (Liu et al. 2022, LIU2022.md §3.2; the e-prop reference task).
+"""Pattern generation (Liu et al. 2022, docs/paper-liu2022.md §3.2; the e-prop reference task).
 
 From a frozen Poisson-noise input, produce a fixed sum of four sines: regression over all
 ``T = 1000`` steps (``dt = 1 ms``).
@@ -50,8 +50,8 @@ class PatternGeneration(HeldOutTask):
     target is :func:`sum_of_sines` of the spec's formula; the e-prop reference code also
     shifts it to start at 0 and scales it to ``max |y| = 1``, which is not done here.
 
-    Training batches (LIU2022.md §3.2 leaves them open; as the e-prop code): every batch is
-    ``batch_size`` identical copies of the frozen input with the fixed target, the same for
+    Training batches (docs/paper-liu2022.md §3.2 leaves them open; as the e-prop code): every batch
+    is ``batch_size`` identical copies of the frozen input with the fixed target, the same for
     every model; the generators are unused (the training set is this one sequence).
 
     Generalisation test (UNKNOWN in the paper; our choice): ``"test"`` examples are the frozen

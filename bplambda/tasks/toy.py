@@ -1,4 +1,4 @@
-"""The toy task of the paper's gradient-alignment experiment (PAPER.md §6.1).
+"""The toy task of the paper's gradient-alignment experiment (docs/paper-bp-lambda.md §6.1).
 
 A static binary input at the first step, zeros afterwards, and a 2-D MSE target at the last
 step only. In the official code every example is identical: the input code is drawn once from

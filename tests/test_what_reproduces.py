@@ -1,0 +1,92 @@
+"""The README's "What reproduces" tables: generated from claims.csv, never typed by hand."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bplambda.results import claims_by_budget
+from bplambda.what_reproduces import (
+    END,
+    EXTENSIONS,
+    HEADLINES,
+    LIU_NB,
+    MNIST,
+    START,
+    Headline,
+    render,
+    table,
+    update_readme,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "results"
+
+
+def _claims_folder(folder: Path, notebook: str, rows: dict[str, tuple[str, str]]) -> None:
+    """``folder/notebook`` with a summary and ``claims.csv``: claim -> (effect, verdict)."""
+    (folder / notebook).mkdir(parents=True)
+    (folder / notebook / "summary.md").write_text("summary")
+    pd.DataFrame([{"experiment": "x", "claim": claim, "paper": "yes", "official_code": "",
+                   "bplambda": effect, "verdict": verdict}
+                  for claim, (effect, verdict) in rows.items()]).to_csv(
+        folder / notebook / "claims.csv", index=False)  # fmt: skip
+
+
+def test_a_row_shows_the_strongest_run_with_quicks_verdict_beside_it(tmp_path):
+    claims = (("", "BP(1) wins | often"), ("", "BP(0) loses"))
+    headline = Headline("BP(1) wins", "docs/paper-bp-lambda.md", "6.3", MNIST, claims,
+                        "test_error.png")  # fmt: skip
+    _claims_folder(tmp_path, MNIST, {"BP(1) wins | often": ("0.4 [0.3, 0.5]. Details.",
+                                                            "indicative (2 seeds)")})  # fmt: skip
+    _claims_folder(tmp_path / "medium", MNIST,
+                   {"BP(1) wins | often": ("0.2 [0.1, 0.3] (range, 3 seeds). More.",
+                                           "reproduced (on 3-seed ranges)")})  # fmt: skip
+    markdown = table((headline,), claims_by_budget(tmp_path))
+    header, rule, row = markdown.splitlines()
+    assert header == "| claim | strongest run | verdict | effect [interval] | figure |"
+    cells = [c.strip() for c in row.strip("|").split(" | ")]
+    assert cells[0] == "BP(1) wins ([§6.3](docs/paper-bp-lambda.md))"
+    assert cells[1] == "medium: 3 seeds, 10 epochs (20% of the paper's)"
+    assert cells[2] == ("**reproduced (on 3-seed ranges)** (quick: indicative (2 seeds))"
+                        "<br>not run yet")  # fmt: skip
+    assert cells[3] == "0.2 [0.1, 0.3] (range, 3 seeds)."  # the first sentence, not the detail
+    assert cells[4] == "[test_error.png](results/medium/03_sequential_mnist/test_error.png)"
+
+
+def test_rows_of_several_claims_label_each_and_a_quick_only_claim_has_nothing_beside_it(tmp_path):
+    (headline,) = [h for h in HEADLINES if h.notebook == LIU_NB and "MDGL" in h.title]
+    _claims_folder(tmp_path, LIU_NB, {claim: (f"effect on {label}", "inconclusive (3 seeds)")
+                                      for label, claim in headline.claims})  # fmt: skip
+    row = table((headline,), claims_by_budget(tmp_path)).splitlines()[2]
+    assert row.count("**inconclusive (3 seeds)**") == 3 and "(quick:" not in row
+    for label, _ in headline.claims:
+        assert f"{label}: effect on {label}" in row
+    assert "quick: 3 seeds, 400 iterations (4% of the paper's), 64 units (paper: 128)" in row
+
+
+def test_update_readme_rewrites_only_its_region_and_refuses_a_readme_without_one(tmp_path):
+    _claims_folder(tmp_path / "results", MNIST, {"a claim of no row": ("0.1", "reproduced")})
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\n{START}\nold table\n{END}\n\nThe rest.\n")
+    update_readme(readme, tmp_path / "results")
+    text = readme.read_text()
+    assert text.startswith(f"# Title\n\n{START}\n") and text.endswith(f"{END}\n\nThe rest.\n")
+    assert "old table" not in text and "not run yet" in text
+    readme.write_text("# Title without a region\n")
+    with pytest.raises(ValueError, match="what-reproduces"):
+        update_readme(readme, tmp_path / "results")
+
+
+def test_every_headline_claim_is_a_claim_some_committed_run_makes():
+    claims = claims_by_budget(RESULTS)
+    made = set(zip(claims["notebook"], claims["claim"]))
+    missing = [(h.notebook, text) for h in (*HEADLINES, *EXTENSIONS) for _, text in h.claims
+               if (h.notebook, text) not in made]  # fmt: skip
+    assert not missing, f"claims no committed run makes (renamed in the code?): {missing}"
+
+
+def test_the_committed_readme_shows_the_committed_claims():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    region = text.partition(START)[2].partition(END)[0].strip()
+    assert region == render(RESULTS), "run: python -m bplambda.what_reproduces"
