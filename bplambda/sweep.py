@@ -52,6 +52,7 @@ from typing import Any
 
 from papermill.cli import _resolve_type as _papermill_cli_type
 
+from bplambda.cluster_jobs import failed_jobs
 from bplambda.errors import ParameterError
 from bplambda.paths import project_path
 from bplambda.reproduce import notebooks, run_notebook
@@ -211,12 +212,13 @@ def submit(args: argparse.Namespace) -> int:
     if args.executor == "serial":  # each shard runs when its turn comes in failures()
         calls = [partial(run_shard, notebook, folder, args.profile, shard, args.cpus)
                  for (_, shard), folder in to_run]  # fmt: skip
+        failed = failures(list(zip(names, calls)))
     else:
-        calls = [job.result for job in submit_jobs(args, notebook, output_dir, to_run)]
+        jobs = submit_jobs(args, notebook, output_dir, to_run)
         if not args.wait:
             print(f"when they are done: python -m bplambda.sweep merge {output_dir}")
             return 0
-    failed = failures(list(zip(names, calls)))
+        failed = failed_jobs(list(zip(names, jobs)))
     if failed:
         print(f"sweep: {failed} failed; submit again to resume them, then merge", file=sys.stderr)
         return 1
@@ -254,13 +256,14 @@ def submit_jobs(args: argparse.Namespace, notebook: Path, output_dir: Path,
 
 
 def failures(calls: list[tuple[str, Callable[[], object]]]) -> list[str]:
-    """Each shard's call in turn (a serial shard's run, a submitted job's result); returns the
-    names of those that raised, their errors printed (the next one still goes on)."""
+    """Each serial shard's run in turn; returns the names of those that raised, their errors
+    printed (the next one still goes on). Submitted jobs are waited on by
+    :func:`bplambda.cluster_jobs.failed_jobs`."""
     failed = []
     for name, call in calls:
         try:
             call()
-        except Exception as error:  # papermill's error, the job's traceback or its logs' end
+        except Exception as error:  # papermill's error
             failed.append(name)
             print(f"shard {name} failed:\n{error}", file=sys.stderr)
         else:
@@ -269,7 +272,9 @@ def failures(calls: list[tuple[str, Callable[[], object]]]) -> list[str]:
 
 
 def merge(output_dir: Path) -> int:
-    """The notebook once more into ``output_dir``, from the shards' raw tables."""
+    """The notebook once more into ``output_dir``, from the shards' raw tables; refused, the
+    unfinished shards named, while a shard's folder holds no executed notebook (it is moved
+    there only when the shard ran through)."""
     record_path = output_dir / RECORD
     if not record_path.exists():
         print(f"sweep merge: {output_dir} holds no {RECORD}; pass a sweep's output folder",
@@ -278,8 +283,16 @@ def merge(output_dir: Path) -> int:
     record = json.loads(record_path.read_text())
     (notebook,) = notebooks([record["notebook"]])
     # relative to the sweep folder (absolute in records written before that)
-    folders = [str(output_dir / shard["folder"]) for shard in record["shards"]]
-    parameters = {**record["parameters"], "merge_from": folders}
+    folders = [output_dir / shard["folder"] for shard in record["shards"]]
+    unfinished = [shard["name"] for shard, folder in zip(record["shards"], folders)
+                  if not (folder / notebook.name).exists()]  # fmt: skip
+    if unfinished:
+        print(f"sweep merge: shards {unfinished} have not finished (no executed "
+              f"{notebook.name} in their folders); submit them again with --shards "
+              f"{' '.join(unfinished)} (they resume from their saved state); the jobs' logs "
+              f"are in {output_dir / 'submitit'}", file=sys.stderr)  # fmt: skip
+        return 1
+    parameters = {**record["parameters"], "merge_from": list(map(str, folders))}
     quiet_shard_parameters()
     print(run_notebook(notebook, output_dir, record["profile"], parameters))
     return 0
