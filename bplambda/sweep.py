@@ -251,7 +251,7 @@ def submit_jobs(args: argparse.Namespace, notebook: Path, output_dir: Path,
         jobs = [executor.submit(run_shard, notebook, folder, args.profile, shard, args.cpus)
                 for (_, shard), folder in shards]  # fmt: skip
     for job, ((name, _), _) in zip(jobs, shards):
-        print(f"submitted {name}: job {job.job_id}")
+        print(f"submitted {name}: job {job.job_id}", flush=True)
     return jobs
 
 
