@@ -81,7 +81,7 @@ slurm-down:
 # One test at a time (jobs single-threaded, at most two at once on the node's two CPUs).
 test-slurm: setup data
 	SLURM_CONF=$(SLURM_DIR)/etc/slurm.conf OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
-		$(BIN)/python -m pytest -p no:xdist -m slurm tests/slurm
+		$(BIN)/python -m pytest -p no:xdist -m slurm --durations=0 tests/slurm
 
 bench: setup
 	$(BIN)/python -m bplambda.bench

@@ -35,6 +35,14 @@ sweep out. ``--executor serial`` runs them one after another in this process, wi
 submitit: a grid too long for one sitting on a small machine, done a few shards at a time
 (each finished shard folder can be kept, say committed, and the rest run later). On SLURM the
 output folder must be on a file system the compute nodes share.
+
+``--wait`` reports each shard as its job ends (:mod:`bplambda.cluster_jobs`): done, or failed
+with the state SLURM gives it (FAILED, CANCELLED, TIMEOUT, ...) and its log's path, while the
+other shards are still waited on; when every shard of the sweep has run, it merges. A merge
+is refused, the unfinished shards named, while a shard's folder holds no executed notebook.
+submitit asks SLURM to signal each job 90 s before its ``--time`` and ends it there (a shard
+is not checkpointable): it fails as "timed-out" with its saved state kept (a ``--time``
+under :data:`SHORTEST_MINUTES` is refused: it would end the job at once).
 """
 
 from __future__ import annotations
@@ -62,6 +70,9 @@ EXECUTORS = ("slurm", "local", "serial")
 SEED_LISTS = ("seeds", "plastic_seeds")
 """Config fields that list seeds: ``--shard-by seeds`` deals each of them out over the shards."""
 RECORD = "sweep.json"
+SHORTEST_MINUTES = 2
+"""The shortest ``--time`` on SLURM: submitit's warning signal, 90 s before the limit, ends a
+one-minute job as it starts."""
 SHARD_PARAMETERS = ("save_raw", "merge_from")
 """What a sweep sets in a notebook (:class:`bplambda.experiments.options.ShardOptions`)."""
 
@@ -192,6 +203,10 @@ def write_record(output_dir: Path, record: dict[str, Any]) -> None:
 
 
 def submit(args: argparse.Namespace) -> int:
+    if args.executor == "slurm" and args.time < SHORTEST_MINUTES:
+        raise ParameterError(f"--time {args.time} is too short: submitit has SLURM signal a job "
+                             f"90 s before its limit and ends it there; pass at least "
+                             f"{SHORTEST_MINUTES}")  # fmt: skip
     (notebook,) = notebooks([args.notebook])
     parameters = {name: cli_value(value) for name, value in args.parameter or []}
     output_dir = project_path(args.output_dir or f"results/sweeps/{notebook.stem}")

@@ -138,3 +138,10 @@ def test_a_merge_names_the_shards_that_have_not_finished(tmp_path, capsys, monke
     assert "shards ['b'] have not finished" in capsys.readouterr().err
     assert sweep.main(["merge", str(tmp_path)]) == 0
     assert merged[0]["merge_from"] == [str(f) for f in folders]
+
+
+def test_a_slurm_time_limit_that_would_end_every_job_at_once_is_refused(tmp_path, capsys):
+    options = ["01", "--profile", "smoke", "--shard-by", "seeds", "--output-dir", str(tmp_path)]
+    assert sweep.main([*options, "--time", "1"]) == 2
+    assert "--time 1 is too short" in capsys.readouterr().err
+    assert not (tmp_path / "sweep.json").exists()
