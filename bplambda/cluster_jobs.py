@@ -107,18 +107,24 @@ def wait_for_jobs(
     vanished one). ``clock`` and ``sleep`` are the wall clock's, replaceable in tests.
     """
     waiting = dict(jobs)
-    stuck_since: dict[str, float] = {}
+    unsettled_since: dict[str, float] = {}
+
+    def settled(name: str) -> bool:  # after grace_s in an unsettled state
+        return clock() - unsettled_since.setdefault(name, clock()) >= grace_s
+
     while waiting:
         next(iter(waiting.values())).get_info(mode="force")  # one sacct call for all jobs
         for name, job in list(waiting.items()):
             if job.done():
                 ending = _outcome(name, job)
+                if ending.error is not None and queued(ending.state) and not settled(name):
+                    continue  # it wrote its error and is ending: report the state SLURM gives it
             else:
                 state = _stuck_state(job, listed_state)
                 if state is None:
-                    stuck_since.pop(name, None)
+                    unsettled_since.pop(name, None)
                     continue
-                if clock() - stuck_since.setdefault(name, clock()) < grace_s:
+                if not settled(name):
                     continue
                 ending = Ending(name, job.job_id, state, f"it stayed {state} for "
                                 f"{grace_s:.0f} s", Path(job.paths.stdout))  # fmt: skip
@@ -126,6 +132,11 @@ def wait_for_jobs(
             yield ending
         if waiting:
             sleep(poll_s)
+
+
+def queued(state: str) -> bool:
+    """Whether a job in ``state`` (as sacct spells it, e.g. "CANCELLED by 0") may still run."""
+    return state.split()[0] in QUEUED
 
 
 def _outcome(name: str, job: SubmittedJob) -> Ending:
@@ -144,7 +155,7 @@ def _stuck_state(job: SubmittedJob, listed_state: Callable[[str], str | None]) -
     state = job.state
     if state == "UNKNOWN":  # accounting names no state: ask the queue
         state = listed_state(job.job_id) or VANISHED
-    return None if state.split()[0] in QUEUED else state
+    return None if queued(state) else state
 
 
 def failed_jobs(jobs: Sequence[tuple[str, SubmittedJob]], **wait_options: Any) -> list[str]:

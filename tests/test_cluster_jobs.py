@@ -109,6 +109,18 @@ def test_a_requeued_preemption_is_waited_on_and_one_that_stays_preempted_is_not(
     assert _endings([("z", twice)], clock) == [("z", "RUNNING", None, 3 * GRACE_SECONDS)]
 
 
+def test_a_job_that_wrote_its_error_is_reported_with_the_state_slurm_then_gives_it():
+    clock = Clock()
+    # submitit's timeout handler writes the error at 32 s; SLURM records the end at 45 s
+    ending = FakeJob(clock, "13", [(0, "RUNNING"), (45, "FAILED")], 32, "timed-out")
+    # where sacct never records an end, the error is reported after the grace time
+    stale = FakeJob(clock, "14", [(0, "RUNNING")], 32, "raised")
+    assert _endings([("a", ending), ("b", stale)], clock) == [
+        ("a", "FAILED", "timed-out", 50.0),
+        ("b", "RUNNING", "raised", 40 + GRACE_SECONDS),
+    ]
+
+
 def test_failed_jobs_names_each_failed_shard_its_state_and_log(capsys):
     clock = Clock()
     timed_out = FakeJob(clock, "12_0", [(0, "RUNNING"), (60, "TIMEOUT")], 60, "timed out")
