@@ -9,7 +9,8 @@ PROFILE ?= quick
 JOBS ?= $(shell nproc)
 SHARED_MNIST := ../shared/data/MNIST
 
-.PHONY: setup test test-fast reproduce lab bench lint format data clean browser test-browser
+.PHONY: setup test test-fast reproduce lab bench lint format data clean browser test-browser \
+	slurm-up slurm-down test-slurm
 
 setup: $(STAMP)
 
@@ -35,7 +36,7 @@ test: setup data
 # The tests that run no notebook, kernel or fresh process: a developer's check in about a minute.
 test-fast: setup data
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadfile \
-		-m "not slow and not browser"
+		-m "not slow and not browser and not slurm"
 
 # NOTEBOOKS="01 03" runs a subset (names or numbers), JOBS=n the workers per notebook (default:
 # one per core; above 1, two notebooks run at once sharing JOBS core slots). Notebooks 03-05 keep every condition's
@@ -64,6 +65,23 @@ $(BROWSER_STAMP): $(STAMP)
 
 test-browser: browser
 	$(BIN)/python -m pytest -m browser -s tests/browser
+
+# A one-node SLURM cluster with accounting (as root; Debian's packages installed on first use),
+# its state and logs in SLURM_DIR, and the sweep tested against it (`make test-slurm`: shards
+# submitted, cancelled, killed, timed out, resumed and merged). SLURM_PARTITION names its
+# partition. `make slurm-down` stops its daemons by their PID files.
+SLURM_DIR ?= $(CURDIR)/build/slurm
+
+slurm-up:
+	SLURM_DIR=$(SLURM_DIR) .ci/slurm/up.sh
+
+slurm-down:
+	SLURM_DIR=$(SLURM_DIR) .ci/slurm/down.sh
+
+# One test at a time (jobs single-threaded, at most two at once on the node's two CPUs).
+test-slurm: setup data
+	SLURM_CONF=$(SLURM_DIR)/etc/slurm.conf OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+		$(BIN)/python -m pytest -p no:xdist -m slurm --durations=0 tests/slurm
 
 bench: setup
 	$(BIN)/python -m bplambda.bench

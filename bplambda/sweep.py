@@ -35,6 +35,14 @@ sweep out. ``--executor serial`` runs them one after another in this process, wi
 submitit: a grid too long for one sitting on a small machine, done a few shards at a time
 (each finished shard folder can be kept, say committed, and the rest run later). On SLURM the
 output folder must be on a file system the compute nodes share.
+
+``--wait`` reports each shard as its job ends (:mod:`bplambda.cluster_jobs`): done, or failed
+with the state SLURM gives it (FAILED, CANCELLED, TIMEOUT, ...) and its log's path, while the
+other shards are still waited on; when every shard of the sweep has run, it merges. A merge
+is refused, the unfinished shards named, while a shard's folder holds no executed notebook.
+submitit asks SLURM to signal each job 90 s before its ``--time`` and ends it there (a shard
+is not checkpointable): it fails as "timed-out" with its saved state kept (a ``--time``
+under :data:`SHORTEST_MINUTES` is refused: it would end the job at once).
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ from typing import Any
 
 from papermill.cli import _resolve_type as _papermill_cli_type
 
+from bplambda.cluster_jobs import failed_jobs
 from bplambda.errors import ParameterError
 from bplambda.paths import project_path
 from bplambda.reproduce import notebooks, run_notebook
@@ -61,6 +70,9 @@ EXECUTORS = ("slurm", "local", "serial")
 SEED_LISTS = ("seeds", "plastic_seeds")
 """Config fields that list seeds: ``--shard-by seeds`` deals each of them out over the shards."""
 RECORD = "sweep.json"
+SHORTEST_MINUTES = 2
+"""The shortest ``--time`` on SLURM: submitit's warning signal, 90 s before the limit, ends a
+one-minute job as it starts."""
 SHARD_PARAMETERS = ("save_raw", "merge_from")
 """What a sweep sets in a notebook (:class:`bplambda.experiments.options.ShardOptions`)."""
 
@@ -191,6 +203,10 @@ def write_record(output_dir: Path, record: dict[str, Any]) -> None:
 
 
 def submit(args: argparse.Namespace) -> int:
+    if args.executor == "slurm" and args.time < SHORTEST_MINUTES:
+        raise ParameterError(f"--time {args.time} is too short: submitit has SLURM signal a job "
+                             f"90 s before its limit and ends it there; pass at least "
+                             f"{SHORTEST_MINUTES}")  # fmt: skip
     (notebook,) = notebooks([args.notebook])
     parameters = {name: cli_value(value) for name, value in args.parameter or []}
     output_dir = project_path(args.output_dir or f"results/sweeps/{notebook.stem}")
@@ -211,12 +227,13 @@ def submit(args: argparse.Namespace) -> int:
     if args.executor == "serial":  # each shard runs when its turn comes in failures()
         calls = [partial(run_shard, notebook, folder, args.profile, shard, args.cpus)
                  for (_, shard), folder in to_run]  # fmt: skip
+        failed = failures(list(zip(names, calls)))
     else:
-        calls = [job.result for job in submit_jobs(args, notebook, output_dir, to_run)]
+        jobs = submit_jobs(args, notebook, output_dir, to_run)
         if not args.wait:
             print(f"when they are done: python -m bplambda.sweep merge {output_dir}")
             return 0
-    failed = failures(list(zip(names, calls)))
+        failed = failed_jobs(list(zip(names, jobs)))
     if failed:
         print(f"sweep: {failed} failed; submit again to resume them, then merge", file=sys.stderr)
         return 1
@@ -249,18 +266,19 @@ def submit_jobs(args: argparse.Namespace, notebook: Path, output_dir: Path,
         jobs = [executor.submit(run_shard, notebook, folder, args.profile, shard, args.cpus)
                 for (_, shard), folder in shards]  # fmt: skip
     for job, ((name, _), _) in zip(jobs, shards):
-        print(f"submitted {name}: job {job.job_id}")
+        print(f"submitted {name}: job {job.job_id}", flush=True)
     return jobs
 
 
 def failures(calls: list[tuple[str, Callable[[], object]]]) -> list[str]:
-    """Each shard's call in turn (a serial shard's run, a submitted job's result); returns the
-    names of those that raised, their errors printed (the next one still goes on)."""
+    """Each serial shard's run in turn; returns the names of those that raised, their errors
+    printed (the next one still goes on). Submitted jobs are waited on by
+    :func:`bplambda.cluster_jobs.failed_jobs`."""
     failed = []
     for name, call in calls:
         try:
             call()
-        except Exception as error:  # papermill's error, the job's traceback or its logs' end
+        except Exception as error:  # papermill's error
             failed.append(name)
             print(f"shard {name} failed:\n{error}", file=sys.stderr)
         else:
@@ -269,7 +287,9 @@ def failures(calls: list[tuple[str, Callable[[], object]]]) -> list[str]:
 
 
 def merge(output_dir: Path) -> int:
-    """The notebook once more into ``output_dir``, from the shards' raw tables."""
+    """The notebook once more into ``output_dir``, from the shards' raw tables; refused, the
+    unfinished shards named, while a shard's folder holds no executed notebook (it is moved
+    there only when the shard ran through)."""
     record_path = output_dir / RECORD
     if not record_path.exists():
         print(f"sweep merge: {output_dir} holds no {RECORD}; pass a sweep's output folder",
@@ -278,8 +298,16 @@ def merge(output_dir: Path) -> int:
     record = json.loads(record_path.read_text())
     (notebook,) = notebooks([record["notebook"]])
     # relative to the sweep folder (absolute in records written before that)
-    folders = [str(output_dir / shard["folder"]) for shard in record["shards"]]
-    parameters = {**record["parameters"], "merge_from": folders}
+    folders = [output_dir / shard["folder"] for shard in record["shards"]]
+    unfinished = [shard["name"] for shard, folder in zip(record["shards"], folders)
+                  if not (folder / notebook.name).exists()]  # fmt: skip
+    if unfinished:
+        print(f"sweep merge: shards {unfinished} have not finished (no executed "
+              f"{notebook.name} in their folders); submit them again with --shards "
+              f"{' '.join(unfinished)} (they resume from their saved state); the jobs' logs "
+              f"are in {output_dir / 'submitit'}", file=sys.stderr)  # fmt: skip
+        return 1
+    parameters = {**record["parameters"], "merge_from": list(map(str, folders))}
     quiet_shard_parameters()
     print(run_notebook(notebook, output_dir, record["profile"], parameters))
     return 0

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
 from bplambda.cells import Cell, make_cell
+from bplambda.compare_results import results_only
 from bplambda.outputs import ParamGroups, RuleOutput
 from bplambda.readout import SequenceTargets, init_readout
 from bplambda.rules import Rule
@@ -114,6 +116,20 @@ def assert_stacked_run_equals_runs_alone(
     for seed in alone:
         picked = both[both.seed == seed].drop(columns="model").reset_index(drop=True)
         pd.testing.assert_frame_equal(picked, run([seed]).drop(columns="model"), rtol=1e-9)
+
+
+def assert_same_tables(merged: Path, single: Path) -> None:
+    """A merged sweep's folder holds the tables of a single run's, row for row (a merge lists
+    the rows shard by shard, so both are sorted first; wall times and provenance left out)."""
+
+    def sorted_rows(table: pd.DataFrame) -> pd.DataFrame:
+        return table.sort_values(list(table.columns), kind="stable").reset_index(drop=True)
+
+    names = sorted(p.name for p in single.glob("*.csv"))
+    assert names and names == sorted(p.name for p in merged.glob("*.csv"))
+    for name in names:
+        a, b = (sorted_rows(results_only(pd.read_csv(f / name))) for f in (merged, single))
+        pd.testing.assert_frame_equal(a, b)
 
 
 @pytest.fixture(params=CELL_NAMES)

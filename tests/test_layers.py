@@ -16,6 +16,7 @@ LAYERS = [
         "device",
         "core_slots",
         "workers",
+        "cluster_jobs",
         "compare_results",
         "labels",
         "paths",

@@ -12,9 +12,10 @@ import nbformat
 import pandas as pd
 import papermill as pm
 import pytest
+from conftest import assert_same_tables
 
 from bplambda import reproduce, sweep
-from bplambda.compare_results import differences, results_only
+from bplambda.compare_results import differences
 from bplambda.core_slots import SLOTS_VARIABLE
 from bplambda.experiments.options import ShardOptions
 from bplambda.results import build_summary
@@ -176,10 +177,6 @@ def test_unknown_profile_or_parameter_is_refused():
         toy_alignment.config("smoke", lambda_values=[0.5])
 
 
-def _rows_sorted(table: pd.DataFrame) -> pd.DataFrame:
-    return table.sort_values(list(table.columns), kind="stable").reset_index(drop=True)
-
-
 def test_a_sweep_of_notebook_01_in_two_shards_gives_the_tables_of_one_run(tmp_path):
     # float64: one seed alone and two stacked differ in float32 rounding (~1e-5 after training).
     # Shard seed0 runs serially here, seed1 through submitit's local executor, and the sweep
@@ -199,11 +196,7 @@ def test_a_sweep_of_notebook_01_in_two_shards_gives_the_tables_of_one_run(tmp_pa
     out.rename(moved)
     assert sweep.main(["merge", str(moved)]) == 0
     reproduce.run_notebook(NOTEBOOKS[0], single, "smoke", {"dtype": "float64"})
-    names = sorted(p.name for p in single.glob("*.csv"))
-    assert names == sorted(p.name for p in moved.glob("*.csv"))
-    for name in names:  # the same rows; a merge lists them shard by shard
-        merged, whole = (results_only(pd.read_csv(folder / name)) for folder in (moved, single))
-        pd.testing.assert_frame_equal(_rows_sorted(merged), _rows_sorted(whole))
+    assert_same_tables(moved, single)
     assert {p.stem for p in moved.glob("*.png")} == {p.stem for p in single.glob("*.png")}
 
 
