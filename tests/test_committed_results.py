@@ -18,9 +18,6 @@ from bplambda.verdicts import RANGE_ONLY
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results"
-STALE = {"medium/05_generalisation_curvature"}
-"""Made before notebooks recorded their commit: medium 05 (104 min on both cores) is re-run on
-its reworked design (issue 25)."""
 
 
 def _results_notebooks() -> dict[str, Path]:
@@ -46,10 +43,8 @@ def test_every_committed_notebook_was_made_by_clean_code_in_this_history():
     assert "01_toy_alignment" in notebooks  # the results folders are where they should be
     made = {name: json.loads(path.read_text())["metadata"].get(METADATA_KEY)
             for name, path in notebooks.items()}  # fmt: skip
-    assert {name for name, m in made.items() if m is None} == STALE
+    assert not [name for name, m in made.items() if m is None], "made without provenance"
     for name, m in made.items():
-        if m is None:
-            continue
         assert m["changes"] == "clean", f"{name} was made by uncommitted code"
         ancestor = _git("merge-base", "--is-ancestor", m["commit"], "HEAD")
         assert ancestor.returncode == 0, f"{name}: commit {m['commit']} is not in HEAD's history"
