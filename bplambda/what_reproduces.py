@@ -29,7 +29,7 @@ from bplambda.experiments import (
     toy_alignment,
 )
 from bplambda.paths import project_path
-from bplambda.results import claims_by_budget, write_text
+from bplambda.results import claims_by_budget, markdown_table, write_text
 
 START = "<!-- what-reproduces:start -->"
 END = "<!-- what-reproduces:end -->"
@@ -212,12 +212,8 @@ def _cells(headline: Headline, claims: pd.DataFrame) -> dict[str, str]:
 
 def table(headlines: tuple[Headline, ...], claims: pd.DataFrame) -> str:
     """``headlines`` as a Markdown table, from ``claims`` (:func:`claims_by_budget`'s rows)."""
-    rows = [_cells(h, claims) for h in headlines]
-    columns = list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(row[c].replace("|", "\\|") for c in columns) + " |"
-              for row in rows]  # fmt: skip
-    return "\n".join(lines)
+    rows = pd.DataFrame([_cells(h, claims) for h in headlines])
+    return markdown_table(rows.map(lambda cell: cell.replace("|", "\\|")))
 
 
 def render(results_dir: str | Path = "results") -> str:
