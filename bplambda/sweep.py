@@ -42,7 +42,9 @@ other shards are still waited on; when every shard of the sweep has run, it merg
 is refused, the unfinished shards named, while a shard's folder holds no executed notebook.
 submitit asks SLURM to signal each job 90 s before its ``--time`` and ends it there (a shard
 is not checkpointable): it fails as "timed-out" with its saved state kept (a ``--time``
-under :data:`SHORTEST_MINUTES` is refused: it would end the job at once).
+under :data:`SHORTEST_MINUTES` is refused: it would end the job at once). A submitted shard
+runs in a worker thread while the job's main thread only waits for it
+(:func:`run_submitted_shard`), so that this signal always ends the job at once.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import fields
 from functools import partial
@@ -175,6 +178,30 @@ def run_shard(notebook: Path, folder: Path, profile: str, parameters: dict[str, 
     return str(run_notebook(notebook, folder, profile, {**parameters, "save_raw": True}))
 
 
+def run_submitted_shard(notebook: Path, folder: Path, profile: str, parameters: dict[str, Any],
+                        threads: int | None = None) -> str:  # fmt: skip
+    """A submitted job's :func:`run_shard`, run in a worker thread while the job's main thread
+    waits on it. Python runs signal handlers in the main thread: submitit's time-limit handler
+    (SIGUSR2, which raises its "not requeued" error) then interrupts a plain wait, where its
+    error ends the job at once. Raised inside papermill's event loop, the same error can be
+    taken for another (the job fails without saying it ran out of time) or wait on the
+    notebook's kernel past the limit (the job ends TIMEOUT). The kernel ends with the job."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["folder"] = run_shard(notebook, folder, profile, parameters, threads)
+        except BaseException as error:  # re-raised in the main thread, as submitit reports it
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, name=f"shard {folder.name}", daemon=True)
+    worker.start()
+    worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["folder"]
+
+
 def selected(shards: list[tuple[str, dict[str, Any]]], names: list[str] | None) -> list[int]:
     """The indices of the shards named in ``names`` (every shard for None), in sweep order.
     Raises :class:`ParameterError` for a name that is not a shard of this sweep."""
@@ -263,8 +290,8 @@ def submit_jobs(args: argparse.Namespace, notebook: Path, output_dir: Path,
         options["slurm_additional_parameters"] = dict(args.slurm)
     executor.update_parameters(**options)
     with executor.batch():  # one job array on SLURM
-        jobs = [executor.submit(run_shard, notebook, folder, args.profile, shard, args.cpus)
-                for (_, shard), folder in shards]  # fmt: skip
+        jobs = [executor.submit(run_submitted_shard, notebook, folder, args.profile, shard,
+                                args.cpus) for (_, shard), folder in shards]  # fmt: skip
     for job, ((name, _), _) in zip(jobs, shards):
         print(f"submitted {name}: job {job.job_id}", flush=True)
     return jobs
