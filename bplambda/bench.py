@@ -310,15 +310,21 @@ def seq_mnist_grid_epoch(
 
 
 def copy_repeat_per_1000(
-    device: torch.device, updates: int = 20, level: tuple[int, int] = (5, 5)
+    device: torch.device,
+    updates: int = 20,
+    level: tuple[int, int] = (5, 5),
+    profile: str = "quick",
+    **overrides: object,
 ) -> pd.DataFrame:
-    """Seconds per 1,000 updates of notebook 04's conditions (BPTT, TBPTT(5), SG(5), BP(0.5)
-    and BP(1) stacked; 3 seeds) with every model held at one curriculum ``level`` (5, 5):
-    T = 33, the paper's copy-repeat size (LSTM 100, batch 100)."""
+    """Seconds per 1,000 updates of notebook 04's conditions with every model held at one
+    curriculum ``level`` ((5, 5): T = 33; LSTM 100, batch 100 at every profile but smoke),
+    one row per stacked condition. Default grid: ``quick`` with 3 seeds (BPTT, TBPTT(5),
+    SG(5), BP(0.5) and BP(1) stacked); ``profile`` and ``overrides`` (``seeds``, ``windows``,
+    ``lambdas``, ``rules``) measure another, e.g. the paper campaign's shards."""
     from bplambda.experiments import copy_repeat_curriculum
     from bplambda.experiments.grids import grid_conditions
 
-    cfg = copy_repeat_curriculum.config("quick", seeds=(0, 1, 2))
+    cfg = copy_repeat_curriculum.config(profile, **{"seeds": (0, 1, 2), **overrides})
     task = CopyRepeatTask(cfg.batch_size, threshold_bits=0.0, start=level)
     config = TrainConfig(num_batches=updates,
                          lr={"rnn": cfg.lr, "readout": cfg.lr, "synthesiser": cfg.lr_synthesiser},

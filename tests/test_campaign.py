@@ -26,14 +26,10 @@ def campaign(tmp_path):
     (done / "raw" / "run_copy_repeat.csv.gz").write_bytes(b"")
     save_atomically({"key": "k", "batch": 15, "seconds": 20.0},
                     sweep / "shards/1-sg" / "state" / "SG2.pt")  # fmt: skip
-    (tmp_path / "campaign.json").write_text(
-        json.dumps(
-            {
-                "commit": "abc123",
-                "notebooks": {"04_copy_repeat": {"command": "SWEEP", "estimates_h": {"sg": 0.5}}},
-            }
-        )
-    )
+    (tmp_path / "campaign.json").write_text(json.dumps(
+        {"notebooks": {"04_copy_repeat": {"commit": "abc123", "command": "SWEEP",
+                                          "estimates_basis": "a guess",
+                                          "estimates_h": {"sg": 0.5}}}}))  # fmt: skip
     return tmp_path
 
 
@@ -47,9 +43,39 @@ def test_each_shard_reports_its_progress_and_time_left(campaign):
         "started", 15, 30, 20.0, 20.0)  # fmt: skip
     assert (oracle.status, oracle.done, oracle.seconds_left) == ("not started", 0, None)
     text = report(campaign)
-    assert "`abc123`" in text
-    assert "| 04_copy_repeat | sg | started | 15 / 30 (50%) | 0 min | 0 min | 30 min |" in text
-    assert "SWEEP --shards sg oracle > ../campaign-04.log 2>&1 &" in text
+    assert ("| 04_copy_repeat | `abc123` | sg | started | 15 / 30 (50%) | 0 min | 0 min | "
+            "30 min |") in text  # fmt: skip
+    assert "- 04_copy_repeat: a guess" in text
+    assert "git worktree add --detach ../campaign-abc123 abc123" in text
+    assert ("(cd ../campaign-abc123 && SWEEP --shards sg oracle > ../campaign-04.log 2>&1 &)"
+            in text)  # fmt: skip
+
+
+def test_each_notebook_continues_from_its_own_commit_and_a_finished_one_merges(campaign):
+    plan = json.loads((campaign / "campaign.json").read_text())
+    other = campaign / "03_sequential_mnist"
+    other.mkdir()
+    (other / "sweep.json").write_text(json.dumps(
+        {"notebook": "03_sequential_mnist", "profile": "smoke", "parameters": {},
+         "shard_by": "conditions", "shards": []}))  # fmt: skip
+    plan["notebooks"] = {"03_sequential_mnist": {"commit": "def456", "command": "OLD"},
+                         **plan["notebooks"]}  # fmt: skip
+    (campaign / "campaign.json").write_text(json.dumps(plan))
+    text = report(campaign)
+    assert "# 03_sequential_mnist\npython -m bplambda.sweep merge " in text
+    assert "../campaign-def456" not in text  # nothing of 03 is left to run
+    assert "(cd ../campaign-abc123 && SWEEP --shards sg oracle" in text
+
+
+def test_a_planned_notebook_shows_its_estimates_before_its_sweep_starts(campaign):
+    plan = json.loads((campaign / "campaign.json").read_text())
+    plan["notebooks"]["05_generalisation_curvature"] = {
+        "commit": "fed789", "command": "LATER", "estimates_h": {"bptt-seed0": 1.5}}  # fmt: skip
+    (campaign / "campaign.json").write_text(json.dumps(plan))
+    text = report(campaign)
+    assert ("| 05_generalisation_curvature | `fed789` | bptt-seed0 | not started | – | 0 min | "
+            "– | 1.5 h |") in text  # fmt: skip
+    assert "(cd ../campaign-fed789 && LATER --shards bptt-seed0 > ../campaign-05.log" in text
 
 
 def test_the_report_is_written_beside_the_plan_and_a_folder_without_one_is_refused(
