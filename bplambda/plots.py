@@ -22,6 +22,7 @@ from matplotlib import ticker
 from bplambda.analysis import by_run
 from bplambda.labels import DEFAULT_VARIANT, POOLS, condition_order, conditions, with_labels
 from bplambda.verdicts import RANGE_ONLY
+from bplambda.wording import counted
 
 P = ParamSpec("P")
 
@@ -492,7 +493,7 @@ def correlation_scatter(
                              & (correlations.y == y)
                              & (correlations.unit == "condition means")]  # fmt: skip
         notes = [_wrap(f"{r.scope}: Spearman {r.spearman_r:.2f} (p={r.spearman_p:.2g}, "
-                               f"{r.n} rules)", 48)
+                               f"{counted(r.n, 'rules')})", 48)
                  for r in means.itertuples()] or ["too few rules"]  # fmt: skip
         ax.set(title="\n".join([TASK_NAMES.get(task, task), *notes]),
                xlabel=METRIC_LABELS.get(x, x), ylabel=METRIC_LABELS.get(y, y))  # fmt: skip

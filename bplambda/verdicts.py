@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bplambda.wording import counted
+
 RANGE_ONLY = 3
 """With this many seeds or fewer, the bootstrap interval is the min–max range of the seeds (the
 chance that every resample is the lowest seed, (1/n)^n, exceeds 2.5% up to n = 3)."""
@@ -46,7 +48,7 @@ class Interval:
         if self.n == 0:
             return "n/a"
         return (f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}] "
-                f"({interval_kind(self.n)}, {self.n} seeds)")  # fmt: skip
+                f"({interval_kind(self.n)}, {counted(self.n, 'seeds')})")  # fmt: skip
 
 
 def mean_ci(
@@ -97,7 +99,7 @@ def _decided(verdict: str, intervals: Sequence[Interval]) -> str:
     named, and ≤ 2 seeds make it only indicative."""
     fewest = min(i.n for i in intervals)
     if fewest <= INDICATIVE_ONLY:
-        return f"indicative ({fewest} seeds; ranges: {verdict})"
+        return f"indicative ({counted(fewest, 'seeds')}; ranges: {verdict})"
     return verdict + (f" (on {fewest}-seed ranges)" if fewest <= RANGE_ONLY else "")
 
 
@@ -109,7 +111,7 @@ def increasing(values: Sequence[Sequence[float]]) -> str:
         return _decided("NOT reproduced", intervals)
     if all(s > 0 for s in signs):
         return _decided("reproduced", intervals)
-    return f"inconclusive ({min(i.n for i in intervals)} seeds)"
+    return f"inconclusive ({counted(min(i.n for i in intervals), 'seeds')})"
 
 
 def all_positive(differences: Sequence[Sequence[float]]) -> str:
@@ -120,7 +122,7 @@ def all_positive(differences: Sequence[Sequence[float]]) -> str:
         return _decided("NOT reproduced", intervals)
     if intervals and all(i.n and i.low > 0 for i in intervals):
         return _decided("reproduced", intervals)
-    return f"inconclusive ({min((i.n for i in intervals), default=0)} seeds)"
+    return f"inconclusive ({counted(min((i.n for i in intervals), default=0), 'seeds')})"
 
 
 def consistent(ours: Sequence[float], theirs: Interval) -> str:
@@ -136,7 +138,7 @@ def finding(a: Sequence[float], b: Sequence[float], name_a: str, name_b: str) ->
     ia, ib = interval(a), interval(b)
     sign = separated(ia, ib)
     if sign == 0:
-        return f"inconclusive ({min(ia.n, ib.n)} seeds)"
+        return f"inconclusive ({counted(min(ia.n, ib.n), 'seeds')})"
     return _decided(f"finding: {name_a} {'>' if sign > 0 else '<'} {name_b}", [ia, ib])
 
 

@@ -30,6 +30,7 @@ from bplambda.experiments import (
 )
 from bplambda.paths import project_path
 from bplambda.results import claims_by_budget, markdown_table, write_text
+from bplambda.wording import counted
 
 START = "<!-- what-reproduces:start -->"
 END = "<!-- what-reproduces:end -->"
@@ -165,8 +166,8 @@ def run_description(notebook: str, profile: str, prefix: str = "") -> str:
     cfg, paper = experiment.config(profile), experiment.config("paper")
     field = prefix + BUDGET_FIELD[notebook]
     budget = getattr(cfg, field)
-    parts = [f"{profile}: {len(getattr(cfg, prefix + 'seeds'))} seeds",
-             f"{budget:,} {BUDGET_FIELD[notebook]} ({budget / getattr(paper, field):.0%} of "
+    parts = [f"{profile}: {counted(len(getattr(cfg, prefix + 'seeds')), 'seeds')}",
+             f"{counted(budget, BUDGET_FIELD[notebook])} ({budget / getattr(paper, field):.0%} of "
              "the paper's)"]  # fmt: skip
     if cfg.hidden_size < paper.hidden_size:
         parts.append(f"{cfg.hidden_size} units (paper: {paper.hidden_size})")

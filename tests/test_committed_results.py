@@ -74,9 +74,9 @@ def test_every_committed_notebooks_imports_resolve():
 
 
 def test_no_committed_interval_over_3_seeds_or_fewer_is_called_a_ci():
-    """Intervals are written "(95% CI, n seeds)" or "(range, n seeds)"
+    """Intervals are written "(95% CI, n seeds)" or "(range, n seeds)", "(range, 1 seed)"
     (:func:`bplambda.verdicts.interval_kind`)."""
-    labelled = re.compile(r"\((95% CI|range), (\d+) seeds\)")
+    labelled = re.compile(r"\((95% CI|range), (\d+) seeds?\)")
     for path in RESULTS.rglob("*"):
         if path.suffix not in (".md", ".csv") or "shards" in path.parts:
             continue

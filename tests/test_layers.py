@@ -22,6 +22,7 @@ LAYERS = [
         "paths",
         "checks",
         "provenance",
+        "wording",
     ],
     ["cells", "outputs", "readout", "synthesiser", "regularisation"],
     ["bp_lambda", "metrics", "rules", "stacking"],

@@ -4,6 +4,8 @@ code cell with one line, and nothing in an existing results folder is touched.""
 from __future__ import annotations
 
 import hashlib
+import re
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 import nbformat
@@ -20,10 +22,12 @@ from bplambda.experiments import (
     sequential_mnist,
     toy_alignment,
 )
+from bplambda.experiments.options import ResumableOptions
 from bplambda.parameters import injected_names, notebook_parameters
 from bplambda.paths import project_path, project_root
 from bplambda.profiles import PROFILES, RESULTS_ROOT_VARIABLE, results_folder
 from bplambda.reproduce import NOTEBOOKS
+from bplambda.sweep import SHARD_PARAMETERS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -166,15 +170,41 @@ def test_relative_paths_resolve_against_the_project_wherever_the_kernel_starts(t
     assert project_root(tmp_path) == tmp_path  # no project above: the folder itself
 
 
-def test_every_notebook_parameter_is_a_config_field():
+def _notebooks_and_config_fields() -> list[tuple[Path, set[str]]]:
+    """Every notebook with its config's fields."""
     configs = {config.NOTEBOOK[:2]: config for config in (e.Config for e in EXPERIMENTS.values())}
     assert sorted(configs) == sorted(n.stem[:2] for n in NOTEBOOKS.glob("*.ipynb"))
-    for notebook in sorted(NOTEBOOKS.glob("*.ipynb")):
+    return [(notebook, set(configs[notebook.stem[:2]].__dataclass_fields__))
+            for notebook in sorted(NOTEBOOKS.glob("*.ipynb"))]  # fmt: skip
+
+
+def test_every_notebook_parameter_is_a_config_field():
+    for notebook, fields in _notebooks_and_config_fields():
         nb = nbformat.read(notebook, as_version=4)
         cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
         names = injected_names(["# Parameters\n" + cell.source])
-        fields = set(configs[notebook.stem[:2]].__dataclass_fields__)
         assert names <= fields, (notebook.name, names - fields)
+
+
+def test_every_notebooks_profile_comment_names_the_profiles_it_has():
+    """The ``profile = ...  # "smoke" (seconds), ...`` comment lists the experiment's profiles
+    (notebooks 03 and 04 left out their ``medium``)."""
+    for name, experiment in EXPERIMENTS.items():
+        nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        line = next(line for line in cell.source.splitlines() if line.startswith("profile ="))
+        listed = re.findall(r'"(\w+)"', line.partition("#")[2])
+        assert listed == list(experiment.DEFAULTS), (name, listed)
+
+
+def test_every_notebook_declares_the_settings_every_config_shares():
+    """Papermill warns "Passed unknown parameter" of a name its reading of the parameters cell
+    lacks (``-p dtype float64`` read like a fault); only a sweep's own options are left out,
+    on purpose (:data:`bplambda.sweep.SHARD_PARAMETERS`)."""
+    shared = {f.name for f in dataclass_fields(ResumableOptions)} - set(SHARD_PARAMETERS)
+    for notebook, fields in _notebooks_and_config_fields():
+        unknown_to_papermill = shared & fields - set(pm.inspect_notebook(str(notebook)))
+        assert not unknown_to_papermill, (notebook.name, unknown_to_papermill)
 
 
 # ----------------------------------------------------------------------------- via papermill

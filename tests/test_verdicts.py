@@ -21,6 +21,7 @@ from bplambda.verdicts import (
     reported_interval,
     variance_ratio,
 )
+from bplambda.wording import counted
 
 LOW, MID, HIGH = [0.1, 0.12, 0.11, 0.13, 0.09], [0.5, 0.52, 0.49, 0.51, 0.5], [0.9, 0.91, 0.92]
 
@@ -41,6 +42,16 @@ def test_intervals_with_few_seeds_are_labelled_ranges():
     assert "95% CI, 5 seeds" in interval(MID).text()
     two = interval([0.2, 0.4])
     assert two.low == pytest.approx(0.2) and two.high == pytest.approx(0.4)
+
+
+def test_one_seed_is_said_in_the_singular_and_more_in_the_plural():
+    """A smoke run has one seed (and one epoch): its texts say "1 seed", never "1 seeds"."""
+    assert counted(1, "seeds") == "1 seed" and counted(2, "seeds") == "2 seeds"
+    assert counted(0, "seeds") == "0 seeds"
+    assert counted(1000, "iterations") == "1,000 iterations"
+    assert interval([0.3]).text().endswith("(range, 1 seed)")
+    assert finding([0.9], [0.1], "a", "b") == "indicative (1 seed; ranges: finding: a > b)"
+    assert increasing([[0.1], [0.1]]) == "inconclusive (1 seed)"
 
 
 def test_a_reported_mean_and_sd_become_a_t_interval():

@@ -15,6 +15,7 @@ from bplambda.what_reproduces import (
     START,
     Headline,
     render,
+    run_description,
     table,
     update_readme,
 )
@@ -90,3 +91,9 @@ def test_the_committed_readme_shows_the_committed_claims():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     region = text.partition(START)[2].partition(END)[0].strip()
     assert region == render(RESULTS), "run: python -m bplambda.what_reproduces"
+
+
+def test_a_run_of_one_seed_and_one_epoch_is_described_in_the_singular():
+    """MNIST's smoke profile trains one seed for one epoch; larger profiles keep their plural."""
+    assert run_description(MNIST, "smoke").startswith("smoke: 1 seed, 1 epoch (")
+    assert run_description(MNIST, "paper").startswith("paper: 5 seeds, ")

@@ -20,6 +20,7 @@ from bplambda.experiments.runs import StateStore, per_seed_rows, run_condition
 from bplambda.labels import DEFAULT_VARIANT, TRUNCATED, in_condition_order, named, with_labels
 from bplambda.profiles import configure
 from bplambda.verdicts import increasing
+from bplambda.wording import counted
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def claims(tables: dict[str, pd.DataFrame], cfg: Config) -> list[dict]:
         "paper": "yes (per the ICLR reviews; lengths UNKNOWN)",
         "official_code": "not run here",
         "bplambda": f"largest T solved: {text(top)} vs best {text(rival)} "
-                    f"({cfg.updates:,} updates, n ∈ {list(cfg.windows)})",
+                    f"({counted(cfg.updates, 'updates')}, n ∈ {list(cfg.windows)})",
         "verdict": increasing([values(rival), values(top)]),
     }]  # fmt: skip
 

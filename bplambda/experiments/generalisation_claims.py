@@ -15,6 +15,7 @@ import pandas as pd
 from bplambda.analysis import by_run, interval_text, per_seed
 from bplambda.labels import conditions
 from bplambda.verdicts import both_ways, correlation, finding, increasing, variance_ratio
+from bplambda.wording import counted
 
 GAP_NAMES = {"gap_test_loss": "test − train loss",
              "gap_test_noisy_loss": "noisy test − train loss"}  # fmt: skip
@@ -73,7 +74,8 @@ def claims(tables: dict[str, pd.DataFrame], cfg: ClaimSettings) -> list[dict]:
         if cfg.slow_iterations in (None, cfg.iterations)
         else f" ({cfg.slow_iterations:,} for the three-factor rules, compared at matched loss)"
     )
-    budget = f"{cfg.iterations:,} iterations{slow}, lr {cfg.lr:g}, {len(cfg.seeds)} seeds"
+    budget = (f"{counted(cfg.iterations, 'iterations')}{slow}, lr {cfg.lr:g}, "
+              f"{counted(len(cfg.seeds), 'seeds')}")  # fmt: skip
     found = []
     for task in cfg.tasks:
         at = _AtTask(task, tables["final_by_seed"], tables["matched"], _untestable(task, cfg))
@@ -134,9 +136,10 @@ def _variance_verdict(low: float, high: float, seeds: int) -> str:
     """Reproduced where the F-interval of var(rule)/var(BPTT) lies above 1, with at least
     :data:`VARIANCE_SEEDS` seeds per rule; with fewer the claim cannot be decided."""
     if seeds < VARIANCE_SEEDS:
-        return f"cannot decide ({seeds} seeds; a variance claim needs ≥ {VARIANCE_SEEDS})"
+        return (f"cannot decide ({counted(seeds, 'seeds')}; a variance claim needs "
+                f"≥ {VARIANCE_SEEDS})")  # fmt: skip
     return ("reproduced" if low > 1 else "NOT reproduced" if high < 1 else
-            f"inconclusive ({seeds} seeds)")  # fmt: skip
+            f"inconclusive ({counted(seeds, 'seeds')})")  # fmt: skip
 
 
 def _gap_correlations(at: _AtTask, correlations: pd.DataFrame) -> list[dict]:
@@ -233,7 +236,7 @@ def _bound_verdict(r: float, p: float, ratio: float, n: int) -> str:
         return f"NOT reproduced (λ_max exceeds the bound: median ratio {ratio:.2g})"
     if p < 0.05:
         return "reproduced" if r > 0 else "NOT reproduced (ordering reversed)"
-    return f"inconclusive ({n} runs, p = {p:.2g})"
+    return f"inconclusive ({counted(n, 'runs')}, p = {p:.2g})"
 
 
 def _correlation_verdict(row: pd.Series | None) -> str:
@@ -242,4 +245,5 @@ def _correlation_verdict(row: pd.Series | None) -> str:
         return "inconclusive (fewer than 4 conditions in the pool)"
     if row.spearman_p < 0.05:
         return "reproduced" if row.spearman_r > 0 else "NOT reproduced"
-    return f"inconclusive ({row.n} conditions, exact permutation p = {row.spearman_p:.2g})"
+    return (f"inconclusive ({counted(row.n, 'conditions')}, exact permutation "
+            f"p = {row.spearman_p:.2g})")  # fmt: skip

@@ -37,6 +37,7 @@ from bplambda.experiments.toy_runs import ToyRun, alignment_train_config, run_on
 from bplambda.labels import condition_order
 from bplambda.profiles import configure
 from bplambda.verdicts import all_positive, increasing, interval
+from bplambda.wording import counted
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,7 @@ def claims(tables: dict[str, pd.DataFrame], cfg: Config) -> list[dict]:
     verdicts = set(per_T.values())
     overall = (verdicts.pop() if len(verdicts) == 1 else
                "NOT reproduced" if "NOT reproduced" in verdicts else
-               f"inconclusive ({len(cfg.seeds)} seeds)")  # fmt: skip
+               f"inconclusive ({counted(len(cfg.seeds), 'seeds')})")  # fmt: skip
     found.append({
         "claim": f"{top} aligns better than {low} at every T",
         "paper": "yes (qualitative)",

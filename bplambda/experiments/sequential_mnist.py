@@ -26,6 +26,7 @@ from bplambda.labels import DEFAULT_VARIANT, TRUNCATED, in_condition_order, name
 from bplambda.profiles import configure
 from bplambda.train import Evaluation
 from bplambda.verdicts import finding, increasing, paired_difference
+from bplambda.wording import counted
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ def claims(tables: dict[str, pd.DataFrame], cfg: Config) -> list[dict]:
     def bp(lmbda: float, variant: str = DEFAULT_VARIANT) -> str | None:
         return named(summary, family="bp_lambda", lmbda=lmbda, variant=variant)
 
-    budget = f"{cfg.epochs} epochs"
+    budget = counted(cfg.epochs, "epochs")
     found = []
     if bp(1.0) and len(truncated):
         rival = truncated.idxmin()
