@@ -20,9 +20,13 @@ per condition; and seconds per 1,000 copy-repeat updates at T = 33 (every model 
 
 The second study's size (rate RNN N = 128, B = 256, T = 28, seq-MNIST rows): the time of one
 training step (one batch) of every rule, one Hessian-vector product (both methods) and one
-λ_max (both solvers, relative tolerance 1e-4).
+λ_max (both solvers, relative tolerance 1e-4). And notebook 05's own costs at its ``paper``
+profile on seq-MNIST, per condition with its 10 seeds stacked and with one seed: seconds per
+training iteration and the parts of a checkpoint (evaluation, Hessian build, seconds per HVP),
+from which its campaign's shards are sized (``--generalisation``: only these).
 
     python -m bplambda.bench [--output results/bench/bench.csv] [--device auto] [--peer]
+        [--generalisation]
 """
 
 from __future__ import annotations
