@@ -20,9 +20,13 @@ per condition; and seconds per 1,000 copy-repeat updates at T = 33 (every model 
 
 The second study's size (rate RNN N = 128, B = 256, T = 28, seq-MNIST rows): the time of one
 training step (one batch) of every rule, one Hessian-vector product (both methods) and one
-λ_max (both solvers, relative tolerance 1e-4).
+λ_max (both solvers, relative tolerance 1e-4). And notebook 05's own costs at its ``paper``
+profile on seq-MNIST, per condition with its 10 seeds stacked and with one seed: seconds per
+training iteration and the parts of a checkpoint (evaluation, Hessian build, seconds per HVP),
+from which its campaign's shards are sized (``--generalisation``: only these).
 
     python -m bplambda.bench [--output results/bench/bench.csv] [--device auto] [--peer]
+        [--generalisation]
 """
 
 from __future__ import annotations
@@ -339,6 +343,136 @@ def copy_repeat_per_1000(
     return pd.DataFrame(rows)
 
 
+def _seconds(call) -> float:
+    """Wall seconds of one ``call()``."""
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def _checkpoint_costs(
+    cell: Cell, task: Task, cfg, params: ParamGroups, eval_examples: int, solver_steps: int
+) -> dict[str, float]:
+    """One of notebook 05's checkpoints (:func:`~bplambda.sharpness.checkpoint_metrics`) in
+    parts, on ``params`` (its ``K`` stacked models): the generalisation metrics on
+    ``eval_examples`` per split scaled to ``cfg.eval_size`` (the evaluation is linear in the
+    examples, 2,000 at a time); the Hessian graph build on the curvature batch and the
+    solver's seconds per HVP (``cfg.checkpoint_solver``, ``solver_steps`` iterations: a
+    solve's count depends on the trained network, which a short run does not reach); and
+    the same in float64 with Lanczos, the end-of-run curvature's solves
+    (:func:`~bplambda.sharpness.final_curvature`, there on a batch of the training size)."""
+    from bplambda.curvature import ConvergenceWarning, lanczos, network_hessian
+    from bplambda.device import resolve_dtype
+    from bplambda.evaluate import generalisation
+    from bplambda.sharpness import SOLVERS, shared_batch
+
+    K = len(params["readout"]["bias"])
+    device = params["readout"]["bias"].device
+    evaluation = _seconds(
+        lambda: generalisation(cell, params, task, eval_examples, cfg.eval_seed)
+    ) * cfg.eval_size / eval_examples  # fmt: skip
+    costs = {"s_evaluation": evaluation}
+    solves = {"": (resolve_dtype(cfg.dtype), SOLVERS[cfg.checkpoint_solver]),
+              "_float64": (torch.float64, functools.partial(lanczos, which="LA"))}  # fmt: skip
+    for suffix, (dtype, solve) in solves.items():
+        cast = {g: {k: v.detach().to(dtype) for k, v in group.items()}
+                for g, group in params.items()}  # fmt: skip
+        batch = shared_batch(task.evaluation_set("train", cfg.curvature_batch, cfg.eval_seed),
+                             device, dtype, K)  # fmt: skip
+        start = time.perf_counter()
+        op = network_hessian(cell, cast, *batch, l2=cfg.l2)
+        costs[f"s_hessian_build{suffix}"] = time.perf_counter() - start
+        with warnings.catch_warnings():  # rtol 0: exactly solver_steps HVPs, unconverged
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            solving = _seconds(
+                lambda op=op, solve=solve: solve(op, max_iter=solver_steps, rtol=0.0)
+            )
+        costs[f"s_per_hvp{suffix}"] = solving / solver_steps
+    return costs
+
+
+def generalisation_costs(
+    device: torch.device,
+    profile: str = "paper",
+    task_name: str = "seq_mnist",
+    seed_counts: tuple[int, ...] | None = None,
+    iterations: int = 3,
+    eval_examples: int = 1000,
+    solver_steps: int = 2,
+    **overrides: object,
+) -> pd.DataFrame:
+    """What one run of notebook 05 costs on ``task_name`` at ``profile``, per condition (its
+    models stacked as the notebook stacks them: seeds × windows or λ values), with the first
+    ``n`` seeds for every ``n`` of ``seed_counts`` (None: all of the profile's, and one):
+
+    - ``s_per_iteration``: one training batch as :func:`~bplambda.experiments.generalisation.run`
+      trains it (data, rule, L2, SGD, divergence check; unlogged), ``iterations`` of them after
+      a one-batch warm-up;
+    - per checkpoint: ``s_logged_batch_extra`` (a logged batch's alignments beyond an
+      unlogged batch; the run logs as many batches as it has checkpoints: batch 0, every
+      ``checkpoint_every``, the last) and :func:`_checkpoint_costs`, measured once per number
+      of stacked ``models`` (they do not depend on the rule);
+    - ``s_task``: building the task and its cell (data loading), once per condition;
+    - ``iterations`` and ``checkpoints`` of one run of the condition at this profile.
+
+    A checkpoint then costs ``s_logged_batch_extra + s_evaluation + s_hessian_build +
+    hvps·s_per_hvp``, the end of the run about ``s_hessian_build_float64 + hvps·
+    s_per_hvp_float64`` (Lanczos to 1e-6 within 200 HVPs, power iteration within
+    ``curvature_iterations``), with ``hvps`` the solves' counts, which only the runs show.
+    ``overrides`` go to the config (``rules``, ``windows``, ...)."""
+    from bplambda.experiments import generalisation
+    from bplambda.tasks.liu import liu_task
+    from bplambda.train import train
+
+    base = generalisation.config(profile, tasks=(task_name,), progress=False, **overrides)
+    seed_counts = seed_counts or (len(base.seeds), 1)
+    start = time.perf_counter()
+    task, cell = liu_task(task_name, base)
+    loading = time.perf_counter() - start
+    checkpoints: dict[int, dict[str, float]] = {}
+    rows = []
+    for count in seed_counts:
+        cfg = replace(base, seeds=base.seeds[:count])
+        tracked = replace(generalisation.training(cfg), progress=False)
+        unlogged = replace(tracked, track_alignment=False, track_update_alignment=False)
+        schedule = generalisation.checkpoint_schedule(cfg, lambda params: {})  # only counted
+        for condition in generalisation.liu_conditions(cfg):
+            print(f"  notebook 05 {task_name}, {count} seed(s): {_names(condition)}", flush=True)
+
+            def run(config: TrainConfig, batches: int, condition=condition):
+                return train(cell, condition.rule, task, replace(config, num_batches=batches),
+                             seeds=condition.seeds, device=device)  # fmt: skip
+
+            run(unlogged, 1)  # warm-up: first-call allocations
+            logged = _seconds(lambda run=run, tracked=tracked: run(tracked, 1))
+            start = time.perf_counter()
+            params = run(unlogged, iterations).params
+            per_iteration = (time.perf_counter() - start) / iterations
+            models = len(condition.seeds)
+            if models not in checkpoints:
+                checkpoints[models] = _checkpoint_costs(cell, task, cfg, params, eval_examples,
+                                                        solver_steps)  # fmt: skip
+            total = generalisation.iterations_of(condition, cfg)
+            rows.append({"task": task_name, "conditions": _names(condition),
+                         "family": condition.labels[0]["family"], "seeds": count,
+                         "models": models, "s_per_iteration": per_iteration,
+                         "s_logged_batch_extra": logged - per_iteration,
+                         **checkpoints[models], "s_task": loading, "iterations": total,
+                         "checkpoints": schedule.count(total)})  # fmt: skip
+    return pd.DataFrame(rows).assign(device=str(device), threads=torch.get_num_threads())
+
+
+def show_generalisation_costs(table: pd.DataFrame) -> str:
+    """:func:`generalisation_costs` as printed: seconds per iteration and the parts of a
+    checkpoint, one row per condition and number of seeds."""
+    shown = ["conditions", "seeds", "models", "s_per_iteration", "s_logged_batch_extra",
+             "s_evaluation", "s_hessian_build", "s_per_hvp", "s_per_hvp_float64", "iterations",
+             "checkpoints"]  # fmt: skip
+    first = table.iloc[0]
+    return (f"\nnotebook 05 on {first.task}, seconds (threads {first.threads}):\n"
+            + table[shown].to_string(index=False, float_format=lambda v: f"{v:.3g}"))  # fmt: skip
+
+
 LIU_SIZE = {"hidden": 128, "batch": 256, "input_size": 28, "output_size": 10, "seq_len": 28}
 LIU_RULES = {
     "BPTT": ("bptt", {}),
@@ -599,8 +733,19 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         action="store_true",
         help="only the rules against the plain nn.LSTM loop (1 and 2 threads)",
     )
+    parser.add_argument(
+        "--generalisation",
+        action="store_true",
+        help="only notebook 05's paper costs on seq-MNIST (per iteration and checkpoint)",
+    )
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
+    if args.generalisation:
+        table = generalisation_costs(device)
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(Path(args.output).with_name("generalisation_costs.csv"), index=False)
+        print(show_generalisation_costs(table))
+        return table
     if args.peer:
         table = peer_table(device)
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -651,6 +796,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     liu = written("liu", liu_bench(device))
     grid = written("seq_mnist_grid", seq_mnist_grid_epoch(device))
     copy = written("copy_repeat", copy_repeat_per_1000(device))
+    costs = written("generalisation_costs", generalisation_costs(device))
     shown = [
         "size",
         "method",
@@ -682,6 +828,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
           "with one window per condition")  # fmt: skip
     print("\ncopy-repeat at one level (3 seeds, LSTM 100, batch 100):")
     print(copy.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(show_generalisation_costs(costs))
     print(f"\nLiu et al. study, rate RNN {LIU_SIZE}, float32:")
     print(liu[["what", "seconds", "hvps", "value"]].to_string(index=False,
           float_format=lambda v: f"{v:.4g}"))  # fmt: skip

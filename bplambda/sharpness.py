@@ -51,7 +51,9 @@ class SharpnessSettings(Protocol):
     checkpoint_solver: str
 
 
-def _on(batch: tuple[Tensor, SequenceTargets], device: torch.device, dtype: torch.dtype, K: int):
+def shared_batch(
+    batch: tuple[Tensor, SequenceTargets], device: torch.device, dtype: torch.dtype, K: int
+):
     """An evaluation batch ``(T, n, ·)`` repeated for ``K`` stacked models, on the device."""
     inputs, targets = batch
     models = torch.Size([K])
@@ -70,8 +72,8 @@ def checkpoint_metrics(
     ``lambda_max_hvps``: the HVPs it took. The stacked models iterate in lockstep, so a stack
     costs its slowest model's count)."""
     device, dtype = resolve_device(cfg.device), resolve_dtype(cfg.dtype)
-    batch = _on(task.evaluation_set("train", cfg.curvature_batch, cfg.eval_seed), device, dtype,
-                K)  # fmt: skip
+    batch = shared_batch(task.evaluation_set("train", cfg.curvature_batch, cfg.eval_seed),
+                         device, dtype, K)  # fmt: skip
 
     def evaluate(params: ParamGroups) -> dict[str, Tensor]:
         metrics = generalisation(cell, params, task, cfg.eval_size, cfg.eval_seed)
@@ -110,8 +112,8 @@ def final_curvature(
     device = params["rnn"]["weight_hh"].device
     p64 = {g: {k: v.detach().double() for k, v in group.items()} for g, group in params.items()}
     size = getattr(task, "batch_size", cfg.curvature_batch)  # see the docstring
-    inputs, targets = _on(task.evaluation_set("train", size, cfg.eval_seed), device,
-                          torch.float64, K)  # fmt: skip
+    inputs, targets = shared_batch(task.evaluation_set("train", size, cfg.eval_seed), device,
+                                   torch.float64, K)  # fmt: skip
     op = network_hessian(cell, p64, inputs, targets, l2=cfg.l2)
     tight = dict(max_iter=max(cfg.curvature_iterations, 200), rtol=min(cfg.curvature_rtol, 1e-6))
     with warnings.catch_warnings():  # the convergence is reported as a column instead

@@ -259,6 +259,10 @@ class Evaluation:
     def due(self, done: int, total: int) -> bool:
         return (self.every > 0 and done % self.every == 0) or done == total
 
+    def count(self, total: int) -> int:
+        """How many times a run of ``total`` batches evaluates."""
+        return self.at_start + sum(self.due(done, total) for done in range(1, total + 1))
+
 
 class _Run:
     """One run's state (parameters, optimisers, data streams, divergence, logged rows) and the

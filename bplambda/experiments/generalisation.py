@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+from torch import Tensor
 
 from bplambda import checks
 from bplambda.analysis import mean_over_steps, summarise
@@ -43,6 +45,7 @@ from bplambda.experiments.runs import (
     run_condition,
 )
 from bplambda.labels import condition_order
+from bplambda.outputs import ParamGroups
 from bplambda.profiles import configure
 from bplambda.rules import RULES
 from bplambda.rules.eligibility import VARIANTS
@@ -201,7 +204,28 @@ def iterations_of(condition: Condition, cfg: Config) -> int:
     return cfg.iterations
 
 
+def checkpoint_schedule(
+    cfg: Config, evaluate: Callable[[ParamGroups], dict[str, Tensor]]
+) -> Evaluation:
+    """When a run calls ``evaluate`` (:func:`checkpoint_metrics`): on the initial network,
+    every ``checkpoint_every`` batches and after the last."""
+    return Evaluation(evaluate, every=cfg.checkpoint_every, at_start=True)
+
+
 # ----------------------------------------------------------------------------- runs
+def training(cfg: Config) -> TrainConfig:
+    """How :func:`run` trains every condition (``iterations`` batches; the three-factor rules'
+    own count is set per condition, :func:`iterations_of`): SGD with the L2 term, a logged
+    batch every ``checkpoint_every`` with both alignments."""
+    return TrainConfig(
+        num_batches=cfg.iterations,
+        lr={"rnn": cfg.lr, "readout": cfg.lr, "synthesiser": cfg.lr_synthesiser},
+        optimiser=cfg.optimiser, l2=cfg.l2, log_every=cfg.checkpoint_every,
+        track_alignment=True, track_update_alignment=True,
+        divergence_threshold=cfg.divergence_threshold, progress=cfg.progress,
+    )  # fmt: skip
+
+
 @shardable("run_generalisation", conditions=liu_conditions)
 def run(cfg: Config, store: StateStore | None = None) -> pd.DataFrame:
     """Every condition on every task; rows labelled with ``task``.
@@ -213,13 +237,7 @@ def run(cfg: Config, store: StateStore | None = None) -> pd.DataFrame:
     trained): :func:`checkpoint_metrics`. Per model at the end: :func:`final_curvature` and
     ``seconds`` (the whole stacked condition's wall time, checkpoints included).
     """
-    train_config = TrainConfig(
-        num_batches=cfg.iterations,
-        lr={"rnn": cfg.lr, "readout": cfg.lr, "synthesiser": cfg.lr_synthesiser},
-        optimiser=cfg.optimiser, l2=cfg.l2, log_every=cfg.checkpoint_every,
-        track_alignment=True, track_update_alignment=True,
-        divergence_threshold=cfg.divergence_threshold, progress=cfg.progress,
-    )  # fmt: skip
+    train_config = training(cfg)
     units = [(task_name, condition) for task_name in cfg.tasks for condition in liu_conditions(cfg)]
     work = functools.partial(_generalisation_condition, cfg, train_config, store)
     parts = run_all(
@@ -240,7 +258,7 @@ def _generalisation_condition(
     task, cell = liu_task(task_name, cfg)
     evaluate = checkpoint_metrics(cell, task, cfg, len(condition.seeds))
     iterations = iterations_of(condition, cfg)
-    checkpoints = Evaluation(evaluate, every=cfg.checkpoint_every, at_start=True)
+    checkpoints = checkpoint_schedule(cfg, evaluate)
     table, params, seconds = run_condition(
         condition, task, cell, replace(train_config, num_batches=iterations), cfg.device,
         cfg.dtype, store, (task_name,), evaluation=checkpoints,
