@@ -63,7 +63,8 @@ class ShardProgress:
 
 
 def batches_per_condition(notebook: str, parameters: dict, profile: str) -> list[int]:
-    """The training batches of each condition a shard of ``notebook`` runs."""
+    """The training batches of each condition a shard of ``notebook`` runs (notebook 05: per
+    task, ``slow_iterations`` for the three-factor rules)."""
     from bplambda.experiments import EXPERIMENTS
     from bplambda.experiments.grids import grid_conditions
 
@@ -75,7 +76,11 @@ def batches_per_condition(notebook: str, parameters: dict, profile: str) -> list
         return [cfg.epochs * per_epoch] * len(grid_conditions(cfg))
     if notebook == "04_copy_repeat":
         return [cfg.updates] * len(grid_conditions(cfg))
-    raise ValueError(f"the campaign does not follow {notebook!r} yet; it follows 03 and 04")
+    if notebook == "05_generalisation_curvature":
+        from bplambda.experiments.generalisation import iterations_of, liu_conditions
+
+        return [iterations_of(c, cfg) for _ in cfg.tasks for c in liu_conditions(cfg)]
+    raise ValueError(f"the campaign does not follow {notebook!r}; it follows 03, 04 and 05")
 
 
 def shard_progress(sweep: Path, shard: dict, notebook: str, profile: str) -> ShardProgress:
@@ -117,12 +122,12 @@ def report(root: Path) -> str:
         "time left (est.) | estimate before start |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    basis, to_continue = [], []
+    basis, to_continue, worktrees = [], [], set()
     for notebook, entry in plan["notebooks"].items():
         rows, unfinished = _notebook_rows(root / notebook, notebook, entry)
         lines += rows
-        to_continue += ["", f"# {notebook}",
-                        *_to_continue(notebook, entry, root / notebook, unfinished)]  # fmt: skip
+        to_continue += ["", f"# {notebook}", *_to_continue(notebook, entry, root / notebook,
+                                                           unfinished, worktrees)]  # fmt: skip
         if "estimates_basis" in entry:
             basis.append(f"- {notebook}: {entry['estimates_basis']}")
     return "\n".join([*lines, "", "Estimates before start, made from:", "", *basis, "",
@@ -154,19 +159,23 @@ def _notebook_rows(sweep: Path, notebook: str, entry: dict) -> tuple[list[str], 
     return rows, unfinished
 
 
-def _to_continue(notebook: str, entry: dict, sweep: Path, unfinished: list[str]) -> list[str]:
+def _to_continue(
+    notebook: str, entry: dict, sweep: Path, unfinished: list[str], worktrees: set[str]
+) -> list[str]:
     """The shell lines that continue ``notebook``'s unfinished shards from a worktree at its
-    commit, or merge its sweep once none is left."""
+    commit (made once: ``worktrees`` holds those already made), or merge its sweep once none
+    is left."""
     if not unfinished:
         folder = os.path.relpath(sweep, project_root())
         return [f"python -m bplambda.sweep merge {folder}  # all shards done"]
     worktree = f"../campaign-{entry['commit']}"
-    return [
+    setup = [] if worktree in worktrees else [
         f"git worktree add --detach {worktree} {entry['commit']}",
         f'ln -s "$PWD/data" {worktree}/data  # after make data here',
-        f"(cd {worktree} && {entry['command']} --shards {' '.join(unfinished)} "
-        f"> ../campaign-{notebook[:2]}.log 2>&1 &)",
-    ]
+    ]  # fmt: skip
+    worktrees.add(worktree)
+    return [*setup, f"(cd {worktree} && {entry['command']} --shards {' '.join(unfinished)} "
+                    f"> ../campaign-{notebook[:2]}.log 2>&1 &)"]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

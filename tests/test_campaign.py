@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bplambda.campaign import REPORT, main, report, shard_progress
+from bplambda.campaign import REPORT, batches_per_condition, main, report, shard_progress
 from bplambda.resume import save_atomically
 
 
@@ -76,6 +76,9 @@ def test_a_planned_notebook_shows_its_estimates_before_its_sweep_starts(campaign
     assert ("| 05_generalisation_curvature | `fed789` | bptt-seed0 | not started | – | 0 min | "
             "– | 1.5 h |") in text  # fmt: skip
     assert "(cd ../campaign-fed789 && LATER --shards bptt-seed0 > ../campaign-05.log" in text
+    plan["notebooks"]["05_generalisation_curvature"]["commit"] = "abc123"  # 04's
+    (campaign / "campaign.json").write_text(json.dumps(plan))
+    assert report(campaign).count("git worktree add --detach ../campaign-abc123") == 1
 
 
 def test_the_report_is_written_beside_the_plan_and_a_folder_without_one_is_refused(
@@ -105,3 +108,12 @@ def test_todays_code_merges_the_committed_campaign_shards():
     assert sorted(best.seed) == [0, 1, 2, 3, 4] and set(best.condition) == {"BPTT"}
     assert tables["epochs"].epoch.max() == 50
     assert tables["test_error"].set_index("condition").loc["BPTT", "seeds"] == 5
+
+
+def test_notebook_05_shards_count_the_iterations_of_their_rules():
+    def batches(rule: str) -> list[int]:
+        parameters = {"rules": [rule], "tasks": ["seq_mnist"]}
+        return batches_per_condition("05_generalisation_curvature", parameters, "paper")
+
+    assert batches("mdgl") == [16_000, 16_000]  # both MDGL variants
+    assert batches("bptt") == [10_000]
