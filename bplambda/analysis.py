@@ -139,9 +139,12 @@ def per_seed(finals: pd.DataFrame, column: str = "value", **where: object) -> pd
     return values.where(~rows.diverged.astype(bool)) if "diverged" in rows else values
 
 
-def interval_text(values: pd.Series, finals: pd.DataFrame | None = None, **where: object) -> str:
-    """``mean [low, high] (kind, n seeds)`` and, where models diverged, ``k/n diverged``."""
-    text = interval(values.to_numpy()).text()
+def interval_text(
+    values: pd.Series, finals: pd.DataFrame | None = None, digits: int = 2, **where: object
+) -> str:
+    """``mean [low, high] (kind, n seeds)`` to ``digits`` decimals and, where models diverged,
+    ``k/n diverged``."""
+    text = interval(values.to_numpy()).text(digits)
     if finals is not None:
         mask = rows_where(finals, **where)
         diverged = int(finals[mask].diverged.sum())

@@ -211,3 +211,22 @@ def test_a_claim_says_when_most_models_were_still_improving_at_the_end():
     assert flags.improving.tolist() == [True, True, True, False]
     assert still_improving(flags) == "still improving: 1/2 conditions"  # B: 1 of 2, no majority
     assert still_improving(flags.assign(improving=False)) == ""
+
+
+def test_the_test_error_claims_give_three_decimals():
+    """At the paper's 50 epochs BP(1) and SG(5) differ by about 0.01: two decimals would show
+    both as 0.09-0.10."""
+    rows = []
+    for condition, family, lmbda, n, errors in (("BP(1)", "bp_lambda", 1.0, float("nan"),
+                                                 (0.0891, 0.0902, 0.0878)),
+                                                ("SG(5)", "sg", float("nan"), 5,
+                                                 (0.0991, 0.1043, 0.0952))):  # fmt: skip
+        for seed, error in enumerate(errors):
+            for metric, value in (("val_loss", 0.3), ("test_error", error)):
+                rows.append({"condition": condition, "family": family, "lmbda": lmbda, "n": n,
+                             "variant": "default", "seed": seed, "diverged": False,
+                             "batch": 100, "t": -1, "metric": metric, "value": value})  # fmt: skip
+    cfg = sequential_mnist.config("smoke", seeds=(0, 1, 2), windows=(5,), lambdas=(1.0,))
+    claims = sequential_mnist.claims(sequential_mnist.tables(pd.DataFrame(rows), cfg), cfg)
+    assert claims[0]["bplambda"].startswith("BP(1) 0.089 [0.088, 0.090] (range, 3 seeds) vs "
+                                            "best SG(5) 0.100 [0.095, 0.104]")  # fmt: skip
