@@ -78,10 +78,11 @@ slurm-up:
 slurm-down:
 	SLURM_DIR=$(SLURM_DIR) .ci/slurm/down.sh
 
-# One test at a time (jobs single-threaded, at most two at once on the node's two CPUs).
+# One test at a time (jobs single-threaded, at most two at once on the node's two CPUs); each
+# test's time (--durations) and how soon each ended shard was reported (-rA: what they print).
 test-slurm: setup data
 	SLURM_CONF=$(SLURM_DIR)/etc/slurm.conf OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
-		$(BIN)/python -m pytest -p no:xdist -m slurm --durations=0 tests/slurm
+		$(BIN)/python -m pytest -p no:xdist -m slurm --durations=0 -rA tests/slurm
 
 bench: setup
 	$(BIN)/python -m bplambda.bench

@@ -92,6 +92,26 @@ def submitted(output: str) -> dict[str, str]:
     return dict(re.findall(r"^submitted (\S+): job (\S+)$", output, re.MULTILINE))
 
 
+def assert_reported_in_time(since: float, what: str, bound: float = REPORTED_WITHIN_S) -> None:
+    """Fails where ``what`` was reported ``bound`` seconds or more after ``since`` (a
+    ``time.monotonic()``); prints how long it took (`make test-slurm` shows it, ``-rA``)."""
+    took = time.monotonic() - since
+    print(f"{what} reported after {took:.1f} s (bound {bound:.0f} s)")
+    assert took < bound
+
+
+def failure_report(shard: str, job_id: str) -> str:
+    """How ``--wait`` reports a shard whose job ended without its result, up to its log's path."""
+    return f"shard {shard} failed: job {job_id} ended FAILED without its result; its log: "
+
+
+def reported_log(output: str, report: str) -> Path:
+    """The log path that follows ``report`` in a sweep's finished output."""
+    found = re.search(re.escape(report) + r"(\S+)", output)
+    assert found, f"no {report!r} in the sweep's output:\n{output}"
+    return Path(found[1])
+
+
 def job_state(job_id: str) -> str:
     """The job's state as SLURM's accounting has it (empty before it is recorded)."""
     listed = subprocess.run(["sacct", "--noheader", "--parsable2", "--format", "JobID,State",
@@ -134,7 +154,7 @@ def test_a_cancelled_shard_is_reported_and_resumes_from_its_saved_state(partitio
     subprocess.run(["scancel", job], check=True)
     cancelled = time.monotonic()
     assert first.wait(timeout=REPORTED_WITHIN_S) == 1, log.read_text()
-    assert time.monotonic() - cancelled < REPORTED_WITHIN_S
+    assert_reported_in_time(cancelled, "the cancelled shard")
     assert f"shard seed0 failed: job {job} ended CANCELLED" in log.read_text()
     assert list(state.glob("*.done.pt")) == [saved]  # cancelled while training the oracle
     unfinished = sweep("merge", out)
@@ -171,13 +191,12 @@ def test_a_shard_that_dies_and_one_past_its_time_limit_are_reported_the_others_k
     job = wait_until(lambda: submitted(log.read_text()).get("seed1"), 60, "seed1's job")
     os.kill(wait_until(lambda: step_pids(job), 120, "seed1's process")[0], signal.SIGKILL)
     killed = time.monotonic()
-    report = f"shard seed1 failed: job {job} ended FAILED without its result; its log: "
+    report = failure_report("seed1", job)
     wait_until(lambda: report in log.read_text(), REPORTED_WITHIN_S, "seed1's failure")
-    assert time.monotonic() - killed < REPORTED_WITHIN_S
+    assert_reported_in_time(killed, "the killed shard")
     assert both.wait(timeout=600) == 1, log.read_text()
     assert "shard seed0: done" in log.read_text()
-    path = re.search(re.escape(report) + r"(\S+)", log.read_text())[1]
-    assert Path(path).exists()
+    assert reported_log(log.read_text(), report).exists()
 
     log = tmp_path / "timed_out.log"
     endless = [*RESUMABLE, "-p", "updates", "10000000", "--output-dir", tmp_path / "endless"]
@@ -188,9 +207,10 @@ def test_a_shard_that_dies_and_one_past_its_time_limit_are_reported_the_others_k
     running = time.monotonic()
     warned = 30  # the signal is due 30 s after the start (SLURM may send it earlier)
     assert late.wait(timeout=warned + REPORTED_WITHIN_S) == 1, log.read_text()
-    assert time.monotonic() - running < warned + REPORTED_WITHIN_S
+    assert_reported_in_time(running, "the timed-out shard (from its start)",
+                            warned + REPORTED_WITHIN_S)  # fmt: skip
     text = log.read_text()
-    assert f"shard seed1 failed: job {job} ended FAILED without its result; its log: " in text
+    assert reported_log(text, failure_report("seed1", job)).exists()
     assert "Job not requeued because: timed-out and not checkpointable" in text
 
     seed0 = out / "shards" / "0-seed0"
