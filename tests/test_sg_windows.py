@@ -10,6 +10,7 @@ from bplambda.experiments import lambda_sweeps
 from bplambda.experiments.sg_windows import (
     bootstrapped_steps,
     bootstraps,
+    degenerate_note,
     exact_steps,
     grows,
     smallest_matching_window,
@@ -27,6 +28,14 @@ def test_boundaries_bootstrap_except_the_last_and_none_does_where_n_is_half_the_
     table = window_table([1, 5, 10], [10, 20]).set_index(["n", "T"])
     assert table.loc[(5, 10), "boundaries"] == 1 and not table.loc[(5, 10), "bootstraps"]
     assert table.loc[(5, 20), "bootstrapped_steps"] == "5 10"
+
+
+def test_the_summaries_label_the_windows_that_bootstrap_nothing():
+    """Issue 24, item 1: degenerate windows stay in the tables, labelled (SG(5) at T = 10 was
+    the old "best SG", 1.00 [1.00, 1.00], with no label in any summary)."""
+    note = degenerate_note((1, 2, 3, 5, 10), (10, 20, 40, 60))
+    assert note.endswith(": SG(5) at T = 10; SG(10) at T = 10, 20.")
+    assert degenerate_note((1, 2), (10, 20)) == ""
 
 
 @pytest.mark.parametrize("T", [5, 10, 20, 40, 60])
