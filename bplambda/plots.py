@@ -146,17 +146,21 @@ def _lines_with_bands(
 ) -> set[str]:
     """A line per ``hue`` value (in ``order``, coloured by ``palette``, in its line style from
     ``styles``, else solid): the mean of ``value`` over the rows at each ``x`` (with its own
-    markers), with its 95% bootstrap band (:func:`bootstrap_bands`), or, for a value with at
-    most ``RANGE_ONLY`` rows at every ``x``, each seed as a thin line. Returns how the spreads
-    were drawn (keys of :data:`SPREADS`)."""
+    markers, each line's a fraction of a step after the previous line's, so that lines that
+    coincide, e.g. two rules at the same curriculum level, still show every marker), with its
+    95% bootstrap band (:func:`bootstrap_bands`), or, for a value with at most ``RANGE_ONLY``
+    rows at every ``x``, each seed as a thin line. Returns how the spreads were drawn (keys of
+    :data:`SPREADS`)."""
     bands = bootstrap_bands(data, [hue, x])
     sizes = data[data.value.notna()].groupby([hue, x]).size().groupby(level=0).max()
     drawn = set()
-    for i, name in enumerate(n for n in order if n in set(bands[hue])):
+    names = [n for n in order if n in set(bands[hue])]
+    for i, name in enumerate(names):
         line = bands[bands[hue] == name]
+        every = max(1, len(line) // 8)
         ax.plot(line[x], line["mean"], color=palette[name], label=name,
                 linestyle=(styles or {}).get(name, "-"), marker=MARKERS[i % len(MARKERS)],
-                markersize=4, markevery=max(1, len(line) // 8))  # fmt: skip
+                markersize=4, markevery=(i * every // len(names), every))  # fmt: skip
         if sizes[name] > RANGE_ONLY or "seed" not in data:
             ax.fill_between(line[x], line["low"], line["high"], color=palette[name], alpha=0.2,
                             linewidth=0)  # fmt: skip

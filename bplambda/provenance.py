@@ -66,15 +66,38 @@ def provenance_line(cfg: object) -> str:
 def stamp_notebook(notebook: dict, output: Path, cfg: object, seconds: float) -> dict:
     """An executed notebook (nbformat's dict), to be written to ``output``, with
     :func:`provenance` in its metadata (``wall_seconds``: the whole execution's, ``seconds``)
-    and papermill's input and output paths relative to the project, so that a committed
-    notebook names no one's machine."""
+    and papermill's input and output paths, and the path parameters it passed (in its metadata
+    and in the injected-parameters cell), relative to the project, so that a committed notebook
+    names no one's machine."""
     metadata = notebook.setdefault("metadata", {})
     metadata[METADATA_KEY] = {**provenance(cfg), "wall_seconds": f"{seconds:.0f}"}
     papermill = metadata.setdefault("papermill", {})
     if papermill.get("input_path"):
         papermill["input_path"] = _relative(papermill["input_path"])
     papermill["output_path"] = _relative(str(output))
+    paths = {}
+    for name, value in papermill.get("parameters", {}).items():
+        papermill["parameters"][name] = _relative_paths(value, paths)
+    for cell in notebook.get("cells", []):
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            source = "".join(cell["source"])
+            for absolute, relative in paths.items():
+                source = source.replace(f'"{absolute}"', f'"{relative}"').replace(
+                    f"'{absolute}'", f"'{relative}'")  # fmt: skip
+            cell["source"] = source
     return notebook
+
+
+def _relative_paths(value: object, replaced: dict[str, str]) -> object:
+    """A papermill parameter with each absolute path in it (a string, or a list's strings, e.g.
+    ``output_dir``, ``merge_from``) made :func:`_relative`; ``replaced`` collects what became
+    what, for the injected-parameters cell that repeats them."""
+    if isinstance(value, list):
+        return [_relative_paths(v, replaced) for v in value]
+    if isinstance(value, str) and Path(value).is_absolute():
+        replaced[value] = _relative(value)
+        return replaced[value]
+    return value
 
 
 def _relative(path: str) -> str:

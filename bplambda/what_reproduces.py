@@ -3,7 +3,8 @@
 One row per headline claim of the two papers (:data:`HEADLINES`), one more table for the
 package's extensions (:data:`EXTENSIONS`): the claim with its paper section, the strongest run
 that decided it (profile, seeds, budget as a share of the paper's, model size where smaller),
-its verdict there (and quick's beside it, as indicative), the effect with its interval as the
+its verdict there (and quick's beside it, as indicative; and how many conditions were still
+improving when that run's budget ended, where it says), the effect with its interval as the
 run wrote it, and the figure that shows it. Nothing here is typed by hand but the choice of
 claims: numbers and verdicts come from :func:`bplambda.results.claims_by_budget`, so the README
 cannot drift from ``results/``. ``python -m bplambda.what_reproduces`` rewrites the region
@@ -193,7 +194,8 @@ def _cells(headline: Headline, claims: pd.DataFrame) -> dict[str, str]:
         row = found.iloc[0]
         quick = row.get("verdict (quick)", "not run")
         beside = f" (quick: {quick})" if row["budget"] != "quick" and quick != "not run" else ""
-        verdicts.append(f"{prefix}**{row['verdict']}**{beside}")
+        improving = f"; {row['still_improving']}" if row.get("still_improving") else ""
+        verdicts.append(f"{prefix}**{row['verdict']}**{beside}{improving}")
         effects.append(prefix + first_sentence(row["bplambda"]))
         run = run_description(headline.notebook, row["budget"], headline.config_prefix)
         if run not in runs:

@@ -82,3 +82,48 @@ def test_no_committed_interval_over_3_seeds_or_fewer_is_called_a_ci():
             continue
         for kind, seeds in labelled.findall(path.read_text()):
             assert (kind == "range") == (int(seeds) <= RANGE_ONLY), f"{path}: {kind}, {seeds} seeds"
+
+
+def _committed(name: str) -> list[Path]:
+    """Every committed ``name`` (``claims.csv``, ``summary.md``) outside ``shards/``."""
+    return [p for p in sorted(RESULTS.rglob(name)) if "shards" not in p.parts]
+
+
+def test_every_committed_claims_row_and_summary_says_which_code_made_it():
+    """Issue 24, item 4: provenance in every claims.csv row (all budgets) and every summary."""
+    import pandas as pd
+
+    from bplambda.provenance import FIELDS
+
+    claims = _committed("claims.csv")
+    assert len(claims) >= 5  # quick's five at least
+    for path in claims:
+        table = pd.read_csv(path, dtype=str)
+        missing = [f for f in FIELDS if f not in table or table[f].isna().any()]
+        assert not missing, f"{path}: no {missing}"
+        assert (table.changes == "clean").all(), f"{path} was made by uncommitted code"
+    for path in _committed("summary.md"):
+        assert re.search(r"Made at commit `[0-9a-f]{12}` \(clean\)", path.read_text()), path
+
+
+def _most_seeds(folder: Path) -> int:
+    """The largest ``seeds`` count any table of ``folder`` gives a condition (0: none does)."""
+    import pandas as pd
+
+    counts = [0]
+    for path in folder.glob("*.csv"):
+        head = path.read_text().partition("\n")[0].split(",")
+        if "seeds" in head:
+            counts.append(int(pd.read_csv(path, usecols=["seeds"]).seeds.max()))
+    return max(counts)
+
+
+def test_no_committed_figure_of_3_seeds_or_fewer_names_a_bootstrap_interval():
+    """Issue 24, item 2: where no condition of a result has more than RANGE_ONLY seeds, none of
+    its figures' titles or legends (kept as text in the SVGs) speaks of a bootstrap or a CI."""
+    few = [p.parent for p in _committed("summary.md") if 0 < _most_seeds(p.parent) <= RANGE_ONLY]
+    assert few  # quick 03 and 04 have 2 seeds
+    for folder in few:
+        for svg in folder.glob("*.svg"):
+            text = svg.read_text()
+            assert "bootstrap" not in text and "95%" not in text, svg

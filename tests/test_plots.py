@@ -35,6 +35,23 @@ def test_lines_draw_bands_only_beyond_three_seeds(seeds, words, absent):
     plt.close(fig)
 
 
+def test_lines_that_coincide_keep_their_markers_apart():
+    """Issue 24, item 5: BP(1)'s level line lay under TBPTT(5)'s, with markers on the same
+    updates; two rules with equal values now mark different points."""
+    table = _table(2)
+    table = pd.concat([table.assign(batch=table.batch + 4 * k) for k in range(8)])  # 32 x
+    table = table.assign(value=table.batch.astype(float))  # both rules: the same line
+    fig = lines(table, x="batch", metrics=["loss"], title="t")
+    marked = []
+    for line in fig.axes[0].lines:
+        if line.get_label() in ("BP(1)", "BPTT"):
+            every = line.get_markevery()
+            start, step = every if isinstance(every, tuple) else (0, every)
+            marked.append(set(np.asarray(line.get_xdata())[start::step]))
+    assert len(marked) == 2 and all(marked) and not marked[0] & marked[1]
+    plt.close(fig)
+
+
 def test_points_with_few_seeds_show_their_range():
     final = _table(2)[lambda t: t.batch == 3].rename(columns={"value": "score"})
     fig = points(final, x="condition", y="score", title="t", ylabel="s")

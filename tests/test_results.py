@@ -112,3 +112,28 @@ def test_a_summary_says_which_code_made_it():
     text = summary_markdown("t", cfg, pd.DataFrame({"a": [1]}))
     assert f"commit `{made['commit']}`" in text and "2 worker(s)" in text
     assert f"torch {made['torch']}" in text and "profile `smoke`" in text
+
+
+def test_a_stamped_notebook_names_no_absolute_path_of_the_project():
+    """Issue 24, item 4: papermill's metadata and injected cell held machine-absolute paths
+    (``output_dir``, a merge's ``merge_from``); stamped, they are relative to the project."""
+    import json
+    from types import SimpleNamespace
+
+    from bplambda.paths import project_root
+    from bplambda.provenance import stamp_notebook
+
+    root = project_root()
+    out, shard = root / "results" / "x", root / "results" / "x" / "shards" / "0-a"
+    source = f"# Parameters\noutput_dir = \"{out}\"\nmerge_from = ['{shard}']\n"
+    parameters = {"output_dir": str(out), "jobs": 1, "merge_from": [str(shard)]}
+    notebook = {"cells": [{"cell_type": "code", "metadata": {"tags": ["injected-parameters"]},
+                           "source": source}],
+                "metadata": {"papermill": {"input_path": str(root / "notebooks" / "x.ipynb"),
+                                           "parameters": parameters}}}  # fmt: skip
+    stamped = stamp_notebook(notebook, out / "x.ipynb", SimpleNamespace(profile="smoke"), 1.0)
+    assert str(root) not in json.dumps(stamped)
+    parameters = stamped["metadata"]["papermill"]["parameters"]
+    assert parameters == {"output_dir": "results/x", "jobs": 1,
+                          "merge_from": ["results/x/shards/0-a"]}  # fmt: skip
+    assert 'output_dir = "results/x"' in stamped["cells"][0]["source"]

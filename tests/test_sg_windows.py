@@ -8,8 +8,10 @@ import torch
 
 from bplambda.experiments import lambda_sweeps
 from bplambda.experiments.sg_windows import (
+    at_boundaries,
     bootstrapped_steps,
     bootstraps,
+    degenerate_note,
     exact_steps,
     grows,
     smallest_matching_window,
@@ -27,6 +29,14 @@ def test_boundaries_bootstrap_except_the_last_and_none_does_where_n_is_half_the_
     table = window_table([1, 5, 10], [10, 20]).set_index(["n", "T"])
     assert table.loc[(5, 10), "boundaries"] == 1 and not table.loc[(5, 10), "bootstraps"]
     assert table.loc[(5, 20), "bootstrapped_steps"] == "5 10"
+
+
+def test_the_summaries_label_the_windows_that_bootstrap_nothing():
+    """Issue 24, item 1: degenerate windows stay in the tables, labelled (SG(5) at T = 10 was
+    the old "best SG", 1.00 [1.00, 1.00], with no label in any summary)."""
+    note = degenerate_note((1, 2, 3, 5, 10), (10, 20, 40, 60))
+    assert note.endswith(": SG(5) at T = 10; SG(10) at T = 10, 20.")
+    assert degenerate_note((1, 2), (10, 20)) == ""
 
 
 @pytest.mark.parametrize("T", [5, 10, 20, 40, 60])
@@ -102,3 +112,20 @@ def test_the_summary_by_length_compares_where_each_rule_applies_g_and_labels_eve
     sg = table.set_index("condition").loc["SG(2)"]
     assert sg["T=10, where applied"] == pytest.approx(0.91)  # the paper's init (ρ NaN) alone
     assert sg["T=20, every state"] == pytest.approx(0.32)
+
+
+def test_g_is_compared_at_sgs_bootstrapped_boundaries_only_and_paired_by_seed():
+    """Issue 24, item 1: where the bias lives. SG(3) at T = 10 bootstraps at steps 1 and 4; its
+    last boundary (7) is exact and is left out; BP(1) is read at the same steps, per seed."""
+    rows = []
+    for seed in (0, 1):
+        for t in range(1, 10):
+            sg = {1: 0.2, 4: 0.4, 7: 1.0}.get(t, -1.0) + seed / 10  # -1: never applied there
+            rows += [{"condition": "SG(3)", "family": "sg", "n": 3, "seed": seed, "t": t,
+                      "metric": "alignment_synthetic", "value": sg},
+                     {"condition": "BP(1)", "family": "bp_lambda", "n": np.nan, "seed": seed,
+                      "t": t, "metric": "alignment_synthetic", "value": 0.5 + t / 100}]  # fmt: skip
+    paired = at_boundaries(pd.DataFrame(rows), "BP(1)", 3, 10).set_index("seed")
+    assert paired.sg.tolist() == pytest.approx([0.3, 0.4])  # steps 1 and 4 only
+    assert paired.bp.tolist() == pytest.approx([0.525, 0.525])
+    assert paired.difference.tolist() == pytest.approx([0.225, 0.125])

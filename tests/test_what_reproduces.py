@@ -55,6 +55,23 @@ def test_a_row_shows_the_strongest_run_with_quicks_verdict_beside_it(tmp_path):
     assert cells[4] == "[test_error.png](results/medium/03_sequential_mnist/test_error.png)"
 
 
+def test_a_row_says_when_its_strongest_runs_were_still_improving(tmp_path):
+    """Issue 24, item 3: a verdict taken at a budget that ended while the rules still improved
+    says so in the README's row, as it does in results/README.md's."""
+    claims = (("", "BP(1) wins"), ("", "BP(0) loses"))
+    headline = Headline("BP(1) wins", "docs/paper-bp-lambda.md", "6.3", MNIST, claims,
+                        "test_error.png")  # fmt: skip
+    _claims_folder(tmp_path, MNIST, {"BP(1) wins": ("0.4 [0.3, 0.5].", "indicative (2 seeds)"),
+                                     "BP(0) loses": ("0.6 [0.5, 0.7].", "reproduced")})  # fmt: skip
+    flagged = pd.read_csv(tmp_path / MNIST / "claims.csv")
+    flagged.assign(still_improving=["still improving: 3/4 conditions", None]).to_csv(
+        tmp_path / MNIST / "claims.csv", index=False)  # fmt: skip
+    row = table((headline,), claims_by_budget(tmp_path)).splitlines()[2]
+    verdicts = [c.strip() for c in row.strip("|").split(" | ")][2].split("<br>")
+    assert verdicts == ["**indicative (2 seeds)**; still improving: 3/4 conditions",
+                        "**reproduced**"]  # fmt: skip
+
+
 def test_rows_of_several_claims_label_each_and_a_quick_only_claim_has_nothing_beside_it(tmp_path):
     (headline,) = [h for h in HEADLINES if h.notebook == LIU_NB and "MDGL" in h.title]
     _claims_folder(tmp_path, LIU_NB, {claim: (f"effect on {label}", "inconclusive (3 seeds)")

@@ -48,6 +48,21 @@ def window_table(windows: Sequence[int], seq_lens: Sequence[int]) -> pd.DataFram
     } for T in seq_lens for n in windows])  # fmt: skip
 
 
+def degenerate_note(windows: Sequence[int], seq_lens: Sequence[int]) -> str:
+    """The summaries' label for the windows that bootstrap nothing at some T (they stay in the
+    tables but are no SG comparison), e.g. ``"... SG(5) at T = 10; SG(10) at T = 10, 20."``;
+    empty where every window bootstraps at every T."""
+    found = [(n, [T for T in seq_lens if not bootstraps(T, n)]) for n in windows]
+    listed = "; ".join(f"SG({n}) at T = {', '.join(map(str, lengths))}"
+                       for n, lengths in found if lengths)  # fmt: skip
+    return (
+        f"No boundary bootstraps (exact targets only, n ≥ T/2; kept in the tables, left out "
+        f'of every "best SG"): {listed}.'
+        if listed
+        else ""
+    )
+
+
 def at_boundaries(per_step: pd.DataFrame, bp: str, window: int, T: int) -> pd.DataFrame:
     """Per seed: g's alignment (all states' metric :data:`ALIGNMENT`) at SG(``window``)'s
     bootstrapped boundaries, for SG(``window``) and for the BP(λ) condition ``bp`` at the same
