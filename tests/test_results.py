@@ -6,10 +6,11 @@ import subprocess
 
 import matplotlib.pyplot as plt
 import pandas as pd
+import pytest
 
 from bplambda.analysis import summary_markdown
 from bplambda.experiments import copy_repeat_curriculum
-from bplambda.results import markdown_table, save_figure, write_table
+from bplambda.results import CHECK_FIGURES_VARIABLE, markdown_table, save_figure, write_table
 
 
 def test_result_files_get_the_users_normal_permissions(tmp_path):
@@ -112,3 +113,21 @@ def test_a_summary_says_which_code_made_it():
     text = summary_markdown("t", cfg, pd.DataFrame({"a": [1]}))
     assert f"commit `{made['commit']}`" in text and "2 worker(s)" in text
     assert f"torch {made['torch']}" in text and "profile `smoke`" in text
+
+
+def test_save_figure_refuses_an_unreadable_figure_where_asked(tmp_path, monkeypatch):
+    """With the check on (the smoke run's), a label off the canvas stops the save before a file
+    is written; without it, the figure is saved as drawn."""
+
+    def figure() -> plt.Figure:
+        fig, ax = plt.subplots(figsize=(2, 2))
+        ax.set_ylabel("y", labelpad=400)  # pushed off the canvas's left edge
+        return fig
+
+    monkeypatch.setenv(CHECK_FIGURES_VARIABLE, "1")
+    with pytest.raises(ValueError, match="'off'.*y label.*outside the canvas"):
+        save_figure(figure(), tmp_path, "off")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.delenv(CHECK_FIGURES_VARIABLE)
+    save_figure(figure(), tmp_path, "off")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["off.png", "off.svg"]
