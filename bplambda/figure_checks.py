@@ -1,6 +1,7 @@
 """What a figure must pass before a reader sees it: every title, axis label, tick label and
-legend inside the canvas, no two tick labels of one axis on top of each other, and legends that
-speak in human labels (not a table's column names).
+legend inside the canvas, no two tick labels of one axis on top of each other, no two titles or
+axis labels on top of each other (a wide panel title runs into its neighbour's), and legends
+that speak in human labels (not a table's column names).
 
 Checked on the drawn figure (matplotlib's window extents, in pixels), so it catches what the
 eye would: e.g. a log axis over less than two decades labels its minor ticks
@@ -111,8 +112,9 @@ def unreadable_label(text: str) -> str | None:
 
 def layout_problems(fig: plt.Figure) -> list[str]:
     """Draw ``fig`` and list what a reader could not read: a title, axis label, tick label or
-    legend outside the canvas, two tick labels of one axis overlapping, a legend entry or title
-    that is not a human label (:func:`unreadable_label`). Empty: the figure passes."""
+    legend outside the canvas, two tick labels of one axis overlapping, two titles or axis
+    labels (of any panels) overlapping, a legend entry or title that is not a human label
+    (:func:`unreadable_label`). Empty: the figure passes."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     canvas = fig.bbox
@@ -121,6 +123,10 @@ def layout_problems(fig: plt.Figure) -> list[str]:
                 if _outside(text.get_window_extent(renderer), canvas)]  # fmt: skip
     problems += [f"{name} has broken math" for name, text in named
                  if broken_math(text.get_text())]  # fmt: skip
+    boxes = [(name, text.get_window_extent(renderer)) for name, text in named]
+    problems += [f"{boxes[a][0]} and {boxes[b][0]} overlap"
+                 for a in range(len(boxes)) for b in range(a + 1, len(boxes))
+                 if _overlap(boxes[a][1], boxes[b][1])]  # fmt: skip
     for i, ax in enumerate(fig.axes):
         for axis in ("x", "y"):
             labels = _tick_labels(ax, axis)

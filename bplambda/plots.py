@@ -84,6 +84,10 @@ MATH = re.compile(r"\$[^$]*\$")
 UNBROKEN = "\N{NO-BREAK SPACE}"
 TITLE_CHARACTERS_PER_INCH = 8
 """About how many characters of an axes title (notebook context) fit in an inch."""
+TITLE_LINE_INCHES = 0.25
+"""The height of a line of an axes title (notebook context)."""
+REFERENCE_MARKERS = {"bptt": "o", "oracle": "X"}
+"""Scatter markers of the exact rules, which share black: BPTT and the oracle apart."""
 
 
 def _wrap(text: str, width: int) -> str:
@@ -479,6 +483,25 @@ def curvature_trajectories(checkpoints: pd.DataFrame, lr: float, title: str) -> 
     return fig
 
 
+def _scatter(
+    data: pd.DataFrame,
+    x: str,
+    y: str,
+    order: Sequence[str],
+    palette: dict[str, tuple],
+    ax: plt.Axes,
+    legend: bool,
+) -> None:
+    """A dot per row of ``data`` (a run), coloured by condition; the oracle a cross, so that it
+    and BPTT (both black, :func:`_palette`) stay apart (:data:`REFERENCE_MARKERS`)."""
+    present = [c for c in order if c in set(data.condition)]
+    families = conditions(data).set_index("condition").family
+    markers = {c: REFERENCE_MARKERS.get(families[c], "o") for c in present}
+    sns.scatterplot(data, x=x, y=y, hue="condition", style="condition", palette=palette,
+                    hue_order=present, style_order=present, markers=markers, s=40, ax=ax,
+                    legend=legend)  # fmt: skip
+
+
 @_house_style
 def correlation_scatter(
     final: pd.DataFrame, correlations: pd.DataFrame, x: str, y: str, title: str
@@ -488,21 +511,23 @@ def correlation_scatter(
     wide = with_labels(by_run(final, ["task", "condition", "seed"]), final)
     fig, axes, tasks = _panels(wide, "task")
     order, palette = condition_order(wide), _palette(wide)
+    width = int(TITLE_CHARACTERS_PER_INCH * fig.get_figwidth() / len(axes))  # a panel's
+    lines = 1
     for ax, task in zip(axes, tasks):
         subset = wide[wide.task == task]
-        sns.scatterplot(subset, x=x, y=y, hue="condition", palette=palette,
-                        hue_order=[c for c in order if c in set(subset.condition)], s=40,
-                        ax=ax, legend=ax is axes[-1])  # fmt: skip
+        _scatter(subset, x, y, order, palette, ax, legend=ax is axes[-1])
         means = correlations[(correlations.task == task) & (correlations.x == x)
                              & (correlations.y == y)
                              & (correlations.unit == "condition means")]  # fmt: skip
         notes = [_wrap(f"{r.scope}: Spearman {r.spearman_r:.2f} (p={r.spearman_p:.2g}, "
-                               f"{counted(r.n, 'rules')})", 48)
+                               f"{counted(r.n, 'rules')})", width)
                  for r in means.itertuples()] or ["too few rules"]  # fmt: skip
         ax.set(title="\n".join([TASK_NAMES.get(task, task), *notes]),
                xlabel=METRIC_LABELS.get(x, x), ylabel=METRIC_LABELS.get(y, y))  # fmt: skip
+        lines = max(lines, ax.get_title().count("\n") + 1)
         _set_scale(ax, "x", _scale(subset[x]))
-    fig.suptitle(title, fontsize="medium")
+    fig.set_figheight(fig.get_figheight() + TITLE_LINE_INCHES * (lines - 1))  # the axes keep
+    fig.suptitle(title, fontsize="medium")  # their height under a title of several lines
     _legend_right(fig, axes[-1])
     return fig
 
@@ -549,9 +574,8 @@ def measured_vs_predicted(final: pd.DataFrame, title: str) -> plt.Figure:
             ax.text(0.5, 0.5, "no finite bound:\nc₁ ≤ 0 in every run", ha="center",
                     va="center", transform=ax.transAxes)  # fmt: skip
             continue
-        sns.scatterplot(subset, x="predicted_lambda_max", y="lambda_max_final", hue="condition",
-                        palette=palette, s=40, ax=ax, legend=ax in keyed,
-                        hue_order=[c for c in order if c in set(subset.condition)])  # fmt: skip
+        _scatter(subset, "predicted_lambda_max", "lambda_max_final", order, palette, ax,
+                 legend=ax in keyed)  # fmt: skip
         both = pd.concat([subset.predicted_lambda_max, subset.lambda_max_final])
         ax.plot([both.min(), both.max()], [both.min(), both.max()], color="0.3",
                 linestyle="--", linewidth=1)  # fmt: skip

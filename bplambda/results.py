@@ -15,6 +15,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from bplambda.figure_checks import layout_problems
 from bplambda.provenance import provenance
 
 CLAIM_COLUMNS = [
@@ -51,10 +52,22 @@ def write_table(table: pd.DataFrame, output_dir: str | Path, name: str) -> Path:
     return _atomic_write(Path(output_dir) / f"{name}.csv", lambda p: table.to_csv(p, index=False))
 
 
+CHECK_FIGURES_VARIABLE = "BPLAMBDA_CHECK_FIGURES"
+"""Set (to anything but empty), :func:`save_figure` refuses a figure a reader could not read
+(:func:`~bplambda.figure_checks.layout_problems`): the smoke run of the test suite sets it, so
+every figure of every notebook is checked on a run's own tables, not only on hand-made ones."""
+
+
 def save_figure(figure: plt.Figure, output_dir: str | Path, name: str) -> plt.Figure:
     """``<name>.png`` (150 dpi) and ``<name>.svg`` in ``output_dir``, then close the figure
     (long JupyterLab sessions would otherwise keep every figure in memory). Returns the figure:
-    a notebook cell that ends with this call still displays it."""
+    a notebook cell that ends with this call still displays it. With
+    :data:`CHECK_FIGURES_VARIABLE` set, a figure with layout problems raises ``ValueError``
+    naming them, before anything is written."""
+    if os.environ.get(CHECK_FIGURES_VARIABLE):
+        problems = layout_problems(figure)
+        if problems:
+            raise ValueError(f"figure {name!r} cannot be read: {'; '.join(problems)}")
     for suffix, options in ((".png", {"dpi": 150}), (".svg", {})):
         path = Path(output_dir) / f"{name}{suffix}"
         _atomic_write(path, lambda p, o=options, s=suffix: figure.savefig(

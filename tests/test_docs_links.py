@@ -178,6 +178,12 @@ def papermill_commands(markdown: str) -> list[list[str]]:
     return [shlex.split(line) for line in lines if line.strip().startswith(".venv/bin/papermill")]
 
 
+def passed(command: list[str], name: str) -> str | None:
+    """The value a papermill command passes for ``name`` with ``-p``, else ``None``."""
+    return next((command[i + 2] for i, a in enumerate(command[:-2])
+                 if a == "-p" and command[i + 1] == name), None)  # fmt: skip
+
+
 def unknown_parameters(command: list[str]) -> set[str]:
     """The names a papermill command passes (``-p NAME value``, ``-y "{NAME: …}"``) that its
     notebook's ``parameters`` cell does not define."""
@@ -195,6 +201,8 @@ def test_documented_papermill_commands_use_real_parameters():
     exists and only parameters of its ``parameters`` cell."""
     commands = [c for _, text in DOCUMENTS["readme and docs"]() for c in papermill_commands(text)]
     assert any("cuda" in c for c in commands)  # the README's GPU example is among them
+    for gpu in (c for c in commands if "cuda" in c):  # no tqdm redraws in its executed copy
+        assert passed(gpu, "progress") == "False", gpu
     for command in commands:
         assert (ROOT / command[1]).exists() and unknown_parameters(command) == set(), command
     typo = [".venv/bin/papermill", "notebooks/01_toy_alignment.ipynb", "out.ipynb",

@@ -191,6 +191,31 @@ def test_the_checker_sees_overlaps_a_label_off_the_canvas_broken_math_and_a_colu
     assert any("'rho_label'" in p and "column name" in p for p in problems)
 
 
+def test_the_checker_sees_a_panel_title_running_into_its_neighbours():
+    """A negative control for the texts of different panels: a title wider than its panel
+    (correlation_scatter's, before its notes wrapped by the panel) covers the next one's."""
+    fig, axes = plt.subplots(1, 2, figsize=(6, 3))
+    axes[0].set_title("a title far wider than the panel it is drawn over, into the next")
+    axes[1].set_title("the next panel's title")
+    fig.tight_layout()
+    problems = layout_problems(fig)
+    plt.close(fig)
+    assert any("axes 0 title" in p and "axes 1 title" in p and "overlap" in p for p in problems)
+
+
+@pytest.mark.parametrize("name", ["correlation_scatter", "measured_vs_predicted"])
+def test_bptt_and_the_oracle_are_told_apart_in_a_scatter(name):
+    """Both exact rules are black: in a scatter only the marker tells them apart."""
+    fig = FIGURES[name]()
+    try:
+        legend = next(ax.get_legend() for ax in fig.axes if ax.get_legend() is not None)
+        marks = {t.get_text(): h.get_marker()
+                 for t, h in zip(legend.get_texts(), legend.legend_handles)}  # fmt: skip
+        assert marks["BPTT"] != marks["oracle"]
+    finally:
+        plt.close(fig)
+
+
 HUMAN = [("BP(1)", True), (r"$\lambda_{\max}$", True), ("rho_label", False), ("_child0", False),
          ("", False)]  # fmt: skip
 

@@ -2,11 +2,13 @@
 
 import json
 import logging
+import os
 import shlex
 import subprocess
 import sys
 from dataclasses import fields
 from pathlib import Path
+from unittest import mock
 
 import nbformat
 import pandas as pd
@@ -18,7 +20,7 @@ from bplambda import reproduce, sweep
 from bplambda.compare_results import differences
 from bplambda.core_slots import SLOTS_VARIABLE
 from bplambda.experiments.options import ShardOptions
-from bplambda.results import build_summary
+from bplambda.results import CHECK_FIGURES_VARIABLE, build_summary
 
 pytestmark = pytest.mark.slow  # every test here runs notebooks through papermill
 
@@ -28,9 +30,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every notebook's smoke run, each figure checked for layout problems as it is saved
+    (the kernels inherit the variable)."""
     root = tmp_path_factory.mktemp("results")
-    for notebook in NOTEBOOKS:
-        reproduce.run_notebook(notebook, root / notebook.stem, "smoke")
+    with mock.patch.dict(os.environ, {CHECK_FIGURES_VARIABLE: "1"}):
+        for notebook in NOTEBOOKS:
+            reproduce.run_notebook(notebook, root / notebook.stem, "smoke")
     build_summary(root)
     return root
 

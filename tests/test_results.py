@@ -6,10 +6,11 @@ import subprocess
 
 import matplotlib.pyplot as plt
 import pandas as pd
+import pytest
 
 from bplambda.analysis import summary_markdown
 from bplambda.experiments import copy_repeat_curriculum
-from bplambda.results import markdown_table, save_figure, write_table
+from bplambda.results import CHECK_FIGURES_VARIABLE, markdown_table, save_figure, write_table
 
 
 def test_result_files_get_the_users_normal_permissions(tmp_path):
@@ -137,3 +138,21 @@ def test_a_stamped_notebook_names_no_absolute_path_of_the_project():
     assert parameters == {"output_dir": "results/x", "jobs": 1,
                           "merge_from": ["results/x/shards/0-a"]}  # fmt: skip
     assert 'output_dir = "results/x"' in stamped["cells"][0]["source"]
+
+
+def test_save_figure_refuses_an_unreadable_figure_where_asked(tmp_path, monkeypatch):
+    """With the check on (the smoke run's), a label off the canvas stops the save before a file
+    is written; without it, the figure is saved as drawn."""
+
+    def figure() -> plt.Figure:
+        fig, ax = plt.subplots(figsize=(2, 2))
+        ax.set_ylabel("y", labelpad=400)  # pushed off the canvas's left edge
+        return fig
+
+    monkeypatch.setenv(CHECK_FIGURES_VARIABLE, "1")
+    with pytest.raises(ValueError, match="'off'.*y label.*outside the canvas"):
+        save_figure(figure(), tmp_path, "off")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.delenv(CHECK_FIGURES_VARIABLE)
+    save_figure(figure(), tmp_path, "off")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["off.png", "off.svg"]
