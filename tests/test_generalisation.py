@@ -20,6 +20,7 @@ from bplambda.experiments.generalisation_claims import (
     _variance_verdict,
 )
 from bplambda.experiments.liu_settings import settings_table
+from bplambda.labels import DEFAULT_VARIANT
 from bplambda.sharpness import final_curvature
 from bplambda.stacking import init_stacked_network
 from bplambda.tasks.liu import liu_task
@@ -142,9 +143,10 @@ def test_matched_loss_takes_each_runs_first_checkpoint_at_the_level_learning_run
 
 def _final(conditions: dict[str, tuple[str, float, float | None]], seeds=range(6)):
     """Final rows per (condition: (family, shift, n)) and seed: λ_max = shift + seed, the gap
-    its square."""
+    its square; a condition named ``…-type`` is its family's cell-type variant."""
     return pd.DataFrame(
-        [{"task": "t", "condition": c, "family": family, "lmbda": np.nan, "n": n, "seed": s,
+        [{"task": "t", "condition": c, "family": family, "lmbda": np.nan, "n": n,
+          "variant": "cell_type" if c.endswith("-type") else DEFAULT_VARIANT, "seed": s,
           "diverged": False, "metric": m, "value": v}
          for c, (family, shift, n) in conditions.items() for s in seeds
          for m, v in (("lambda_max", shift + s), ("gap_test_loss", (shift + s) ** 2))]
@@ -178,14 +180,18 @@ def test_correlations_count_each_rule_in_one_pool_and_test_the_rules_means():
 
 
 def test_the_identities_are_set_side_by_side_where_they_hold():
-    final = pd.concat([_final(LIU_AND_OURS).assign(task="seq_mnist"),
-                       _final(LIU_AND_OURS).assign(task="delayed_match")])  # fmt: skip
+    """Oracle = BPTT everywhere; on seq-MNIST (α = 0, a last-step loss) e-prop = TBPTT(1) and
+    MDGL = TBPTT(2) (test_liu_rules), but not MDGL-type, whose W̃ is averaged."""
+    grid = {**LIU_AND_OURS, "MDGL-type": ("mdgl", 35.0, np.nan), "TBPTT(2)": ("tbptt", 30.0, 2)}
+    final = pd.concat([_final(grid).assign(task="seq_mnist"),
+                       _final(grid).assign(task="delayed_match")])  # fmt: skip
     found = stats.identities(final)
     pairs = set(zip(found["task"], found["condition"], found["equals"]))
     assert pairs == {
         ("seq_mnist", "Oracle", "BPTT"),
         ("delayed_match", "Oracle", "BPTT"),
         ("seq_mnist", "e-prop", "TBPTT(1)"),
+        ("seq_mnist", "MDGL", "TBPTT(2)"),
     }  # α = 0 only on seq-MNIST
     row = found[(found.task == "seq_mnist") & (found.condition == "e-prop")].iloc[0]
     assert row["lambda_max (e-prop)"] == row["lambda_max (TBPTT(1))"] == 12.5

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from bplambda.analysis import by_run
-from bplambda.labels import POOLS
+from bplambda.labels import DEFAULT_VARIANT, POOLS
 from bplambda.tasks.liu import LIU_TASKS
 from bplambda.verdicts import correlation, permutation_spearman_p
 
@@ -75,13 +75,19 @@ IDENTITIES = (
     Identity("eprop", ("tbptt", 1), ("seq_mnist",),
              "without a leak (α = 0) e-prop's eligibility trace is the one-step derivative and "
              "its learning signal the immediate one: its update is TBPTT(1)'s"),
+    Identity("mdgl", ("tbptt", 2), ("seq_mnist",),
+             "without a leak (α = 0) and with the loss at the last step only, MDGL's one-hop "
+             "signal is the one step back TBPTT(2) takes: its update is TBPTT(2)'s"),
 )  # fmt: skip
+"""Between the rules as named (``variant`` the default): MDGL-type averages its one-hop weights,
+so it equals no other rule."""
 
 
 def identities(final: pd.DataFrame) -> pd.DataFrame:
-    """Per task and :data:`IDENTITIES` pair present: both conditions' mean final λ_max and test
-    error over seeds side by side, and why they are equal."""
-    means = final.groupby(["task", "condition", "family", "n", "metric"], dropna=False)["value"]
+    """Per task and :data:`IDENTITIES` pair present (default variants only): both conditions'
+    mean final λ_max and test error over seeds side by side, and why they are equal."""
+    exact = final[final.variant == DEFAULT_VARIANT]
+    means = exact.groupby(["task", "condition", "family", "n", "metric"], dropna=False)["value"]
     wide = means.mean().unstack("metric").reset_index()
     rows = []
     for identity, (task, at) in itertools.product(IDENTITIES, wide.groupby("task")):
