@@ -141,6 +141,19 @@ def test_matched_loss_takes_each_runs_first_checkpoint_at_the_level_learning_run
     assert runs.loc["A", "batch"] == 20 and np.isnan(runs.loc["C", "batch"])
 
 
+def test_a_run_that_starts_above_chance_learns_only_below_80_percent_of_chance():
+    """A classifier can start far above chance (seq-MNIST medium: 4.15 against ln 10 = 2.30):
+    falling to 55% of its start at 2.2, still at chance, it has not learnt and must not set the
+    level; on a task without a chance loss (pattern generation) its start is the reference."""
+    losses = {("A", 0): [4.0, 3.0, 2.2], ("B", 0): [2.3, 1.9, 1.5]}
+    lambdas = {("A", 0): [1, 2, 3], ("B", 0): [4, 5, 6]}
+    mnist = _checkpoints(losses, lambdas).assign(task="seq_mnist")
+    runs = stats.matched_runs(mnist).set_index("condition")
+    assert runs.learns.tolist() == [False, True] and (runs.level == 1.5).all()
+    regression = stats.matched_runs(mnist.assign(task="pattern_generation"))
+    assert regression.learns.all() and (regression.level == 2.2).all()
+
+
 def _final(conditions: dict[str, tuple[str, float, float | None]], seeds=range(6)):
     """Final rows per (condition: (family, shift, n)) and seed: λ_max = shift + seed, the gap
     its square; a condition named ``…-type`` is its family's cell-type variant."""

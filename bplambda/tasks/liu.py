@@ -13,6 +13,10 @@ from bplambda.tasks.base import Task
 LIU_TASKS = ("seq_mnist", "pattern_generation", "delayed_match")
 """The tasks of Liu et al.'s study, by name (notebook 05's ``tasks``)."""
 
+CHANCE_LOSS = {"seq_mnist": math.log(10), "delayed_match": math.log(2)}
+"""Per classification task, the cross-entropy of a uniform guess over its classes (ten digits;
+match or not): the loss of a network that has learnt nothing from the inputs."""
+
 
 class LiuTaskSettings(Protocol):
     """What the tasks read from notebook 05's config."""
