@@ -19,10 +19,11 @@ from bplambda.experiments.generalisation_claims import (
     _untestable,
     _variance_verdict,
 )
-from bplambda.experiments.liu_settings import settings_table
+from bplambda.experiments.liu_settings import MODPROP, settings_table
 from bplambda.labels import DEFAULT_VARIANT
 from bplambda.sharpness import final_curvature
 from bplambda.stacking import init_stacked_network
+from bplambda.tasks.delayed_match import DelayedMatch
 from bplambda.tasks.liu import liu_task
 from bplambda.verdicts import permutation_spearman_p
 
@@ -253,8 +254,16 @@ def test_the_paper_profile_follows_the_authors_wherever_their_setting_is_known()
     assert not (paper.follows == "NO").any(), paper[paper.follows == "NO"]
     assert set(paper.follows) <= {"yes", "unknown"} | {f for f in paper.follows if
                                                        f.startswith("no: ")}  # fmt: skip
-    deliberate = paper[paper.follows.str.startswith("no: ")].setting
-    assert set(deliberate) == {"checkpoint_every", "seeds", "curvature_batch"}
+    deliberate = paper[paper.follows.str.startswith("no: ")]
+    training = {"optimiser", "lr", "l2", "iterations"}  # ModProp's delayed-match training
+    assert set(deliberate.setting) == {"checkpoint_every", "seeds", "curvature_batch", *training}
+    modprop = deliberate[deliberate.source.str.startswith(MODPROP)]
+    assert set(modprop.setting) == training and modprop.follows.nunique() == 1
+    noise = paper[paper.setting == "DelayedMatch.noise_std"].iloc[0]
+    assert noise[["Liu et al.", "paper", "follows"]].tolist() == [0.01, DelayedMatch.noise_std,
+                                                                  "yes"]  # fmt: skip
     medium = settings_table(gen.config("medium", tasks=["delayed_match"]))
     shrunk = set(medium[medium.follows == "shrunk"].setting)
     assert {"delay", "tau_dms", "iterations"} <= shrunk
+    stated = medium[medium.source.str.startswith(MODPROP) & medium.setting.isin(training)]
+    assert len(stated) == 4 and stated.follows.str.startswith("no: ").all()  # a design choice
