@@ -1,6 +1,7 @@
 """Notebook 05's experiment module: conditions, the end-of-run curvature, the matched-loss
 comparison, correlations and the verdict helpers, on small hand-made cases."""
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -24,7 +25,7 @@ from bplambda.labels import DEFAULT_VARIANT
 from bplambda.sharpness import final_curvature
 from bplambda.stacking import init_stacked_network
 from bplambda.tasks.delayed_match import DelayedMatch
-from bplambda.tasks.liu import liu_task
+from bplambda.tasks.liu import LIU_TASKS, has_cell_types, liu_task
 from bplambda.verdicts import permutation_spearman_p
 
 
@@ -177,7 +178,7 @@ def test_correlations_count_each_rule_in_one_pool_and_test_the_rules_means():
     """Liu et al.'s rules and ours are pooled apart, the oracle (BPTT) in neither, so TBPTT(1)
     (e-prop at α = 0) is never counted twice; the pool's verdict test runs over its rules'
     means, with an exact permutation p (4 rules: at best 2/24)."""
-    table = stats.correlations(_final(LIU_AND_OURS))
+    table = stats.correlations(_final(LIU_AND_OURS), typed=())
     liu = table[table.scope == "Liu et al.'s rules"].set_index("unit")
     assert liu.loc["runs", "n"] == 24 and liu.loc["runs", "spearman_r"] == pytest.approx(1)
     assert liu.loc["runs", "pearson_r"] < 1  # not linear
@@ -189,8 +190,41 @@ def test_correlations_count_each_rule_in_one_pool_and_test_the_rules_means():
     assert ours.loc["runs", "n"] == 12 and "condition means" not in ours.index  # 2 rules
     anti = _final(LIU_AND_OURS).pipe(lambda f: f.assign(
         value=np.where(f.metric == "gap_test_loss", -f.value, f.value)))  # fmt: skip
-    flipped = stats.correlations(anti)
+    flipped = stats.correlations(anti, typed=())
     assert flipped[flipped.unit == "runs"].spearman_r.iloc[0] == pytest.approx(-1)
+
+
+def test_mdgl_type_counts_in_the_pools_only_where_the_network_has_cell_types():
+    """Cell-type MDGL's types are the E and I populations of a Dale's-law network: only
+    delayed match has one. Elsewhere its two blocks of sign-free weights average to ≈ 0 and it
+    is ≈ e-prop, so Liu et al.'s pool leaves it out (else e-prop counts twice), the table of
+    unpooled runs sets it beside e-prop and says why, and its claims say so; its own seeds are
+    still correlated."""
+    paper = gen.config("paper", tasks=["pattern_generation", "delayed_match"])
+    assert [t for t in LIU_TASKS if has_cell_types(t, paper)] == ["delayed_match"]
+    assert not has_cell_types("delayed_match", replace(paper, dms_excitatory_fraction=None))
+    grid = {**LIU_AND_OURS, "MDGL-type": ("mdgl", 35.0, np.nan)}
+    final = pd.concat([_final(grid).assign(task="pattern_generation"),
+                       _final(grid).assign(task="delayed_match")])  # fmt: skip
+    table = stats.correlations(final, typed=["delayed_match"])
+    liu = table[table.scope == "Liu et al.'s rules"].set_index(["task", "unit"]).n
+    assert liu["pattern_generation", "runs"] == 24 and liu["delayed_match", "runs"] == 30
+    assert liu["pattern_generation", "condition means"] == 4
+    assert liu["delayed_match", "condition means"] == 5
+    seeds = table[table.unit == "seeds"]
+    assert set(seeds.task[seeds.scope == "MDGL-type"]) == {"pattern_generation", "delayed_match"}
+    out = stats.unpooled(final, typed=["delayed_match"])
+    assert out[["task", "condition", "why"]].values.tolist() == [
+        ["pattern_generation", "MDGL-type", stats.NO_CELL_TYPES]
+    ]
+    assert out["lambda_max (MDGL-type)"].iloc[0] == 37.5
+    assert out["lambda_max (e-prop)"].iloc[0] == 12.5
+    assert stats.unpooled(final, typed=LIU_TASKS).empty
+    at = _AtTask("pattern_generation", final, final, {}, dict(zip(out.condition, out.why)))
+    assert at.text("MDGL-type", "lambda_max").startswith(
+        f"MDGL-type (out of the pools: {stats.NO_CELL_TYPES}) "
+    )
+    assert at.text("MDGL", "lambda_max").startswith("MDGL ")
 
 
 def test_the_identities_are_set_side_by_side_where_they_hold():
@@ -227,7 +261,7 @@ def test_delayed_match_on_fresh_trials_cannot_show_its_clean_gap():
     assert set(_untestable("delayed_match", fresh)) == {"gap_test_loss"}
     assert _untestable("delayed_match", finite) == {} == _untestable("seq_mnist", fresh)
     at = _AtTask("delayed_match", pd.DataFrame(), pd.DataFrame(),
-                 _untestable("delayed_match", fresh))  # fmt: skip
+                 _untestable("delayed_match", fresh), {})  # fmt: skip
     assert at.judged("gap_test_loss", "reproduced").startswith("not testable (training trials")
     assert at.judged("gap_test_noisy_loss", "reproduced") == "reproduced"
 

@@ -42,6 +42,7 @@ class _AtTask:
     final: pd.DataFrame
     matched: pd.DataFrame
     untestable: dict[str, str]  # gap metric → why this task cannot show it
+    unpooled: dict[str, str]  # condition → why it stays out of this task's pools
 
     def judged(self, metric: str, verdict: str) -> str:
         """``verdict``, or "not testable (why)" where the task cannot show ``metric``."""
@@ -53,7 +54,10 @@ class _AtTask:
         return per_seed(frame, task=self.task, condition=condition, metric=metric)
 
     def text(self, condition: str, metric: str) -> str:
-        return f"{condition} {interval_text(self.values(condition, metric))}"
+        """``condition``'s values over seeds, and why it is out of the pools where it is."""
+        why = self.unpooled.get(condition)
+        label = condition if why is None else f"{condition} (out of the pools: {why})"
+        return f"{label} {interval_text(self.values(condition, metric))}"
 
     def both(self, check: Callable[[pd.DataFrame], str]) -> str:
         """``check`` at equal steps and at matched loss, one verdict where they agree."""
@@ -78,7 +82,9 @@ def claims(tables: dict[str, pd.DataFrame], cfg: ClaimSettings) -> list[dict]:
               f"{counted(len(cfg.seeds), 'seeds')}")  # fmt: skip
     found = []
     for task in cfg.tasks:
-        at = _AtTask(task, tables["final_by_seed"], tables["matched"], _untestable(task, cfg))
+        unpooled = tables["unpooled"][tables["unpooled"].task == task]
+        at = _AtTask(task, tables["final_by_seed"], tables["matched"], _untestable(task, cfg),
+                     dict(zip(unpooled.condition, unpooled.why)))  # fmt: skip
         found += _liu_versus_bptt(at, budget)
         found += _gap_correlations(at, tables["correlations"])
         found += _online_rules(at)

@@ -1,17 +1,18 @@
 """Notebook 05's statistics over its runs: the matched training-loss level and who reaches it,
 the pools the correlations count each rule in once, the rules known to compute the same update,
-and the λ_max-gap correlations."""
+the runs left out of the pools, and the λ_max-gap correlations."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from bplambda.analysis import by_run
-from bplambda.labels import DEFAULT_VARIANT, POOLS
+from bplambda.labels import CELL_TYPE, DEFAULT_VARIANT, POOLS
 from bplambda.tasks.liu import CHANCE_LOSS, LIU_TASKS
 from bplambda.verdicts import correlation, permutation_spearman_p
 
@@ -87,12 +88,23 @@ IDENTITIES = (
 so it equals no other rule."""
 
 
+def _condition_means(final: pd.DataFrame) -> pd.DataFrame:
+    """Per task and condition (with its family, window ``n`` and variant): the mean over seeds
+    of every final metric, a column each."""
+    keys = ["task", "condition", "family", "n", "variant", "metric"]
+    return final.groupby(keys, dropna=False)["value"].mean().unstack("metric").reset_index()
+
+
+def _side_by_side(a: pd.Series, b: pd.Series) -> dict[str, float]:
+    """Two conditions' mean final λ_max and test error, a column per metric and condition."""
+    return {f"{m} ({c})": r.get(m, np.nan) for m in ("lambda_max", "test_error")
+            for c, r in ((a.condition, a), (b.condition, b))}  # fmt: skip
+
+
 def identities(final: pd.DataFrame) -> pd.DataFrame:
     """Per task and :data:`IDENTITIES` pair present (default variants only): both conditions'
     mean final λ_max and test error over seeds side by side, and why they are equal."""
-    exact = final[final.variant == DEFAULT_VARIANT]
-    means = exact.groupby(["task", "condition", "family", "n", "metric"], dropna=False)["value"]
-    wide = means.mean().unstack("metric").reset_index()
+    wide = _condition_means(final[final.variant == DEFAULT_VARIANT])
     rows = []
     for identity, (task, at) in itertools.product(IDENTITIES, wide.groupby("task")):
         family, n = identity.equals
@@ -102,13 +114,38 @@ def identities(final: pd.DataFrame) -> pd.DataFrame:
             continue
         a, b = one.iloc[0], other.iloc[0]
         rows.append({"task": task, "condition": a.condition, "equals": b.condition,
-                     **{f"{m} ({c})": r.get(m, np.nan) for m in ("lambda_max", "test_error")
-                        for c, r in ((a.condition, a), (b.condition, b))},
-                     "why": identity.why})  # fmt: skip
+                     **_side_by_side(a, b), "why": identity.why})  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def correlations(final: pd.DataFrame, x: str = "lambda_max") -> pd.DataFrame:
+NO_CELL_TYPES = "no cell types without Dale's law (≈ e-prop)"
+"""Why MDGL-type is left out of the pools on a task whose network has no cell types: its two
+blocks of sign-free weights average to ≈ 0, so it is ≈ e-prop (not exactly: not an identity)."""
+
+
+def untyped(final: pd.DataFrame, typed: Collection[str]) -> pd.Series:
+    """Per row of ``final``: whether it is MDGL's cell-type variant on a task not in ``typed``
+    (the tasks whose network has cell types, :func:`~bplambda.tasks.liu.has_cell_types`)."""
+    return (final.variant == CELL_TYPE) & ~final.task.isin(list(typed))
+
+
+def unpooled(final: pd.DataFrame, typed: Collection[str]) -> pd.DataFrame:
+    """Per task not in ``typed`` where MDGL-type ran: its mean final λ_max and test error
+    beside e-prop's, and why it stays out of the pools (:data:`NO_CELL_TYPES`); it stays in
+    every other table."""
+    wide = _condition_means(final[untyped(final, typed) | (final.family == "eprop")])
+    rows = []
+    for task, at in wide.groupby("task"):
+        eprop = at[(at.family == "eprop") & (at.variant == DEFAULT_VARIANT)]
+        for _, typeless in at[at.variant == CELL_TYPE].iterrows():
+            beside = {} if eprop.empty else _side_by_side(typeless, eprop.iloc[0])
+            rows.append({"task": task, "condition": typeless.condition, **beside,
+                         "why": NO_CELL_TYPES})  # fmt: skip
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["task", "condition", "why"])
+
+
+def correlations(final: pd.DataFrame, typed: Collection[str], x: str = "lambda_max"
+                 ) -> pd.DataFrame:  # fmt: skip
     """Spearman and Pearson correlation (r, p, n) between each model's final ``x`` and every
     gap, per task: in each pool of :data:`POOLS` over its (condition, seed) runs (``unit``
     ``"runs"``, as Liu et al. pooled them) and over its conditions' means across seeds
@@ -116,16 +153,20 @@ def correlations(final: pd.DataFrame, x: str = "lambda_max") -> pd.DataFrame:
     independent evidence of the relation between rules; its Spearman p from an exact
     permutation of the conditions, :func:`~bplambda.verdicts.permutation_spearman_p`), and
     over each condition's seeds (``scope``: the condition, ``unit`` ``"seeds"``). At least 4
-    units each; diverged or non-finite runs are left out."""
+    units each; diverged or non-finite runs are left out. MDGL-type counts in a pool only on
+    the ``typed`` tasks, whose network has cell types (:func:`unpooled`: elsewhere it is
+    ≈ e-prop, which the pool would count twice); its own seeds are still reported."""
     wide = by_run(final, RUN).replace([np.inf, -np.inf], np.nan)
+    outside = final[untyped(final, typed)]
     rows = []
     for (task, at_task), gap in itertools.product(wide.groupby("task"), GAPS):
         if gap not in at_task:
             continue
         runs = at_task[["condition", "family", x, gap]].dropna()
+        left_out = runs.condition.isin(outside.condition[outside.task == task])
         scopes = []
         for pool, families in POOLS.items():
-            pooled = runs[runs.family.isin(families)]
+            pooled = runs[runs.family.isin(families) & ~left_out]
             scopes += [
                 (pool, "runs", pooled),
                 (pool, "condition means", pooled.groupby("condition")[[x, gap]].mean()),
