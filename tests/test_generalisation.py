@@ -17,6 +17,7 @@ from bplambda.experiments.conditions import single_condition
 from bplambda.experiments.generalisation_claims import (
     _AtTask,
     _bound_verdict,
+    _correlation_verdict,
     _untestable,
     _variance_verdict,
 )
@@ -26,7 +27,7 @@ from bplambda.sharpness import final_curvature
 from bplambda.stacking import init_stacked_network
 from bplambda.tasks.delayed_match import DelayedMatch
 from bplambda.tasks.liu import LIU_TASKS, has_cell_types, liu_task
-from bplambda.verdicts import permutation_spearman_p
+from bplambda.verdicts import permutation_spearman_p, smallest_permutation_p
 
 
 def _config(**overrides):
@@ -251,6 +252,22 @@ def test_the_permutation_p_of_spearman_is_exact_for_a_few_units():
     assert permutation_spearman_p([1, 2, 3, 4], [1, 3, 2, 4]) > 0.3
     many = permutation_spearman_p(range(12), range(12))
     assert 0 < many < 1e-3  # Monte Carlo: the observed pairing counts, so never 0
+    for n in (4, 5, 12):  # the floor is what a perfect ordering gets
+        assert smallest_permutation_p(n) == pytest.approx(
+            permutation_spearman_p(range(n), range(n))
+        )
+
+
+def test_a_pool_of_four_conditions_cannot_decide_its_correlation():
+    """4 conditions: even a perfect ordering has exact p = 2/24 = 0.083, so the verdict says the
+    pool cannot decide instead of calling a perfect ordering weak; 5 can (2/120)."""
+    four = pd.Series({"n": 4, "spearman_r": 1.0, "spearman_p": 2 / 24})
+    five = pd.Series({"n": 5, "spearman_r": 1.0, "spearman_p": 2 / 120})
+    assert _correlation_verdict(four) == (
+        "inconclusive (4 conditions cannot decide: the exact permutation p is at least 0.083; "
+        "here 0.083)"
+    )
+    assert _correlation_verdict(five) == "reproduced"
 
 
 def test_delayed_match_on_fresh_trials_cannot_show_its_clean_gap():

@@ -14,7 +14,14 @@ import pandas as pd
 
 from bplambda.analysis import by_run, interval_text, per_seed
 from bplambda.labels import conditions
-from bplambda.verdicts import both_ways, correlation, finding, increasing, variance_ratio
+from bplambda.verdicts import (
+    both_ways,
+    correlation,
+    finding,
+    increasing,
+    smallest_permutation_p,
+    variance_ratio,
+)
 from bplambda.wording import counted
 
 GAP_NAMES = {"gap_test_loss": "test − train loss",
@@ -246,10 +253,19 @@ def _bound_verdict(r: float, p: float, ratio: float, n: int) -> str:
 
 
 def _correlation_verdict(row: pd.Series | None) -> str:
-    """From the correlation of a pool's condition means (None: fewer than 4 conditions)."""
+    """From the correlation of a pool's condition means (None: fewer than 4 conditions). With
+    4 conditions no pairing is rare enough (:func:`~bplambda.verdicts.smallest_permutation_p`),
+    and the verdict says so rather than reading p as weak evidence."""
     if row is None:
         return "inconclusive (fewer than 4 conditions in the pool)"
+    n = int(row.n)
+    floor = smallest_permutation_p(n)
+    if floor >= 0.05:
+        return (
+            f"inconclusive ({counted(n, 'conditions')} cannot decide: the exact "
+            f"permutation p is at least {floor:.2g}; here {row.spearman_p:.2g})"
+        )
     if row.spearman_p < 0.05:
         return "reproduced" if row.spearman_r > 0 else "NOT reproduced"
-    return (f"inconclusive ({counted(row.n, 'conditions')}, exact permutation "
+    return (f"inconclusive ({counted(n, 'conditions')}, exact permutation "
             f"p = {row.spearman_p:.2g})")  # fmt: skip
