@@ -12,6 +12,9 @@ SG's window, else NaN) and ``variant`` (:data:`DEFAULT_VARIANT`, or what differs
 DEFAULT_VARIANT = "default"
 """The ``variant`` of a rule as named; the others say what differs (BP(λ) on the official
 code's LSTM: ``"faithful"``; MDGL's cell-type approximation: ``"cell_type"``)."""
+CELL_TYPE = "cell_type"
+"""The ``variant`` of MDGL's cell-type approximation (its one-hop weights averaged over the
+network's cell types)."""
 FAMILY_ORDER = ("bp_lambda", "oracle", "bptt", "sg", "tbptt", "mdgl", "eprop", "rflo")
 """BP(λ), then the exact ones, then the truncated ones, then Liu et al.'s rules from the most
 to the least of the gradient they keep."""

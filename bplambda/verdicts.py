@@ -11,6 +11,7 @@ range of the seeds (min–max), and is labelled so; a separation of 2-seed range
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -179,6 +180,19 @@ def correlation(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
             "pearson_r": pearson.statistic, "pearson_p": pearson.pvalue}  # fmt: skip
 
 
+EXACT_PERMUTATIONS_UP_TO = 8
+"""Up to this many units :func:`permutation_spearman_p` counts every pairing."""
+
+
+def smallest_permutation_p(n: int, draws: int = 20_000) -> float:
+    """The smallest p :func:`permutation_spearman_p` can give for ``n`` untied units: exact, only
+    the observed pairing and its reverse reach the observed |r| (2/n!: 4 units, 0.083, so no
+    test at 0.05 can reject); drawn, the observed pairing alone (1/(draws + 1))."""
+    if n <= EXACT_PERMUTATIONS_UP_TO:
+        return min(1.0, 2 / math.factorial(n))
+    return 1 / (draws + 1)
+
+
 def permutation_spearman_p(x: Sequence[float], y: Sequence[float], draws: int = 20_000) -> float:
     """Two-sided p-value of Spearman's r between paired values under random pairing: exact over
         all ``n!`` pairings for ``n <= 8``, else from ``draws`` random ones (seeded, repeatable; the
@@ -189,7 +203,7 @@ def permutation_spearman_p(x: Sequence[float], y: Sequence[float], draws: int = 
     ranks_x, ranks_y = stats.rankdata(x), stats.rankdata(y)
     observed = abs(np.corrcoef(ranks_x, ranks_y)[0, 1])
     n = len(ranks_y)
-    if n <= 8:
+    if n <= EXACT_PERMUTATIONS_UP_TO:
         pairings = np.array(list(itertools.permutations(ranks_y)))
     else:
         generator = np.random.default_rng(0)
@@ -198,7 +212,7 @@ def permutation_spearman_p(x: Sequence[float], y: Sequence[float], draws: int = 
     centred = pairings - pairings.mean(axis=1, keepdims=True)
     r = centred @ centred_x / (np.linalg.norm(centred, axis=1) * np.linalg.norm(centred_x))
     hits = int(np.sum(np.abs(r) >= observed - 1e-12))
-    return hits / len(pairings) if n <= 8 else (hits + 1) / (draws + 1)
+    return hits / len(pairings) if n <= EXACT_PERMUTATIONS_UP_TO else (hits + 1) / (draws + 1)
 
 
 def _present(values: Sequence[float]) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Notebook 05's experiment module: conditions, the end-of-run curvature, the matched-loss
 comparison, correlations and the verdict helpers, on small hand-made cases."""
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,14 +17,17 @@ from bplambda.experiments.conditions import single_condition
 from bplambda.experiments.generalisation_claims import (
     _AtTask,
     _bound_verdict,
+    _correlation_verdict,
     _untestable,
     _variance_verdict,
 )
-from bplambda.experiments.liu_settings import settings_table
+from bplambda.experiments.liu_settings import MODPROP, settings_table
+from bplambda.labels import DEFAULT_VARIANT
 from bplambda.sharpness import final_curvature
 from bplambda.stacking import init_stacked_network
-from bplambda.tasks.liu import liu_task
-from bplambda.verdicts import permutation_spearman_p
+from bplambda.tasks.delayed_match import DelayedMatch
+from bplambda.tasks.liu import LIU_TASKS, has_cell_types, liu_task
+from bplambda.verdicts import permutation_spearman_p, smallest_permutation_p
 
 
 def _config(**overrides):
@@ -140,11 +144,25 @@ def test_matched_loss_takes_each_runs_first_checkpoint_at_the_level_learning_run
     assert runs.loc["A", "batch"] == 20 and np.isnan(runs.loc["C", "batch"])
 
 
+def test_a_run_that_starts_above_chance_learns_only_below_80_percent_of_chance():
+    """A classifier can start far above chance (seq-MNIST medium: 4.15 against ln 10 = 2.30):
+    falling to 55% of its start at 2.2, still at chance, it has not learnt and must not set the
+    level; on a task without a chance loss (pattern generation) its start is the reference."""
+    losses = {("A", 0): [4.0, 3.0, 2.2], ("B", 0): [2.3, 1.9, 1.5]}
+    lambdas = {("A", 0): [1, 2, 3], ("B", 0): [4, 5, 6]}
+    mnist = _checkpoints(losses, lambdas).assign(task="seq_mnist")
+    runs = stats.matched_runs(mnist).set_index("condition")
+    assert runs.learns.tolist() == [False, True] and (runs.level == 1.5).all()
+    regression = stats.matched_runs(mnist.assign(task="pattern_generation"))
+    assert regression.learns.all() and (regression.level == 2.2).all()
+
+
 def _final(conditions: dict[str, tuple[str, float, float | None]], seeds=range(6)):
     """Final rows per (condition: (family, shift, n)) and seed: λ_max = shift + seed, the gap
-    its square."""
+    its square; a condition named ``…-type`` is its family's cell-type variant."""
     return pd.DataFrame(
-        [{"task": "t", "condition": c, "family": family, "lmbda": np.nan, "n": n, "seed": s,
+        [{"task": "t", "condition": c, "family": family, "lmbda": np.nan, "n": n,
+          "variant": "cell_type" if c.endswith("-type") else DEFAULT_VARIANT, "seed": s,
           "diverged": False, "metric": m, "value": v}
          for c, (family, shift, n) in conditions.items() for s in seeds
          for m, v in (("lambda_max", shift + s), ("gap_test_loss", (shift + s) ** 2))]
@@ -161,7 +179,7 @@ def test_correlations_count_each_rule_in_one_pool_and_test_the_rules_means():
     """Liu et al.'s rules and ours are pooled apart, the oracle (BPTT) in neither, so TBPTT(1)
     (e-prop at α = 0) is never counted twice; the pool's verdict test runs over its rules'
     means, with an exact permutation p (4 rules: at best 2/24)."""
-    table = stats.correlations(_final(LIU_AND_OURS))
+    table = stats.correlations(_final(LIU_AND_OURS), typed=())
     liu = table[table.scope == "Liu et al.'s rules"].set_index("unit")
     assert liu.loc["runs", "n"] == 24 and liu.loc["runs", "spearman_r"] == pytest.approx(1)
     assert liu.loc["runs", "pearson_r"] < 1  # not linear
@@ -173,19 +191,56 @@ def test_correlations_count_each_rule_in_one_pool_and_test_the_rules_means():
     assert ours.loc["runs", "n"] == 12 and "condition means" not in ours.index  # 2 rules
     anti = _final(LIU_AND_OURS).pipe(lambda f: f.assign(
         value=np.where(f.metric == "gap_test_loss", -f.value, f.value)))  # fmt: skip
-    flipped = stats.correlations(anti)
+    flipped = stats.correlations(anti, typed=())
     assert flipped[flipped.unit == "runs"].spearman_r.iloc[0] == pytest.approx(-1)
 
 
+def test_mdgl_type_counts_in_the_pools_only_where_the_network_has_cell_types():
+    """Cell-type MDGL's types are the E and I populations of a Dale's-law network: only
+    delayed match has one. Elsewhere its two blocks of sign-free weights average to ≈ 0 and it
+    is ≈ e-prop, so Liu et al.'s pool leaves it out (else e-prop counts twice), the table of
+    unpooled runs sets it beside e-prop and says why, and its claims say so; its own seeds are
+    still correlated."""
+    paper = gen.config("paper", tasks=["pattern_generation", "delayed_match"])
+    assert [t for t in LIU_TASKS if has_cell_types(t, paper)] == ["delayed_match"]
+    assert not has_cell_types("delayed_match", replace(paper, dms_excitatory_fraction=None))
+    grid = {**LIU_AND_OURS, "MDGL-type": ("mdgl", 35.0, np.nan)}
+    final = pd.concat([_final(grid).assign(task="pattern_generation"),
+                       _final(grid).assign(task="delayed_match")])  # fmt: skip
+    table = stats.correlations(final, typed=["delayed_match"])
+    liu = table[table.scope == "Liu et al.'s rules"].set_index(["task", "unit"]).n
+    assert liu["pattern_generation", "runs"] == 24 and liu["delayed_match", "runs"] == 30
+    assert liu["pattern_generation", "condition means"] == 4
+    assert liu["delayed_match", "condition means"] == 5
+    seeds = table[table.unit == "seeds"]
+    assert set(seeds.task[seeds.scope == "MDGL-type"]) == {"pattern_generation", "delayed_match"}
+    out = stats.unpooled(final, typed=["delayed_match"])
+    assert out[["task", "condition", "why"]].values.tolist() == [
+        ["pattern_generation", "MDGL-type", stats.NO_CELL_TYPES]
+    ]
+    assert out["lambda_max (MDGL-type)"].iloc[0] == 37.5
+    assert out["lambda_max (e-prop)"].iloc[0] == 12.5
+    assert stats.unpooled(final, typed=LIU_TASKS).empty
+    at = _AtTask("pattern_generation", final, final, {}, dict(zip(out.condition, out.why)))
+    assert at.text("MDGL-type", "lambda_max").startswith(
+        f"MDGL-type (out of the pools: {stats.NO_CELL_TYPES}) "
+    )
+    assert at.text("MDGL", "lambda_max").startswith("MDGL ")
+
+
 def test_the_identities_are_set_side_by_side_where_they_hold():
-    final = pd.concat([_final(LIU_AND_OURS).assign(task="seq_mnist"),
-                       _final(LIU_AND_OURS).assign(task="delayed_match")])  # fmt: skip
+    """Oracle = BPTT everywhere; on seq-MNIST (α = 0, a last-step loss) e-prop = TBPTT(1) and
+    MDGL = TBPTT(2) (test_liu_rules), but not MDGL-type, whose W̃ is averaged."""
+    grid = {**LIU_AND_OURS, "MDGL-type": ("mdgl", 35.0, np.nan), "TBPTT(2)": ("tbptt", 30.0, 2)}
+    final = pd.concat([_final(grid).assign(task="seq_mnist"),
+                       _final(grid).assign(task="delayed_match")])  # fmt: skip
     found = stats.identities(final)
     pairs = set(zip(found["task"], found["condition"], found["equals"]))
     assert pairs == {
         ("seq_mnist", "Oracle", "BPTT"),
         ("delayed_match", "Oracle", "BPTT"),
         ("seq_mnist", "e-prop", "TBPTT(1)"),
+        ("seq_mnist", "MDGL", "TBPTT(2)"),
     }  # α = 0 only on seq-MNIST
     row = found[(found.task == "seq_mnist") & (found.condition == "e-prop")].iloc[0]
     assert row["lambda_max (e-prop)"] == row["lambda_max (TBPTT(1))"] == 12.5
@@ -197,6 +252,22 @@ def test_the_permutation_p_of_spearman_is_exact_for_a_few_units():
     assert permutation_spearman_p([1, 2, 3, 4], [1, 3, 2, 4]) > 0.3
     many = permutation_spearman_p(range(12), range(12))
     assert 0 < many < 1e-3  # Monte Carlo: the observed pairing counts, so never 0
+    for n in (4, 5, 12):  # the floor is what a perfect ordering gets
+        assert smallest_permutation_p(n) == pytest.approx(
+            permutation_spearman_p(range(n), range(n))
+        )
+
+
+def test_a_pool_of_four_conditions_cannot_decide_its_correlation():
+    """4 conditions: even a perfect ordering has exact p = 2/24 = 0.083, so the verdict says the
+    pool cannot decide instead of calling a perfect ordering weak; 5 can (2/120)."""
+    four = pd.Series({"n": 4, "spearman_r": 1.0, "spearman_p": 2 / 24})
+    five = pd.Series({"n": 5, "spearman_r": 1.0, "spearman_p": 2 / 120})
+    assert _correlation_verdict(four) == (
+        "inconclusive (4 conditions cannot decide: the exact permutation p is at least 0.083; "
+        "here 0.083)"
+    )
+    assert _correlation_verdict(five) == "reproduced"
 
 
 def test_delayed_match_on_fresh_trials_cannot_show_its_clean_gap():
@@ -207,7 +278,7 @@ def test_delayed_match_on_fresh_trials_cannot_show_its_clean_gap():
     assert set(_untestable("delayed_match", fresh)) == {"gap_test_loss"}
     assert _untestable("delayed_match", finite) == {} == _untestable("seq_mnist", fresh)
     at = _AtTask("delayed_match", pd.DataFrame(), pd.DataFrame(),
-                 _untestable("delayed_match", fresh))  # fmt: skip
+                 _untestable("delayed_match", fresh), {})  # fmt: skip
     assert at.judged("gap_test_loss", "reproduced").startswith("not testable (training trials")
     assert at.judged("gap_test_noisy_loss", "reproduced") == "reproduced"
 
@@ -234,8 +305,16 @@ def test_the_paper_profile_follows_the_authors_wherever_their_setting_is_known()
     assert not (paper.follows == "NO").any(), paper[paper.follows == "NO"]
     assert set(paper.follows) <= {"yes", "unknown"} | {f for f in paper.follows if
                                                        f.startswith("no: ")}  # fmt: skip
-    deliberate = paper[paper.follows.str.startswith("no: ")].setting
-    assert set(deliberate) == {"checkpoint_every", "seeds", "curvature_batch"}
+    deliberate = paper[paper.follows.str.startswith("no: ")]
+    training = {"optimiser", "lr", "l2", "iterations"}  # ModProp's delayed-match training
+    assert set(deliberate.setting) == {"checkpoint_every", "seeds", "curvature_batch", *training}
+    modprop = deliberate[deliberate.source.str.startswith(MODPROP)]
+    assert set(modprop.setting) == training and modprop.follows.nunique() == 1
+    noise = paper[paper.setting == "DelayedMatch.noise_std"].iloc[0]
+    assert noise[["Liu et al.", "paper", "follows"]].tolist() == [0.01, DelayedMatch.noise_std,
+                                                                  "yes"]  # fmt: skip
     medium = settings_table(gen.config("medium", tasks=["delayed_match"]))
     shrunk = set(medium[medium.follows == "shrunk"].setting)
     assert {"delay", "tau_dms", "iterations"} <= shrunk
+    stated = medium[medium.source.str.startswith(MODPROP) & medium.setting.isin(training)]
+    assert len(stated) == 4 and stated.follows.str.startswith("no: ").all()  # a design choice

@@ -121,15 +121,21 @@ def test_eprop_equals_its_forward_trace_transcription(alpha):
     assert_grads_close({"rnn": got}, {"rnn": reference}, 1e-12)
 
 
-def test_without_leak_and_with_a_last_step_loss_eprop_is_truncated_bptt_1():
+@pytest.mark.parametrize("name, window", [("eprop", 1), ("mdgl", 2)])
+def test_without_leak_and_with_a_last_step_loss_eprop_and_mdgl_are_truncated_bptt(name, window):
+    """At α = 0 with a loss at the last step only (seq-MNIST), e-prop's learning signal is the
+    immediate one (TBPTT(1)) and MDGL's adds exactly the one hop back that TBPTT(2) takes:
+    notebook 05's identities."""
     cell, params, inputs, targets = _problem(0.0, last_step_only=True)
-    eprop = make_rule("eprop").gradients(cell, params, inputs, targets).grads
-    assert_grads_close(eprop, make_rule("tbptt", window=1).gradients(
+    rule = make_rule(name).gradients(cell, params, inputs, targets).grads
+    assert_grads_close(rule, make_rule("tbptt", window=window).gradients(
         cell, params, inputs, targets).grads, 1e-12)  # fmt: skip
-    leaky, params, inputs, targets = _problem(0.8, last_step_only=True)  # control: the leak
-    eprop = make_rule("eprop").gradients(leaky, params, inputs, targets).grads["rnn"]
-    tbptt = make_rule("tbptt", window=1).gradients(leaky, params, inputs, targets).grads["rnn"]
-    assert relative_error(eprop["weight_hh"], tbptt["weight_hh"]) > 1e-3
+    controls = [(0.8, True)] + [(0.0, False)] * (window > 1)  # a leak; a loss at every step,
+    for alpha, last_step_only in controls:  # where TBPTT(2)'s chunks drop the hop at their ends
+        cell, params, inputs, targets = _problem(alpha, last_step_only)
+        rule = make_rule(name).gradients(cell, params, inputs, targets).grads["rnn"]
+        tbptt = make_rule("tbptt", window=window).gradients(cell, params, inputs, targets)
+        assert relative_error(rule["weight_hh"], tbptt.grads["rnn"]["weight_hh"]) > 1e-3
 
 
 def _one_hop(params, weight, alpha):

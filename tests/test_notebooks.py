@@ -40,6 +40,13 @@ def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def _empty_by_design(csv: Path) -> bool:
+    """Notebook 05's ``matched.csv`` is empty when no run learns (smoke's 4 iterations: none
+    falls to 80% of chance or of its start), as its ``matched_runs.csv`` beside it says."""
+    runs = csv.with_name("matched_runs.csv")
+    return csv.name == "matched.csv" and runs.exists() and not pd.read_csv(runs).learns.any()
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_writes_tables_figures_and_summary(smoke_results, notebook):
     folder = smoke_results / notebook.stem
@@ -47,7 +54,7 @@ def test_notebook_writes_tables_figures_and_summary(smoke_results, notebook):
     csvs = list(folder.glob("*.csv"))
     assert len(csvs) >= 2
     for csv in csvs:
-        assert len(pd.read_csv(csv)) > 0, csv.name
+        assert len(pd.read_csv(csv)) > 0 or _empty_by_design(csv), csv.name
     pngs = list(folder.glob("*.png"))
     assert pngs and all(p.stat().st_size > 1000 for p in pngs)
     assert {p.stem for p in pngs} == {p.stem for p in folder.glob("*.svg")}

@@ -34,6 +34,7 @@ from bplambda.experiments.generalisation_stats import (
     identities,
     matched_loss,
     matched_runs,
+    unpooled,
 )
 from bplambda.experiments.grids import check_grid, rule_conditions
 from bplambda.experiments.options import ResumableOptions, shardable
@@ -50,7 +51,7 @@ from bplambda.profiles import configure
 from bplambda.rules import RULES
 from bplambda.rules.eligibility import VARIANTS
 from bplambda.sharpness import SOLVERS, checkpoint_metrics, final_curvature
-from bplambda.tasks.liu import LIU_TASKS, liu_task
+from bplambda.tasks.liu import LIU_TASKS, has_cell_types, liu_task
 from bplambda.train import OPTIMISERS, Evaluation, TrainConfig
 
 LIU_RULES = ("bptt", "eprop", "rflo", "mdgl", "tbptt", "sg", "bp_lambda", "oracle")
@@ -308,7 +309,9 @@ def tables(table: pd.DataFrame, cfg: Config) -> dict[str, pd.DataFrame]:
     checkpointed metrics at a common training loss, :func:`matched_loss`; which runs learn and
     reach it: ``matched_runs``), ``summary`` (mean
     and 95% interval over seeds, diverged models apart), ``correlations``
-    (:func:`correlations`), ``identities`` (:func:`identities`), ``timing``."""
+    (:func:`correlations`), ``identities`` (:func:`identities`), ``unpooled`` (MDGL-type on the
+    tasks whose network has no cell types, kept out of the pools: :func:`unpooled`),
+    ``timing``."""
     checkpoints = table[table.metric.isin(CHECKPOINTED)]
     logged = table[table.metric.isin(PER_BATCH)]
     at_end = table[table.metric.isin(AT_THE_END)]
@@ -323,6 +326,7 @@ def tables(table: pd.DataFrame, cfg: Config) -> dict[str, pd.DataFrame]:
     order = {c: i for i, c in enumerate(condition_order(final))}
     summary = summary.sort_values(["task", "metric", "condition"], key=lambda c: c.map(
         order) if c.name == "condition" else c)  # fmt: skip
+    typed = [task for task in cfg.tasks if has_cell_types(task, cfg)]
     timing = at_end[at_end.metric == "seconds"].drop_duplicates(["task", "condition"])
     return {
         "checkpoints": checkpoints,
@@ -331,8 +335,9 @@ def tables(table: pd.DataFrame, cfg: Config) -> dict[str, pd.DataFrame]:
         "matched": matched_loss(checkpoints),
         "matched_runs": matched_runs(checkpoints),
         "summary": summary.reset_index(drop=True),
-        "correlations": correlations(final),
+        "correlations": correlations(final, typed),
         "identities": identities(final),
+        "unpooled": unpooled(final, typed),
         "timing": timing[["task", "condition", "value"]].rename(columns={"value": "seconds"}),
     }
 

@@ -14,7 +14,14 @@ import pandas as pd
 
 from bplambda.analysis import by_run, interval_text, per_seed
 from bplambda.labels import conditions
-from bplambda.verdicts import both_ways, correlation, finding, increasing, variance_ratio
+from bplambda.verdicts import (
+    both_ways,
+    correlation,
+    finding,
+    increasing,
+    smallest_permutation_p,
+    variance_ratio,
+)
 from bplambda.wording import counted
 
 GAP_NAMES = {"gap_test_loss": "test − train loss",
@@ -42,6 +49,7 @@ class _AtTask:
     final: pd.DataFrame
     matched: pd.DataFrame
     untestable: dict[str, str]  # gap metric → why this task cannot show it
+    unpooled: dict[str, str]  # condition → why it stays out of this task's pools
 
     def judged(self, metric: str, verdict: str) -> str:
         """``verdict``, or "not testable (why)" where the task cannot show ``metric``."""
@@ -53,7 +61,10 @@ class _AtTask:
         return per_seed(frame, task=self.task, condition=condition, metric=metric)
 
     def text(self, condition: str, metric: str) -> str:
-        return f"{condition} {interval_text(self.values(condition, metric))}"
+        """``condition``'s values over seeds, and why it is out of the pools where it is."""
+        why = self.unpooled.get(condition)
+        label = condition if why is None else f"{condition} (out of the pools: {why})"
+        return f"{label} {interval_text(self.values(condition, metric))}"
 
     def both(self, check: Callable[[pd.DataFrame], str]) -> str:
         """``check`` at equal steps and at matched loss, one verdict where they agree."""
@@ -78,7 +89,9 @@ def claims(tables: dict[str, pd.DataFrame], cfg: ClaimSettings) -> list[dict]:
               f"{counted(len(cfg.seeds), 'seeds')}")  # fmt: skip
     found = []
     for task in cfg.tasks:
-        at = _AtTask(task, tables["final_by_seed"], tables["matched"], _untestable(task, cfg))
+        unpooled = tables["unpooled"][tables["unpooled"].task == task]
+        at = _AtTask(task, tables["final_by_seed"], tables["matched"], _untestable(task, cfg),
+                     dict(zip(unpooled.condition, unpooled.why)))  # fmt: skip
         found += _liu_versus_bptt(at, budget)
         found += _gap_correlations(at, tables["correlations"])
         found += _online_rules(at)
@@ -240,10 +253,19 @@ def _bound_verdict(r: float, p: float, ratio: float, n: int) -> str:
 
 
 def _correlation_verdict(row: pd.Series | None) -> str:
-    """From the correlation of a pool's condition means (None: fewer than 4 conditions)."""
+    """From the correlation of a pool's condition means (None: fewer than 4 conditions). With
+    4 conditions no pairing is rare enough (:func:`~bplambda.verdicts.smallest_permutation_p`),
+    and the verdict says so rather than reading p as weak evidence."""
     if row is None:
         return "inconclusive (fewer than 4 conditions in the pool)"
+    n = int(row.n)
+    floor = smallest_permutation_p(n)
+    if floor >= 0.05:
+        return (
+            f"inconclusive ({counted(n, 'conditions')} cannot decide: the exact "
+            f"permutation p is at least {floor:.2g}; here {row.spearman_p:.2g})"
+        )
     if row.spearman_p < 0.05:
         return "reproduced" if row.spearman_r > 0 else "NOT reproduced"
-    return (f"inconclusive ({counted(row.n, 'conditions')}, exact permutation "
+    return (f"inconclusive ({counted(n, 'conditions')}, exact permutation "
             f"p = {row.spearman_p:.2g})")  # fmt: skip

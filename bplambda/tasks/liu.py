@@ -13,6 +13,10 @@ from bplambda.tasks.base import Task
 LIU_TASKS = ("seq_mnist", "pattern_generation", "delayed_match")
 """The tasks of Liu et al.'s study, by name (notebook 05's ``tasks``)."""
 
+CHANCE_LOSS = {"seq_mnist": math.log(10), "delayed_match": math.log(2)}
+"""Per classification task, the cross-entropy of a uniform guess over its classes (ten digits;
+match or not): the loss of a network that has learnt nothing from the inputs."""
+
 
 class LiuTaskSettings(Protocol):
     """What the tasks read from notebook 05's config."""
@@ -32,6 +36,20 @@ class LiuTaskSettings(Protocol):
     dms_noisy_test_std: float
     dms_hidden_size: int | None
     dms_excitatory_fraction: float | None
+
+
+def excitatory_fraction(name: str, cfg: LiuTaskSettings) -> float | None:
+    """The fraction of excitatory units of task ``name``'s network under Dale's law (None:
+    no Dale's law): only delayed match has one (``dms_excitatory_fraction``), as the authors'
+    delayed-match code; their seq-MNIST and pattern-generation networks are sign-free."""
+    return cfg.dms_excitatory_fraction if name == "delayed_match" else None
+
+
+def has_cell_types(name: str, cfg: LiuTaskSettings) -> bool:
+    """Whether task ``name``'s network has cell types (E and I populations under Dale's law),
+    the types cell-type MDGL averages over: without them its two blocks of sign-free weights
+    average to ≈ 0 and it is ≈ e-prop."""
+    return excitatory_fraction(name, cfg) is not None
 
 
 def liu_task(name: str, cfg: LiuTaskSettings) -> tuple[Task, Cell]:
@@ -56,7 +74,7 @@ def liu_task(name: str, cfg: LiuTaskSettings) -> tuple[Task, Cell]:
                             noisy_test_std=cfg.dms_noisy_test_std)  # fmt: skip
         units = cfg.hidden_size if cfg.dms_hidden_size is None else cfg.dms_hidden_size
         cell = make_cell("rate_rnn", task.input_size, units, alpha=math.exp(-1 / cfg.tau_dms),
-                         excitatory_fraction=cfg.dms_excitatory_fraction)  # fmt: skip
+                         excitatory_fraction=excitatory_fraction(name, cfg))  # fmt: skip
         return task, cell
     else:
         raise refuse("tasks", name, f"choose from {list(LIU_TASKS)}")
