@@ -4,17 +4,19 @@ One row per headline claim of the two papers (:data:`HEADLINES`), one more table
 package's extensions (:data:`EXTENSIONS`): the claim with its paper section, the strongest run
 that decided it (profile, seeds, budget as a share of the paper's, model size where smaller),
 its verdict there (and quick's beside it, as indicative; and how many conditions were still
-improving when that run's budget ended, where it says), the effect with its interval as the
-run wrote it, and the figure that shows it. Nothing here is typed by hand but the choice of
-claims: numbers and verdicts come from :func:`bplambda.results.claims_by_budget`, so the README
-cannot drift from ``results/``. ``python -m bplambda.what_reproduces`` rewrites the region
-between :data:`START` and :data:`END` of ``README.md``; ``make reproduce`` does it after every
-run into the committed results.
+improving when that run's budget ended, where it says), the effect with its interval as the run
+wrote it, told briefly (:func:`effect_cell`), and the figure that shows it. Nothing here is
+typed by hand but the choice of claims: numbers and verdicts come from
+:func:`bplambda.results.claims_by_budget`, so the README cannot drift from ``results/``.
+``python -m bplambda.what_reproduces`` rewrites the region between :data:`START` and
+:data:`END` of ``README.md``; ``make reproduce`` does it after every run into the committed
+results.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,6 +184,60 @@ def first_sentence(text: str) -> str:
     return head + ("." if stop else "")
 
 
+POOL_TEST = re.compile(r"(?P<unit>[^:]+): Spearman r = (?P<r>\S+) \((?P<p_name>[^=]+) = "
+                       r"(?P<p>[^,]+), n = (?P<n>\d+)\), Pearson r = \S+")  # fmt: skip
+"""One pool's correlation as notebook 05 writes it (``generalisation_claims._correlation_text``)."""
+
+INTERVAL_LABEL = re.compile(r"(?<=\]) \((?P<kind>95% CI|range), (?P<seeds>\d+ seeds?)\)")
+"""The label after an interval, as :meth:`bplambda.verdicts.Interval.text` writes it."""
+
+PLURAL = {"95% CI": "95% CIs", "range": "ranges"}
+
+TRAILING_NOTE = re.compile(r" \((?P<note>[^()]*)\)\.?$")
+"""A line's closing parenthesis (its budget, its windows: what a run's lines share)."""
+
+
+def pool_test(effect: str) -> str:
+    """A correlation claim's effect with its decisive test only: notebook 05 writes it as three
+    ``"; "``-separated parts (``generalisation_claims._gap_correlations``): the condition
+    means' Spearman r (exact permutation p, n), the pooled runs' (p, n), and each rule's own
+    seeds' r. This keeps the means' r, p and n and the runs' r and n, and leaves the per-rule
+    list to ``results/README.md``; any other effect, or parts not in that form (``"too few"``),
+    come back as written, less the per-rule list."""
+    parts = effect.split("; ")
+    if not parts[0].startswith("condition means:"):
+        return effect
+    means, runs = (POOL_TEST.fullmatch(part) for part in parts[:2])
+    if not (means and runs):
+        return "; ".join(parts[:2])
+    return (f"Spearman r: {means['r']} over {means['n']} condition means ({means['p_name']} = "
+            f"{means['p']}), {runs['r']} over {runs['n']} pooled runs")  # fmt: skip
+
+
+def effect_cell(lines: list[str]) -> str:
+    """A row's effects (one line per claim), each interval's label and the lines' shared
+    closing note stated once, in one parenthesis at the cell's end, where all lines carry the
+    same: ``"a [0, 1] (95% CI, 5 seeds) vs b [1, 2] (95% CI, 5 seeds)"`` reads ``"a [0, 1] vs
+    b [1, 2] (95% CIs, 5 seeds)"``. Labels that differ (5 and 9 seeds, a range and a CI) stay
+    where they are."""
+    labels = [m for line in lines for m in INTERVAL_LABEL.finditer(line)]
+    notes = []
+    if len(labels) > 1 and len({m.group() for m in labels}) == 1:
+        label = labels[0]
+        lines = [INTERVAL_LABEL.sub("", line) for line in lines]
+        notes.append(f"{PLURAL[label['kind']]}, {label['seeds']}")
+    closing = {m["note"] if (m := TRAILING_NOTE.search(line)) else None for line in lines}
+    if len(lines) > 1 and len(closing) == 1 and None not in closing:
+        lines = [TRAILING_NOTE.sub("", line) for line in lines]
+        notes.insert(0, closing.pop())
+    if not notes:
+        return "<br>".join(lines)
+    head, stop = (lines[-1][:-1], ".") if lines[-1].endswith(".") else (lines[-1], "")
+    note = f"({'; '.join(notes)})"
+    end = f"{head} {note}{stop}" if len(lines) == 1 else f"{head}<br>{note}"
+    return "<br>".join([*lines[:-1], end])
+
+
 def _cells(headline: Headline, claims: pd.DataFrame) -> dict[str, str]:
     """The row's cells; a claim no committed run has made reads "not run yet"."""
     verdicts, effects, runs, figures = [], [], [], []
@@ -196,7 +252,7 @@ def _cells(headline: Headline, claims: pd.DataFrame) -> dict[str, str]:
         beside = f" (quick: {quick})" if row["budget"] != "quick" and quick != "not run" else ""
         improving = f"; {row['still_improving']}" if row.get("still_improving") else ""
         verdicts.append(f"{prefix}**{row['verdict']}**{beside}{improving}")
-        effects.append(prefix + first_sentence(row["bplambda"]))
+        effects.append(prefix + pool_test(first_sentence(row["bplambda"])))
         run = run_description(headline.notebook, row["budget"], headline.config_prefix)
         if run not in runs:
             runs.append(run)
@@ -208,7 +264,7 @@ def _cells(headline: Headline, claims: pd.DataFrame) -> dict[str, str]:
         "claim": f"{headline.title} ([§{headline.section}]({headline.paper_notes}))",
         "strongest run": "<br>".join(runs) or "–",
         "verdict": "<br>".join(verdicts),
-        "effect [interval]": "<br>".join(effects) or "–",
+        "effect [interval]": effect_cell(effects) or "–",
         "figure": "<br>".join(figures) or "–",
     }
 
