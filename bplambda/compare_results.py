@@ -30,6 +30,15 @@ def results_only(table: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
+def _read(path: Path) -> pd.DataFrame:
+    """The table at ``path``; an empty file (a notebook's table with nothing to list, e.g.
+    notebook 05's identities where no pair of rules coincides) is an empty table."""
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+
+
 def differences(
     before: Path, after: Path, rtol: float = 1e-6, added_columns: bool = False
 ) -> list[str]:
@@ -41,7 +50,7 @@ def differences(
         if not other.exists():
             found.append(f"{name}: missing in {after}")
             continue
-        a, b = (results_only(pd.read_csv(p)) for p in (path, other))
+        a, b = (results_only(_read(p)) for p in (path, other))
         if added_columns:
             b = b[[c for c in b.columns if c in set(a.columns)]]
         if list(a.columns) != list(b.columns) or len(a) != len(b):

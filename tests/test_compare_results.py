@@ -46,3 +46,16 @@ def test_missing_labels_and_provenance_do_not_make_a_difference(tmp_path):
         pd.DataFrame({"steps": ["1 2", None], "jobs": [jobs, jobs], "commit": ["x", "x"]}).to_csv(
             tmp_path / folder / "nb" / "t.csv", index=False)  # fmt: skip
     assert differences(tmp_path / "a", tmp_path / "b") == []
+
+
+def test_empty_tables_agree_and_differ_from_a_filled_one(tmp_path):
+    """A notebook may write an empty table (nothing to list); comparing it must not crash."""
+    _write(tmp_path / "a", 0.5, 10.0)
+    _write(tmp_path / "b", 0.5, 10.0)
+    for folder in ("a", "b"):
+        (tmp_path / folder / "nb" / "empty.csv").write_text("")
+    assert differences(tmp_path / "a", tmp_path / "b") == []
+    _write(tmp_path / "c", 0.5, 10.0)
+    (tmp_path / "c" / "nb" / "empty.csv").write_text("x\n1\n")
+    assert differences(tmp_path / "a", tmp_path / "c") == [
+        "nb/empty.csv: columns or row count differ ((0, 0) vs (1, 1))"]  # fmt: skip
