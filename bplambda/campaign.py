@@ -8,13 +8,18 @@ started and what that estimate rests on:
 
     {"notebooks": {"03_sequential_mnist": {"commit": "<sha>", "command": "<the sweep>",
                                            "estimates_basis": "<how they were made>",
-                                           "estimates_h": {"bptt": 1.2}}}}
+                                           "estimates_h": {"bptt": 1.2},
+                                           "order": ["bptt", ...],
+                                           "order_basis": "<why that order>"}}}
 
 ``command`` runs the sweep from a worktree at that commit (``$OLDPWD``: the project folder);
-a saved state resumes only under the source that wrote it. The report reads each shard's
-saved states (:mod:`bplambda.resume`: the batches done and the wall time so far of every
-condition, finished or not) and says, per shard: its commit, status, progress, wall time,
-the time left at its own pace so far, and the estimate made before it started.
+a saved state resumes only under the source that wrote it. ``order`` (optional) names the
+shards in the order to run them, those that decide a claim first (the sweep itself runs a
+``--shards`` list in sweep order, so the commands to go on run one shard at a time). The
+report reads each shard's saved states (:mod:`bplambda.resume`: the batches done and the wall
+time so far of every condition, finished or not) and says, per shard: its commit, status,
+progress, wall time, the time left at its own pace so far, and the estimate made before it
+started; per notebook, the core-hours spent and left (:func:`hours_left`).
 
     python -m bplambda.campaign [results/paper]
 """
@@ -33,6 +38,8 @@ from bplambda.paths import project_path, project_root
 
 PLAN = "campaign.json"
 REPORT = "CAMPAIGN.md"
+CORES = 2
+"""The campaign's processes at once: one single-threaded process per core of the machine."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,25 @@ def shard_progress(sweep: Path, shard: dict, notebook: str, profile: str) -> Sha
                          finished)  # fmt: skip
 
 
+def hours_left(progress: list[ShardProgress], estimates_h: dict[str, float]) -> float | None:
+    """A notebook's core-hours left: a started shard's at its own pace so far, a shard not
+    started at its estimate before start times the finished shards' ratio of measured to
+    estimated time (the estimate alone while none has finished); ``None`` where a shard has
+    neither pace nor estimate."""
+    finished = [p for p in progress if p.finished and p.name in estimates_h]
+    scale = (sum(p.seconds for p in finished) / 3600 / sum(estimates_h[p.name] for p in finished)
+             if finished else 1.0)  # fmt: skip
+    left = 0.0
+    for p in progress:
+        if p.done:
+            left += p.seconds_left / 3600
+        elif p.name in estimates_h:
+            left += estimates_h[p.name] * scale
+        else:
+            return None
+    return left
+
+
 def _hours(seconds: float | None) -> str:
     """``"1.5 h"``, or minutes under an hour; ``"–"`` for unknown."""
     if seconds is None:
@@ -122,49 +148,83 @@ def report(root: Path) -> str:
         "time left (est.) | estimate before start |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    basis, to_continue, worktrees = [], [], set()
+    basis, to_continue, worktrees, totals = [], [], set(), []
     for notebook, entry in plan["notebooks"].items():
-        rows, unfinished = _notebook_rows(root / notebook, notebook, entry)
-        lines += rows
+        progress = _progress(root / notebook, notebook, entry)
+        lines += [_row(notebook, entry, p) for p in progress]
+        totals.append(_total(notebook, progress, entry.get("estimates_h", {})))
+        unfinished = unfinished_in_order(notebook, progress, entry.get("order", []))
         to_continue += ["", f"# {notebook}", *_to_continue(notebook, entry, root / notebook,
                                                            unfinished, worktrees)]  # fmt: skip
         if "estimates_basis" in entry:
             basis.append(f"- {notebook}: {entry['estimates_basis']}")
-    return "\n".join([*lines, "", "Estimates before start, made from:", "", *basis, "",
-                      "To go on (from the project folder; the sweep resumes each shard from its "
-                      "saved state; to use two cores, split a `--shards` list between two such "
-                      "commands):", "", "```bash", *to_continue[1:], "```"]) + "\n"  # fmt: skip
+        if "order_basis" in entry:
+            basis.append(f"- {notebook}, the order to run its shards: {entry['order_basis']}")
+    return "\n".join([*lines, "", "Per notebook, in core-hours (one single-threaded process "
+                      "per core; a started shard's time left is at its own pace so far, which "
+                      "underestimates where its cost grows as it trains, as notebook 04's "
+                      "curriculum lengthens its sequences):", "", *totals, "",
+                      "Estimates before start, and the order of shards, made from:", "",
+                      *basis, "",
+                      f"To go on (from the project folder; the sweep resumes each shard from its "
+                      f"saved state; one process per core, {CORES} cores, each notebook's shards "
+                      f"dealt out in the plan's order; at most {CORES} processes at once, so a "
+                      f"later notebook's lines wait for free cores):", "", "```bash", *to_continue[1:], "```"]
+                     ) + "\n"  # fmt: skip
 
 
-def _notebook_rows(sweep: Path, notebook: str, entry: dict) -> tuple[list[str], list[str]]:
-    """The table rows of one notebook's shards and the names of those unfinished; a notebook
-    whose sweep has not started (no ``sweep.json``) lists the shards of its estimates."""
-    estimates = entry.get("estimates_h", {})
-    commit = f"`{entry['commit']}`"
+def _progress(sweep: Path, notebook: str, entry: dict) -> list[ShardProgress]:
+    """Each shard's progress, in sweep order; a notebook whose sweep has not started (no
+    ``sweep.json``) lists the shards of its estimates, none begun."""
     if not (sweep / "sweep.json").exists():
-        rows = [f"| {notebook} | {commit} | {name} | not started | – | 0 min | – | "
-                f"{_hours(hours * 3600)} |" for name, hours in estimates.items()]  # fmt: skip
-        return rows, list(estimates)
+        return [ShardProgress(notebook, name, 0, 0, 0.0, False)
+                for name in entry.get("estimates_h", {})]  # fmt: skip
     record = json.loads((sweep / "sweep.json").read_text())
-    rows, unfinished = [], []
-    for shard in record["shards"]:
-        p = shard_progress(sweep, shard, notebook, record["profile"])
-        estimate = estimates.get(p.name)
-        rows.append(
-            f"| {notebook} | {commit} | {p.name} | {p.status} | {p.done:,} / {p.total:,} "
-            f"({100 * p.done / p.total:.0f}%) | {_hours(p.seconds)} | "
-            f"{_hours(p.seconds_left)} | {_hours(estimate and estimate * 3600)} |"
-        )
-        unfinished += [] if p.finished else [p.name]
-    return rows, unfinished
+    return [shard_progress(sweep, shard, notebook, record["profile"])
+            for shard in record["shards"]]  # fmt: skip
+
+
+def unfinished_in_order(
+    notebook: str, progress: list[ShardProgress], order: list[str]
+) -> list[str]:
+    """The unfinished shards of ``notebook`` in the plan's ``order``, those it does not name
+    after (in sweep order); an ``order`` naming something not a shard of the sweep is refused."""
+    unknown = [name for name in order if name not in {p.name for p in progress}]
+    if unknown:
+        raise ValueError(f"campaign.json: {notebook}'s order names {unknown}, which are not its "
+                         f"shards; name only shards of its sweep")  # fmt: skip
+    rank = {name: i for i, name in enumerate(order)}
+    unfinished = [p.name for p in progress if not p.finished]
+    return sorted(unfinished, key=lambda name: rank.get(name, len(order)))
+
+
+def _row(notebook: str, entry: dict, p: ShardProgress) -> str:
+    """One shard's table row; progress "–" before its sweep has started."""
+    estimate = entry.get("estimates_h", {}).get(p.name)
+    progress = f"{p.done:,} / {p.total:,} ({100 * p.done / p.total:.0f}%)" if p.total else "–"
+    return (f"| {notebook} | `{entry['commit']}` | {p.name} | {p.status} | {progress} | "
+            f"{_hours(p.seconds)} | {_hours(p.seconds_left)} | "
+            f"{_hours(estimate and estimate * 3600)} |")  # fmt: skip
+
+
+def _total(notebook: str, progress: list[ShardProgress], estimates_h: dict[str, float]) -> str:
+    """A notebook's line under the table: shards finished, core-hours spent and left."""
+    finished = sum(p.finished for p in progress)
+    spent = sum(p.seconds for p in progress) / 3600
+    left = hours_left(progress, estimates_h)
+    return (
+        f"- {notebook}: {finished} of {len(progress)} shards finished, {spent:.1f} spent, "
+        f"{'unknown' if left is None else f'about {left:.1f}'} left"
+    )
 
 
 def _to_continue(
     notebook: str, entry: dict, sweep: Path, unfinished: list[str], worktrees: set[str]
 ) -> list[str]:
-    """The shell lines that continue ``notebook``'s unfinished shards from a worktree at its
-    commit (made once: ``worktrees`` holds those already made), or merge its sweep once none
-    is left."""
+    """The shell lines that continue ``notebook``'s unfinished shards (in the plan's order,
+    dealt out over :data:`CORES` processes, each running its shards one at a time) from a
+    worktree at its commit (made once: ``worktrees`` holds those already made), or merge its
+    sweep once none is left."""
     if not unfinished:
         folder = os.path.relpath(sweep, project_root())
         return [f"python -m bplambda.sweep merge {folder}  # all shards done"]
@@ -174,8 +234,11 @@ def _to_continue(
         f'ln -s "$PWD/data" {worktree}/data  # after make data here',
     ]  # fmt: skip
     worktrees.add(worktree)
-    return [*setup, f"(cd {worktree} && {entry['command']} --shards {' '.join(unfinished)} "
-                    f"> ../campaign-{notebook[:2]}.log 2>&1 &)"]  # fmt: skip
+    cores = [unfinished[i::CORES] for i in range(min(CORES, len(unfinished)))]
+    return [*setup, *(
+        f'(cd {worktree} && for s in {" ".join(names)}; do {entry["command"]} --shards "$s"; '
+        f"done > ../campaign-{notebook[:2]}{chr(ord('A') + i)}.log 2>&1 &)"
+        for i, names in enumerate(cores))]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from bplambda.campaign import REPORT, batches_per_condition, main, report, shard_progress
+from bplambda.campaign import (
+    REPORT,
+    ShardProgress,
+    batches_per_condition,
+    hours_left,
+    main,
+    report,
+    shard_progress,
+)
 from bplambda.resume import save_atomically
 
 
@@ -47,8 +55,11 @@ def test_each_shard_reports_its_progress_and_time_left(campaign):
             "30 min |") in text  # fmt: skip
     assert "- 04_copy_repeat: a guess" in text
     assert "git worktree add --detach ../campaign-abc123 abc123" in text
-    assert ("(cd ../campaign-abc123 && SWEEP --shards sg oracle > ../campaign-04.log 2>&1 &)"
-            in text)  # fmt: skip
+    assert ('(cd ../campaign-abc123 && for s in sg; do SWEEP --shards "$s"; done > '
+            "../campaign-04A.log 2>&1 &)") in text  # fmt: skip
+    assert 'for s in oracle; do SWEEP --shards "$s"; done > ../campaign-04B.log' in text
+    # sg: 20 s for half; oracle: no pace and no estimate
+    assert "- 04_copy_repeat: 1 of 3 shards finished, 0.0 spent, unknown left" in text
 
 
 def test_each_notebook_continues_from_its_own_commit_and_a_finished_one_merges(campaign):
@@ -64,7 +75,7 @@ def test_each_notebook_continues_from_its_own_commit_and_a_finished_one_merges(c
     text = report(campaign)
     assert "# 03_sequential_mnist\npython -m bplambda.sweep merge " in text
     assert "../campaign-def456" not in text  # nothing of 03 is left to run
-    assert "(cd ../campaign-abc123 && SWEEP --shards sg oracle" in text
+    assert 'for s in sg; do SWEEP --shards "$s"' in text
 
 
 def test_a_planned_notebook_shows_its_estimates_before_its_sweep_starts(campaign):
@@ -75,10 +86,40 @@ def test_a_planned_notebook_shows_its_estimates_before_its_sweep_starts(campaign
     text = report(campaign)
     assert ("| 05_generalisation_curvature | `fed789` | bptt-seed0 | not started | – | 0 min | "
             "– | 1.5 h |") in text  # fmt: skip
-    assert "(cd ../campaign-fed789 && LATER --shards bptt-seed0 > ../campaign-05.log" in text
+    assert ('(cd ../campaign-fed789 && for s in bptt-seed0; do LATER --shards "$s"; done > '
+            "../campaign-05A.log") in text  # fmt: skip
+    assert (
+        "- 05_generalisation_curvature: 0 of 1 shards finished, 0.0 spent, about 1.5 left" in text
+    )
     plan["notebooks"]["05_generalisation_curvature"]["commit"] = "abc123"  # 04's
     (campaign / "campaign.json").write_text(json.dumps(plan))
     assert report(campaign).count("git worktree add --detach ../campaign-abc123") == 1
+
+
+def test_the_plans_order_runs_the_deciding_shards_first_dealt_out_over_the_cores(campaign):
+    plan = json.loads((campaign / "campaign.json").read_text())
+    plan["notebooks"]["04_copy_repeat"]["order"] = ["bptt", "oracle", "sg"]  # bptt finished
+    (campaign / "campaign.json").write_text(json.dumps(plan))
+    text = report(campaign)
+    assert text.index("| bptt |") < text.index("| sg |") < text.index("| oracle |")  # sweep's
+    assert 'for s in oracle; do SWEEP --shards "$s"; done > ../campaign-04A.log' in text
+    assert 'for s in sg; do SWEEP --shards "$s"; done > ../campaign-04B.log' in text
+    plan["notebooks"]["04_copy_repeat"]["order"] = ["oracle", "sg-seed9"]
+    (campaign / "campaign.json").write_text(json.dumps(plan))
+    with pytest.raises(ValueError, match=r"order names \['sg-seed9'\], which are not its shards"):
+        report(campaign)
+
+
+def test_hours_left_scales_the_unstarted_estimates_by_the_finished_shards_pace():
+    def shard(name: str, done: int, seconds: float, finished: bool = False) -> ShardProgress:
+        return ShardProgress("04_copy_repeat", name, done, 100, seconds, finished)
+
+    estimates = {"a": 1.0, "b": 2.0, "c": 0.5}
+    # a finished in 2 h against 1 h estimated: c's 0.5 h becomes 1 h; b is at its own pace
+    progress = [shard("a", 100, 7200.0, True), shard("b", 25, 900.0), shard("c", 0, 0.0)]
+    assert hours_left(progress, estimates) == pytest.approx(0.75 + 1.0)
+    assert hours_left(progress[1:], estimates) == pytest.approx(0.75 + 0.5)  # none finished
+    assert hours_left([*progress, shard("d", 0, 0.0)], estimates) is None
 
 
 def test_the_report_is_written_beside_the_plan_and_a_folder_without_one_is_refused(
