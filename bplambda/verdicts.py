@@ -3,9 +3,10 @@ separate. Pure numpy: the analysis and plots use it without importing any traini
 
 A claim "A < B < C" is **reproduced** when every consecutive pair's 95% intervals separate in
 the claimed direction, **NOT reproduced** when some pair separates the other way, and
-**inconclusive (n seeds)** otherwise. With n ≤ 3 seeds a percentile-bootstrap "interval" is the
-range of the seeds (min–max), and is labelled so; a separation of 2-seed ranges decides nothing
-(two seeds separate by chance far too often) and is reported as **indicative (2 seeds; …)**.
+**inconclusive (n seeds)** otherwise (**not testable** where a side has no value at all).
+With n ≤ 3 seeds a percentile-bootstrap "interval" is the range of the seeds (min–max), and is
+labelled so; a separation of 2-seed ranges decides nothing (two seeds separate by chance far
+too often) and is reported as **indicative (2 seeds; …)**.
 """
 
 from __future__ import annotations
@@ -95,6 +96,14 @@ def separated(a: Interval, b: Interval) -> int:
     return 0
 
 
+def _undecided(fewest: int) -> str:
+    """The verdict where intervals overlap, with the fewest seeds on a side; a side with no
+    value at all (e.g. no seed reached the matched loss) leaves nothing to test."""
+    if fewest == 0:
+        return "not testable (no seed on one side)"
+    return f"inconclusive ({counted(fewest, 'seeds')})"
+
+
 def _decided(verdict: str, intervals: Sequence[Interval]) -> str:
     """A verdict whose intervals separate, said with what it rests on: ranges of ≤ 3 seeds are
     named, and ≤ 2 seeds make it only indicative."""
@@ -112,7 +121,7 @@ def increasing(values: Sequence[Sequence[float]]) -> str:
         return _decided("NOT reproduced", intervals)
     if all(s > 0 for s in signs):
         return _decided("reproduced", intervals)
-    return f"inconclusive ({counted(min(i.n for i in intervals), 'seeds')})"
+    return _undecided(min(i.n for i in intervals))
 
 
 def all_positive(differences: Sequence[Sequence[float]]) -> str:
@@ -123,7 +132,7 @@ def all_positive(differences: Sequence[Sequence[float]]) -> str:
         return _decided("NOT reproduced", intervals)
     if intervals and all(i.n and i.low > 0 for i in intervals):
         return _decided("reproduced", intervals)
-    return f"inconclusive ({counted(min((i.n for i in intervals), default=0), 'seeds')})"
+    return _undecided(min((i.n for i in intervals), default=0))
 
 
 def consistent(ours: Sequence[float], theirs: Interval) -> str:
@@ -139,7 +148,7 @@ def finding(a: Sequence[float], b: Sequence[float], name_a: str, name_b: str) ->
     ia, ib = interval(a), interval(b)
     sign = separated(ia, ib)
     if sign == 0:
-        return f"inconclusive ({counted(min(ia.n, ib.n), 'seeds')})"
+        return _undecided(min(ia.n, ib.n))
     return _decided(f"finding: {name_a} {'>' if sign > 0 else '<'} {name_b}", [ia, ib])
 
 

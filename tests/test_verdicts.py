@@ -13,6 +13,7 @@ from bplambda.experiments.toy_runs import spectral_radius, toy_network
 from bplambda.metrics import signal_alignments
 from bplambda.synthesiser import synthesise
 from bplambda.verdicts import (
+    all_positive,
     both_ways,
     consistent,
     finding,
@@ -67,6 +68,10 @@ def test_findings_and_two_definitions():
     assert finding(HIGH, LOW, "faithful", "exact") == "finding: faithful > exact (on 3-seed ranges)"
     assert finding(MID, [0.4, 0.6], "a", "b") == "inconclusive (2 seeds)"
     assert both_ways("reproduced", "reproduced", ("x", "y")) == "reproduced"
+    # no seed on a side (e.g. none reached the matched loss): nothing to test, not "0 seeds"
+    nothing = "not testable (no seed on one side)"
+    assert finding(MID, [], "a", "b") == nothing == increasing([[np.nan, np.nan], MID])
+    assert all_positive([]) == nothing == all_positive([[0.1, 0.2], []])
     mixed = both_ways("reproduced", "inconclusive (5 seeds)", ("last-epoch mean", "last batch"))
     assert mixed.startswith("inconclusive (last-epoch mean: reproduced; last batch:")
 
