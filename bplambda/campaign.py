@@ -70,24 +70,15 @@ class ShardProgress:
 
 
 def batches_per_condition(notebook: str, parameters: dict, profile: str) -> list[int]:
-    """The training batches of each condition a shard of ``notebook`` runs (notebook 05: per
-    task, ``slow_iterations`` for the three-factor rules)."""
+    """The training batches of each condition a shard of ``notebook`` runs: its experiment's
+    ``training_batches`` (the notebooks the campaign follows have one)."""
     from bplambda.experiments import EXPERIMENTS
-    from bplambda.experiments.grids import grid_conditions
 
-    cfg = EXPERIMENTS[notebook].config(profile, **parameters)
-    if notebook == "03_sequential_mnist":
-        from bplambda.tasks.mnist import VALIDATION_SIZE
-
-        per_epoch = (60_000 - VALIDATION_SIZE) // cfg.batch_size
-        return [cfg.epochs * per_epoch] * len(grid_conditions(cfg))
-    if notebook == "04_copy_repeat":
-        return [cfg.updates] * len(grid_conditions(cfg))
-    if notebook == "05_generalisation_curvature":
-        from bplambda.experiments.generalisation import iterations_of, liu_conditions
-
-        return [iterations_of(c, cfg) for _ in cfg.tasks for c in liu_conditions(cfg)]
-    raise ValueError(f"the campaign does not follow {notebook!r}; it follows 03, 04 and 05")
+    module = EXPERIMENTS[notebook]
+    if not hasattr(module, "training_batches"):
+        raise ValueError(f"the campaign does not follow {notebook!r}: its experiment counts no "
+                         f"training batches; it follows 03, 04 and 05")  # fmt: skip
+    return module.training_batches(module.config(profile, **parameters))
 
 
 def shard_progress(sweep: Path, shard: dict, notebook: str, profile: str) -> ShardProgress:
@@ -169,7 +160,8 @@ def report(root: Path) -> str:
                       f"To go on (from the project folder; the sweep resumes each shard from its "
                       f"saved state; one process per core, {CORES} cores, each notebook's shards "
                       f"dealt out in the plan's order; at most {CORES} processes at once, so a "
-                      f"later notebook's lines wait for free cores):", "", "```bash", *to_continue[1:], "```"]
+                      f"later notebook's lines wait for free cores):", "", "```bash",
+                      *to_continue[1:], "```"]
                      ) + "\n"  # fmt: skip
 
 

@@ -158,3 +158,15 @@ def test_notebook_05_shards_count_the_iterations_of_their_rules():
 
     assert batches("mdgl") == [16_000, 16_000]  # both MDGL variants
     assert batches("bptt") == [10_000]
+
+
+def test_each_followed_notebook_counts_the_batches_its_run_trains():
+    """03: epochs x the training split's batches (smoke's ``limit`` caps the split); 04: the
+    updates; one entry per unit of the grid (BP(λ) once per LSTM mode); 01 is not followed."""
+    assert batches_per_condition("03_sequential_mnist", {"rules": ["bp_lambda"]}, "paper") == [
+        50 * 960] * 2  # fmt: skip
+    assert batches_per_condition("03_sequential_mnist", {"rules": ["bptt"]}, "smoke") == [
+        500 // 50]  # fmt: skip
+    assert batches_per_condition("04_copy_repeat", {"rules": ["sg"]}, "paper") == [150_000]
+    with pytest.raises(ValueError, match="counts no training batches"):
+        batches_per_condition("01_toy_alignment", {}, "smoke")

@@ -79,6 +79,12 @@ def run(cfg: Config, store: StateStore | None = None) -> pd.DataFrame:
     return run_grid(cfg, store, _copy_repeat_condition)
 
 
+def training_batches(cfg: Config) -> list[int]:
+    """Per unit of :func:`run` (a condition and its cell), the updates it trains: the
+    campaign's measure of progress (:mod:`bplambda.campaign`)."""
+    return [cfg.updates] * len(grid_condition_list(cfg))
+
+
 def _copy_repeat_condition(cfg: Config, store: StateStore | None, pair: GridUnit) -> pd.DataFrame:
     """One condition of :func:`run` (its rows, ``mean_T`` and timing rows)."""
     from bplambda.tasks.copy_repeat import CopyRepeatTask

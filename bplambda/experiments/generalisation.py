@@ -205,6 +205,12 @@ def iterations_of(condition: Condition, cfg: Config) -> int:
     return cfg.iterations
 
 
+def training_batches(cfg: Config) -> list[int]:
+    """Per task and condition of :func:`run`, the iterations it trains (:func:`iterations_of`):
+    the campaign's measure of progress (:mod:`bplambda.campaign`)."""
+    return [iterations_of(c, cfg) for _ in cfg.tasks for c in liu_conditions(cfg)]
+
+
 def checkpoint_schedule(
     cfg: Config, evaluate: Callable[[ParamGroups], dict[str, Tensor]]
 ) -> Evaluation:

@@ -107,6 +107,17 @@ def _splits(data_dir: str, split_seed: int, limit: int | None):
     return split_mnist(load_mnist(data_dir), split_seed=split_seed, limit=limit)
 
 
+def training_batches(cfg: Config) -> list[int]:
+    """Per unit of :func:`run` (a condition and its cell), the batches it trains (``epochs``
+    passes over the training split, as :func:`_mnist_condition`): the campaign's measure of
+    progress (:mod:`bplambda.campaign`)."""
+    from bplambda.tasks.mnist import TRAIN_IMAGES, VALIDATION_SIZE
+
+    images = TRAIN_IMAGES - VALIDATION_SIZE
+    images = images if cfg.limit is None else min(images, cfg.limit)
+    return [cfg.epochs * (images // cfg.batch_size)] * len(grid_condition_list(cfg))
+
+
 def _mnist_condition(cfg: Config, store: StateStore | None, pair: GridUnit) -> pd.DataFrame:
     """One condition of :func:`run` (its rows and its timing rows)."""
     from bplambda.evaluate import classification_metrics

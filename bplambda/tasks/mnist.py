@@ -29,6 +29,8 @@ MNIST_FILES = (
     "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
     "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
 )  # fmt: skip
+TRAIN_IMAGES = 60_000
+"""MNIST's training images, which :func:`split_mnist` splits into training and validation."""
 VALIDATION_SIZE = 12_000
 NOISE_SIGMA = 0.2  # Liu et al.'s noisy test set
 
