@@ -45,8 +45,9 @@ CORES = 2
 @dataclass(frozen=True)
 class ShardProgress:
     """One shard of a sweep: ``done``/``total`` training batches summed over its conditions,
-    the wall ``seconds`` they took (over every sitting), and whether its run finished
-    (its raw tables written)."""
+    the wall ``seconds`` they took (over every sitting), whether its run finished (its raw
+    tables written), and its ``rules`` (from its parameters; empty where they are not
+    known): shards of the same rules cost alike."""
 
     notebook: str
     name: str
@@ -54,6 +55,7 @@ class ShardProgress:
     total: int
     seconds: float
     finished: bool
+    rules: tuple[str, ...] = ()
 
     @property
     def status(self) -> str:
@@ -96,23 +98,29 @@ def shard_progress(sweep: Path, shard: dict, notebook: str, profile: str) -> Sha
     finished = raw.exists() and any(raw.iterdir())
     total = sum(per_condition)
     return ShardProgress(notebook, shard["name"], total if finished else done, total, seconds,
-                         finished)  # fmt: skip
+                         finished, tuple(shard["parameters"].get("rules", ())))  # fmt: skip
 
 
 def hours_left(progress: list[ShardProgress], estimates_h: dict[str, float]) -> float | None:
     """A notebook's core-hours left: a started shard's at its own pace so far, a shard not
-    started at its estimate before start times the finished shards' ratio of measured to
-    estimated time (the estimate alone while none has finished); ``None`` where a shard has
-    neither pace nor estimate."""
+    started at its estimate before start times the ratio of measured to estimated time of the
+    finished shards of its rules (of all finished shards while none of its rules has finished;
+    the estimate alone while none has); ``None`` where a shard has neither pace nor estimate."""
     finished = [p for p in progress if p.finished and p.name in estimates_h]
-    scale = (sum(p.seconds for p in finished) / 3600 / sum(estimates_h[p.name] for p in finished)
-             if finished else 1.0)  # fmt: skip
+
+    def scale(shards: list[ShardProgress]) -> float | None:
+        if not shards:
+            return None
+        return sum(p.seconds for p in shards) / 3600 / sum(estimates_h[p.name] for p in shards)
+
+    pooled = scale(finished) or 1.0
     left = 0.0
     for p in progress:
         if p.done:
             left += p.seconds_left / 3600
         elif p.name in estimates_h:
-            left += estimates_h[p.name] * scale
+            alike = [f for f in finished if p.rules and f.rules == p.rules]
+            left += estimates_h[p.name] * (scale(alike) or pooled)
         else:
             return None
     return left

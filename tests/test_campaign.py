@@ -111,8 +111,9 @@ def test_the_plans_order_runs_the_deciding_shards_first_dealt_out_over_the_cores
 
 
 def test_hours_left_scales_the_unstarted_estimates_by_the_finished_shards_pace():
-    def shard(name: str, done: int, seconds: float, finished: bool = False) -> ShardProgress:
-        return ShardProgress("04_copy_repeat", name, done, 100, seconds, finished)
+    def shard(name: str, done: int, seconds: float, finished: bool = False,
+              rules: tuple[str, ...] = ()) -> ShardProgress:  # fmt: skip
+        return ShardProgress("04_copy_repeat", name, done, 100, seconds, finished, rules)
 
     estimates = {"a": 1.0, "b": 2.0, "c": 0.5}
     # a finished in 2 h against 1 h estimated: c's 0.5 h becomes 1 h; b is at its own pace
@@ -120,6 +121,14 @@ def test_hours_left_scales_the_unstarted_estimates_by_the_finished_shards_pace()
     assert hours_left(progress, estimates) == pytest.approx(0.75 + 1.0)
     assert hours_left(progress[1:], estimates) == pytest.approx(0.75 + 0.5)  # none finished
     assert hours_left([*progress, shard("d", 0, 0.0)], estimates) is None
+    # with rules: an unstarted shard takes the ratio of finished shards of its own rules
+    estimates = {"bptt0": 1.0, "sg0": 1.0, "bptt1": 1.0, "sg1": 2.0, "tbptt1": 1.0}
+    progress = [shard("bptt0", 100, 3 * 3600.0, True, ("bptt",)),
+                shard("sg0", 100, 1.5 * 3600.0, True, ("sg",)),
+                shard("bptt1", 0, 0.0, rules=("bptt",)), shard("sg1", 0, 0.0, rules=("sg",)),
+                shard("tbptt1", 0, 0.0, rules=("tbptt",))]  # fmt: skip
+    # bptt 3x, sg 1.5x, tbptt the pooled (3 + 1.5) / 2 = 2.25x
+    assert hours_left(progress, estimates) == pytest.approx(3.0 + 3.0 + 2.25)
 
 
 def test_the_report_is_written_beside_the_plan_and_a_folder_without_one_is_refused(
