@@ -194,3 +194,37 @@ def test_copy_repeat_counts_a_model_whose_solved_length_still_grew_as_improving(
             + levels("SG(5)", 0, [(0, 0), (60, 9), (90, 9)]))  # fmt: skip
     flags = _improving_at_the_end(pd.DataFrame(rows)).set_index("condition").improving
     assert flags["BPTT"] and not flags["SG(5)"]
+
+
+def _trained_levels(condition, seed, levels, every=50, diverged=False, family="bp_lambda"):
+    """Run-table rows of one model's level ``T``, logged every ``every`` updates from 0."""
+    return [{"condition": condition, "family": family, "lmbda": 1.0, "n": None,
+             "variant": "default", "seed": seed, "diverged": diverged, "batch": every * i,
+             "t": -1, "metric": "T", "value": T} for i, T in enumerate(levels)]  # fmt: skip
+
+
+def test_level_stays_count_the_updates_from_one_level_to_the_next():
+    from bplambda.experiments.copy_repeat_curriculum import level_stays
+
+    stays = level_stays(pd.DataFrame(_trained_levels("BP(1)", 0, [5, 5, 7, 7, 7])))
+    # logged at 0, 50, …, 200: T = 7 from update 100 to the last (the 201st)
+    assert stays[["T", "reached", "updates", "last"]].values.tolist() == [
+        [5, 0, 100, False],
+        [7, 100, 101, True],
+    ]
+
+
+def test_plateaus_take_each_seeds_last_and_longest_stay_and_set_a_diverged_seed_apart():
+    from bplambda.experiments.copy_repeat_curriculum import level_plateaus, level_stays
+
+    table = pd.DataFrame(
+        _trained_levels("BP(1)", 0, [5, 7, 7, 7, 9, 9])  # longest at 7 (150), last at 9 (51)
+        + _trained_levels("BP(1)", 1, [5, 5, 7, 7, 7, 7])  # longest = last: 7 (151)
+        + _trained_levels("BP(1)", 2, [5, 5, 5, 5, 5, 5], diverged=True)
+    )
+    plateaus = level_plateaus(level_stays(table), table).set_index("stay")
+    assert plateaus.loc["last", "mean"] == pytest.approx((51 + 151) / 2)
+    assert plateaus.loc["longest", "mean"] == pytest.approx((150 + 151) / 2)
+    assert plateaus.loc["last", "levels"] == "7, 9"
+    assert plateaus.loc["longest", "levels"] == "7, 7"
+    assert (plateaus.seeds == 2).all() and (plateaus.diverged == 1).all()

@@ -19,6 +19,7 @@ from bplambda.experiments.options import shardable
 from bplambda.experiments.runs import StateStore, per_seed_rows, run_condition
 from bplambda.labels import DEFAULT_VARIANT, TRUNCATED, in_condition_order, named, with_labels
 from bplambda.profiles import configure
+from bplambda.results import markdown_table
 from bplambda.verdicts import increasing
 from bplambda.wording import counted
 
@@ -118,10 +119,71 @@ def solved_length(N: pd.Series, R: pd.Series) -> pd.Series:
     return solved.where((N > 1) | (R > 1), 0)
 
 
+def level_stays(table: pd.DataFrame) -> pd.DataFrame:
+    """Per model, each curriculum level it trained at, in order: ``condition``, ``seed``,
+    ``diverged``, ``T`` (the level's sequence length), ``reached`` (the first logged update at
+    that level: it got there at most ``log_every`` updates earlier), ``updates`` (from
+    ``reached`` to the next level's, or to the model's last update) and ``last`` (the level it
+    ended at, unsolved).
+
+    table: the run table of :func:`run`; its ``T`` rows are the levels (a level only grows)."""
+    model = ["condition", "seed"]
+    trained = table[table.metric == "T"].sort_values([*model, "batch"])
+    starts = trained[trained.groupby(model)["value"].diff().ne(0)]  # a model's first row too
+    end = (trained.groupby(model)["batch"].max() + 1).rename("end").reset_index()
+    stays = starts[[*model, "diverged", "batch", "value"]].rename(
+        columns={"batch": "reached", "value": "T"}
+    )
+    stays = stays.merge(end, on=model).reset_index(drop=True)
+    following = stays.groupby(model)["reached"].shift(-1)
+    stays["last"] = following.isna()
+    stays["updates"] = (following.fillna(stays["end"]) - stays["reached"]).astype(int)
+    return stays.drop(columns="end")
+
+
+def level_plateaus(stays: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """Per condition, the updates its models spent at one level: ``stay = "last"``, the level
+    each ended at; ``"longest"``, the level it trained at longest (the earlier of a tie).
+    :func:`~bplambda.analysis.summarise` of them over seeds (``mean``, ``low``, ``high``,
+    ``interval``, ``seeds``, ``diverged``), and ``levels``: the T of those stays, one per seed
+    that did not diverge.
+
+    A stay that fills much of the budget is a plateau, which a shorter run cannot tell apart
+    from a slow climb."""
+    model = ["condition", "seed"]
+    longest = stays.loc[stays.groupby(model)["updates"].idxmax()]
+    picked = pd.concat([stays[stays["last"]].assign(stay="last"), longest.assign(stay="longest")])
+    keys = ["condition", "stay"]
+    summary = summarise(picked.rename(columns={"updates": "value"}), keys)
+    healthy = picked[~picked.diverged.astype(bool)].sort_values("T")
+    levels = healthy.groupby(keys)["T"].agg(lambda T: ", ".join(f"{t:g}" for t in T))
+    summary = summary.merge(levels.rename("levels").reset_index(), on=keys, how="left")
+    return in_condition_order(summary, table)
+
+
+def plateau_markdown(plateaus: pd.DataFrame, cfg: Config) -> str:
+    """The summary's paragraph and table on :func:`level_plateaus`, in whole updates."""
+    columns = ["condition", "stay", "levels", "mean", "low", "high", "interval", "seeds",
+               "diverged"]  # fmt: skip
+    whole = {c: plateaus[c].map(lambda v: "" if pd.isna(v) else f"{v:,.0f}")
+             for c in ("mean", "low", "high")}  # fmt: skip
+    shown = plateaus[columns].assign(**whole)
+    return (
+        f"**Updates at one level** of {cfg.updates:,} (mean over seeds and [low, high], as "
+        f"above; levels are logged every {cfg.log_every:,} updates): `last`, at the level each "
+        "model ended at without solving it; `longest`, at the level it trained at longest, "
+        "with the T of those levels, one per seed. A stay that fills much of the budget is a "
+        "plateau, which a shorter run cannot tell apart from a slow climb.\n\n"
+        + markdown_table(shown)
+    )
+
+
 def tables(table: pd.DataFrame, cfg: Config) -> dict[str, pd.DataFrame]:
     """``levels``: per logged update the level being trained (N, R, T) and ``solved_T``, the
     largest T solved so far (what the claims compare); ``final``: each seed's last level and
-    the largest T solved; ``solved``: mean and interval over seeds; ``timing``."""
+    the largest T solved; ``solved``: mean and interval over seeds; ``timing``; ``stays``:
+    each model's levels and the updates it spent at each (:func:`level_stays`);
+    ``plateaus``: per condition the longest and the last of those stays (:func:`level_plateaus`)."""
     levels = table[table.metric.isin(["N", "R", "T"])]
     wide = levels.pivot_table(index=["condition", "seed", "diverged", "batch"], columns="metric",
                               values="value").reset_index()  # fmt: skip
@@ -137,7 +199,9 @@ def tables(table: pd.DataFrame, cfg: Config) -> dict[str, pd.DataFrame]:
     summary = in_condition_order(summary, table)
     timing = table[table.metric.isin(["seconds_per_1000_updates", "mean_T"])]
     timing = timing.pivot_table(index="condition", columns="metric", values="value").reset_index()
-    return {"levels": levels, "final": final, "solved": summary, "timing": timing}
+    stays = level_stays(table)
+    return {"levels": levels, "final": final, "solved": summary, "timing": timing,
+            "stays": stays, "plateaus": level_plateaus(stays, table)}  # fmt: skip
 
 
 def claims(tables: dict[str, pd.DataFrame], cfg: Config) -> list[dict]:
