@@ -196,9 +196,9 @@ def test_copy_repeat_counts_a_model_whose_solved_length_still_grew_as_improving(
     assert flags["BPTT"] and not flags["SG(5)"]
 
 
-def _trained_levels(condition, seed, levels, every=50, diverged=False, family="bp_lambda"):
-    """Run-table rows of one model's level ``T``, logged every ``every`` updates from 0."""
-    return [{"condition": condition, "family": family, "lmbda": 1.0, "n": None,
+def _trained_levels(condition, seed, levels, every=50, diverged=False):
+    """Run-table rows of one BP(1) model's level ``T``, logged every ``every`` updates from 0."""
+    return [{"condition": condition, "family": "bp_lambda", "lmbda": 1.0, "n": None,
              "variant": "default", "seed": seed, "diverged": diverged, "batch": every * i,
              "t": -1, "metric": "T", "value": T} for i, T in enumerate(levels)]  # fmt: skip
 
