@@ -67,6 +67,7 @@ from bplambda.cluster_jobs import failed_jobs
 from bplambda.errors import ParameterError
 from bplambda.paths import project_path
 from bplambda.reproduce import notebooks, run_notebook
+from bplambda.results import write_text
 
 SHARD_BY = ("seeds", "conditions", "conditions-seeds")
 EXECUTORS = ("slurm", "local", "serial")
@@ -214,8 +215,9 @@ def selected(shards: list[tuple[str, dict[str, Any]]], names: list[str] | None) 
 
 
 def write_record(output_dir: Path, record: dict[str, Any]) -> None:
-    """``output_dir/sweep.json``; refuses a folder that holds a sweep of other settings (its
-    shards would be merged with these)."""
+    """``output_dir/sweep.json``, renamed into place: shards started together into one folder
+    each write it, and one must never read another's half-written record. Refuses a folder that
+    holds a sweep of other settings (its shards would be merged with these)."""
     path = output_dir / RECORD
     if path.exists():
         settings = ("notebook", "profile", "parameters", "shard_by", "seed_groups")
@@ -225,8 +227,7 @@ def write_record(output_dir: Path, record: dict[str, Any]) -> None:
                 f"{output_dir} holds a sweep of other settings ({held}); pass another "
                 "--output-dir or remove that folder"
             )
-    output_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1))
+    write_text(json.dumps(record, indent=1), output_dir, RECORD)
 
 
 def submit(args: argparse.Namespace) -> int:

@@ -234,6 +234,23 @@ def test_a_sweep_refuses_an_unknown_shard_and_a_folder_of_another_sweep(tmp_path
     assert not (tmp_path / "shards").exists()
 
 
+def test_a_sweep_record_is_renamed_into_place_so_shards_started_together_never_read_half(
+    tmp_path, monkeypatch
+):
+    # Two shards launched at once into one folder each write sweep.json; written in place, one
+    # read the other's truncated file and stopped with "Expecting value: line 1 column 1".
+    renamed, rename = [], os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (renamed.append(Path(b)), rename(a, b)))
+    record = {"notebook": "01_toy_alignment", "profile": "smoke", "parameters": {},
+              "shard_by": "seeds", "shards": []}  # fmt: skip
+    folder = tmp_path / "sweep"
+    sweep.write_record(folder, record)
+    sweep.write_record(folder, record)  # the second shard: same settings, accepted
+    assert renamed == [folder / sweep.RECORD] * 2
+    assert json.loads((folder / sweep.RECORD).read_text()) == record
+    assert [p.name for p in folder.iterdir()] == [sweep.RECORD]  # no temporary file left
+
+
 def test_papermill_does_not_warn_of_the_parameters_a_sweep_sets(caplog):
     assert set(sweep.SHARD_PARAMETERS) == {f.name for f in fields(ShardOptions)}
     sweep.quiet_shard_parameters()
