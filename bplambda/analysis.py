@@ -10,6 +10,7 @@ computed on both is kept only where both agree (:func:`both_finals`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -163,16 +164,20 @@ def summary_markdown(title: str, cfg: object, table: pd.DataFrame, notes: str = 
 
     The settings are those that decide the result: not where it runs or is written, nor the
     shard plumbing (a merge's shard folders are machine paths); the experiment's own first,
-    then those every config shares."""
+    then those every config shares. A merge names its shards by folder (which seeds of which
+    rules went in: a merge of the finished shards only may hold fewer than the settings list)."""
     hidden = (*NOT_IN_KEY, "device", "profile", "data_dir")
     own = type(cfg).__dict__.get("__annotations__", {})
     ordered = sorted(vars(cfg).items(), key=lambda item: item[0] not in own)  # stable
     settings = ", ".join(f"{k}={v}" for k, v in ordered if k not in hidden)
     device = resolve_device(cfg.device)
+    shards = ", ".join(Path(folder).name for folder in getattr(cfg, "merge_from", ()))
+    merged = f"Merged from the run tables of the shards {shards}."
     return "\n\n".join(
         part for part in [
             f"**{title}** (profile `{cfg.profile}`, device `{device}`)",
             f"Settings: {settings}.",
+            merged if shards else "",
             markdown_table(table),
             notes,
             provenance_line(cfg),

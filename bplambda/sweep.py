@@ -5,7 +5,7 @@
         [--executor slurm|local|serial] [--output-dir DIR]
         [--shards NAME ...] [--partition P] [--gpus N] [--time MINUTES] [--mem-gb G]
         [--cpus N] [--slurm KEY=VALUE ...] [--wait]
-    python -m bplambda.sweep merge OUTPUT_DIR
+    python -m bplambda.sweep merge OUTPUT_DIR [--finished-only]
 
 A shard is the notebook with the same parameters except one seed (``--shard-by seeds``: the
 ``seeds`` list, and any other seed list such as notebook 01's ``plastic_seeds`` dealt out in
@@ -23,6 +23,8 @@ can simply be submitted again (``--shards NAME``: only that one).
 instead of training (:func:`bplambda.experiments.options.shardable`), and the notebook builds its
 tables, figures, summary and claims from them as a single run would (the same rows, shard
 by shard; float32 rounding differs between one seed alone and seeds stacked, float64 agrees).
+A merge waits for every shard; ``--finished-only`` merges those finished and names the others
+(a long campaign's look part-way: each condition counts only its finished shards' seeds).
 ``OUTPUT_DIR/sweep.json`` records the notebook, profile, parameters and shards, the shard
 folders relative to ``OUTPUT_DIR`` (a sweep folder can be moved or committed and merged
 elsewhere); a second sweep with other parameters into the same folder is refused.
@@ -314,10 +316,12 @@ def failures(calls: list[tuple[str, Callable[[], object]]]) -> list[str]:
     return failed
 
 
-def merge(output_dir: Path) -> int:
+def merge(output_dir: Path, finished_only: bool = False) -> int:
     """The notebook once more into ``output_dir``, from the shards' raw tables; refused, the
     unfinished shards named, while a shard's folder holds no executed notebook (it is moved
-    there only when the shard ran through)."""
+    there only when the shard ran through). ``finished_only``: merge the finished shards and
+    name those left out, for a look at a long sweep part-way (a condition then counts only
+    its finished shards' seeds; the summary names the shards merged)."""
     record_path = output_dir / RECORD
     if not record_path.exists():
         print(f"sweep merge: {output_dir} holds no {RECORD}; pass a sweep's output folder",
@@ -326,16 +330,24 @@ def merge(output_dir: Path) -> int:
     record = json.loads(record_path.read_text())
     (notebook,) = notebooks([record["notebook"]])
     # relative to the sweep folder (absolute in records written before that)
-    folders = [output_dir / shard["folder"] for shard in record["shards"]]
-    unfinished = [shard["name"] for shard, folder in zip(record["shards"], folders)
+    folders = {shard["name"]: output_dir / shard["folder"] for shard in record["shards"]}
+    unfinished = [name for name, folder in folders.items()
                   if not (folder / notebook.name).exists()]  # fmt: skip
-    if unfinished:
+    if unfinished and not finished_only:
         print(f"sweep merge: shards {unfinished} have not finished (no executed "
               f"{notebook.name} in their folders); submit them again with --shards "
-              f"{' '.join(unfinished)} (they resume from their saved state); the jobs' logs "
-              f"are in {output_dir / 'submitit'}", file=sys.stderr)  # fmt: skip
+              f"{' '.join(unfinished)} (they resume from their saved state), or pass "
+              f"--finished-only to merge the others; the jobs' logs are in "
+              f"{output_dir / 'submitit'}", file=sys.stderr)  # fmt: skip
         return 1
-    parameters = {**record["parameters"], "merge_from": list(map(str, folders))}
+    if len(unfinished) == len(folders):
+        print(f"sweep merge: no shard of {output_dir} has finished yet (no executed "
+              f"{notebook.name} in their folders); nothing to merge", file=sys.stderr)  # fmt: skip
+        return 1
+    if unfinished:
+        print(f"sweep merge: leaving out the unfinished shards {unfinished}", flush=True)
+    merged = [str(folder) for name, folder in folders.items() if name not in unfinished]
+    parameters = {**record["parameters"], "merge_from": merged}
     quiet_shard_parameters()
     print(run_notebook(notebook, output_dir, record["profile"], parameters))
     return 0
@@ -351,10 +363,14 @@ def _key_value(text: str) -> tuple[str, str]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["merge"]:
-        if len(argv) != 2:
-            print("usage: python -m bplambda.sweep merge OUTPUT_DIR", file=sys.stderr)
-            return 2
-        return merge(project_path(argv[1]))
+        parser = argparse.ArgumentParser(
+            prog="python -m bplambda.sweep merge", description="Merge a sweep's shards."
+        )
+        parser.add_argument("output_dir", help="the sweep's output folder")
+        parser.add_argument("--finished-only", action="store_true",
+                            help="merge the finished shards, naming those left out")  # fmt: skip
+        args = parser.parse_args(argv[1:])
+        return merge(project_path(args.output_dir), args.finished_only)
     from bplambda.profiles import PROFILES
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -152,6 +152,30 @@ def test_a_merge_names_the_shards_that_have_not_finished(tmp_path, capsys, monke
     assert merged[0]["merge_from"] == [str(f) for f in folders]
 
 
+def test_a_merge_of_the_finished_shards_only_leaves_the_others_out_and_names_them(
+    tmp_path, capsys, monkeypatch
+):
+    shards = [{"name": name, "folder": f"shards/{i}-{name}", "parameters": {}}
+              for i, name in enumerate("abc")]  # fmt: skip
+    (tmp_path / "sweep.json").write_text(json.dumps(
+        {"notebook": "01_toy_alignment", "profile": "smoke", "parameters": {"seeds": [0, 1]},
+         "shard_by": "seeds", "shards": shards}))  # fmt: skip
+    merged = []
+    monkeypatch.setattr(sweep, "run_notebook", lambda *args: merged.append(args[3]))
+    assert sweep.main(["merge", str(tmp_path), "--finished-only"]) == 1  # none finished
+    assert not merged and "no shard" in capsys.readouterr().err
+    for name in "ac":
+        folder = tmp_path / "shards" / f"{'abc'.index(name)}-{name}"
+        folder.mkdir(parents=True)
+        (folder / "01_toy_alignment.ipynb").write_text("{}")
+    assert sweep.main(["merge", str(tmp_path)]) == 1  # the whole sweep still waits for b
+    assert "--finished-only" in capsys.readouterr().err and not merged
+    assert sweep.main(["merge", str(tmp_path), "--finished-only"]) == 0
+    finished = [str(tmp_path / "shards" / folder) for folder in ("0-a", "2-c")]
+    assert merged == [{"seeds": [0, 1], "merge_from": finished}]
+    assert "leaving out the unfinished shards ['b']" in capsys.readouterr().out
+
+
 def test_a_slurm_time_limit_that_would_end_every_job_at_once_is_refused(tmp_path, capsys):
     options = ["01", "--profile", "smoke", "--shard-by", "seeds", "--output-dir", str(tmp_path)]
     assert sweep.main([*options, "--time", "1"]) == 2

@@ -96,6 +96,10 @@ def test_the_summary_settings_leave_out_where_a_run_was_written_and_merged_from(
     assert "seeds=" in text and "updates=" in text
     for plumbing in ("merge_from", "save_raw", "output_dir", "/somewhere"):
         assert plumbing not in text
+    # which shards went in, by folder name: a merge of the finished ones may hold fewer seeds
+    assert "Merged from the run tables of the shards 0-bptt." in text
+    alone = summary_markdown("Copy-repeat", copy_repeat_curriculum.config("smoke"), table)
+    assert "Merged" not in alone
 
 
 def test_a_summary_says_which_code_made_it():
