@@ -172,12 +172,12 @@ def summary_markdown(title: str, cfg: object, table: pd.DataFrame, notes: str = 
     settings = ", ".join(f"{k}={v}" for k, v in ordered if k not in hidden)
     device = resolve_device(cfg.device)
     shards = ", ".join(Path(folder).name for folder in getattr(cfg, "merge_from", ()))
-    merged = f"Merged from the run tables of the shards {shards}."
+    merged = f"Merged from the run tables of the shards {shards}." if shards else ""
     return "\n\n".join(
         part for part in [
             f"**{title}** (profile `{cfg.profile}`, device `{device}`)",
             f"Settings: {settings}.",
-            merged if shards else "",
+            merged,
             markdown_table(table),
             notes,
             provenance_line(cfg),

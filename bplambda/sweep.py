@@ -331,8 +331,8 @@ def merge(output_dir: Path, finished_only: bool = False) -> int:
     (notebook,) = notebooks([record["notebook"]])
     # relative to the sweep folder (absolute in records written before that)
     folders = {shard["name"]: output_dir / shard["folder"] for shard in record["shards"]}
-    unfinished = [name for name, folder in folders.items()
-                  if not (folder / notebook.name).exists()]  # fmt: skip
+    finished = [str(folder) for folder in folders.values() if (folder / notebook.name).exists()]
+    unfinished = [name for name, folder in folders.items() if str(folder) not in finished]
     if unfinished and not finished_only:
         print(f"sweep merge: shards {unfinished} have not finished (no executed "
               f"{notebook.name} in their folders); submit them again with --shards "
@@ -340,14 +340,13 @@ def merge(output_dir: Path, finished_only: bool = False) -> int:
               f"--finished-only to merge the others; the jobs' logs are in "
               f"{output_dir / 'submitit'}", file=sys.stderr)  # fmt: skip
         return 1
-    if len(unfinished) == len(folders):
+    if not finished:
         print(f"sweep merge: no shard of {output_dir} has finished yet (no executed "
               f"{notebook.name} in their folders); nothing to merge", file=sys.stderr)  # fmt: skip
         return 1
     if unfinished:
         print(f"sweep merge: leaving out the unfinished shards {unfinished}", flush=True)
-    merged = [str(folder) for name, folder in folders.items() if name not in unfinished]
-    parameters = {**record["parameters"], "merge_from": merged}
+    parameters = {**record["parameters"], "merge_from": finished}
     quiet_shard_parameters()
     print(run_notebook(notebook, output_dir, record["profile"], parameters))
     return 0
