@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -66,9 +67,9 @@ def provenance_line(cfg: object) -> str:
 def stamp_notebook(notebook: dict, output: Path, cfg: object, seconds: float) -> dict:
     """An executed notebook (nbformat's dict), to be written to ``output``, with
     :func:`provenance` in its metadata (``wall_seconds``: the whole execution's, ``seconds``)
-    and papermill's input and output paths, and the path parameters it passed (in its metadata
-    and in the injected-parameters cell), relative to the project, so that a committed notebook
-    names no one's machine."""
+    and papermill's input and output paths, its parameters and every path in its cells' text
+    (sources and outputs, e.g. the displayed ``cfg``) relative to the project, so that a
+    committed notebook names no one's machine."""
     metadata = notebook.setdefault("metadata", {})
     metadata[METADATA_KEY] = {**provenance(cfg), "wall_seconds": f"{seconds:.0f}"}
     papermill = metadata.setdefault("papermill", {})
@@ -78,13 +79,49 @@ def stamp_notebook(notebook: dict, output: Path, cfg: object, seconds: float) ->
     paths = {}
     for name, value in papermill.get("parameters", {}).items():
         papermill["parameters"][name] = _relative_paths(value, paths)
+    return relativise_cells(notebook, paths)
+
+
+PROJECT_FOLDERS = ("results", "notebooks", "data", "bplambda", "tests", "docs", ".venv")
+"""The project's own top-level folders: an absolute path through one of them leads into a
+checkout of the project, wherever that checkout lay."""
+ABSOLUTE_PROJECT_PATH = re.compile(
+    r"(?<![\w.~/-])/(?:[^/\s'\"<>]+/)+?(?=(?:"
+    + "|".join(map(re.escape, PROJECT_FOLDERS))
+    + r")(?:/|['\"\s,)]|$))"
+)
+"""The machine-specific head of such a path (``/home/me/bplambda/``), up to the project folder
+it leads into; what follows is the path relative to the project."""
+TEXT_OUTPUT_FIELDS = ("text", "traceback")
+"""An output's own text fields (a stream's ``text``, an error's ``traceback``); its ``data``
+holds text under the ``text/*`` types and binary (base64 images) under the others."""
+
+
+def relativise_cells(notebook: dict, replaced: dict[str, str] | None = None) -> dict:
+    """``notebook`` with each absolute path in its cells' sources and text outputs made
+    relative: first the paths in ``replaced`` (absolute → what :func:`_relative_paths` made
+    of it) and this project's root, the longest first so that a folder's shards keep their
+    folder; then the head of any path into a project folder of another checkout
+    (:data:`ABSOLUTE_PROJECT_PATH`), e.g. the worktree a campaign ran in."""
+    replacements = {**(replaced or {}), f"{project_root()}{os.sep}": ""}
+    longest_first = sorted(replacements.items(), key=lambda item: -len(item[0]))
+
+    def relative(text: str | list[str]) -> str | list[str]:
+        if isinstance(text, list):
+            return [relative(line) for line in text]
+        for absolute, short in longest_first:
+            text = text.replace(absolute, short)
+        return ABSOLUTE_PROJECT_PATH.sub("", text)
+
     for cell in notebook.get("cells", []):
-        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
-            source = "".join(cell["source"])
-            for absolute, relative in paths.items():
-                source = source.replace(f'"{absolute}"', f'"{relative}"').replace(
-                    f"'{absolute}'", f"'{relative}'")  # fmt: skip
-            cell["source"] = source
+        cell["source"] = relative(cell.get("source", ""))
+        for output in cell.get("outputs", []):
+            for field in TEXT_OUTPUT_FIELDS:
+                if field in output:
+                    output[field] = relative(output[field])
+            data = output.get("data", {})
+            for mime in [m for m in data if m.startswith("text/")]:
+                data[mime] = relative(data[mime])
     return notebook
 
 

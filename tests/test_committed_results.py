@@ -73,6 +73,18 @@ def test_every_committed_notebooks_imports_resolve():
                             importlib.import_module(alias.name)
 
 
+def test_no_committed_notebook_names_a_machine_path_into_a_project_checkout():
+    """The cells of a committed executed notebook (sources and outputs, e.g. the displayed
+    ``cfg``) give the project's paths relative to it, not as the absolute path of the
+    checkout or worktree that ran it (:func:`bplambda.provenance.relativise_cells`)."""
+    from bplambda.provenance import ABSOLUTE_PROJECT_PATH
+
+    for name, path in _results_notebooks().items():
+        cells = json.dumps(json.loads(path.read_text())["cells"])
+        heads = {m.group(0) for m in ABSOLUTE_PROJECT_PATH.finditer(cells)}
+        assert not heads, f"{name} names {sorted(heads)}"
+
+
 def test_no_committed_interval_over_3_seeds_or_fewer_is_called_a_ci():
     """Intervals are written "(95% CI, n seeds)" or "(range, n seeds)", "(range, 1 seed)"
     (:func:`bplambda.verdicts.interval_kind`)."""

@@ -121,7 +121,9 @@ def test_a_summary_says_which_code_made_it():
 
 def test_a_stamped_notebook_names_no_absolute_path_of_the_project():
     """Issue 24, item 4: papermill's metadata and injected cell held machine-absolute paths
-    (``output_dir``, a merge's ``merge_from``); stamped, they are relative to the project."""
+    (``output_dir``, a merge's ``merge_from``); stamped, they are relative to the project. So
+    are the paths in the cells' outputs (the displayed ``cfg``, a warning's source line), also
+    where another checkout made them (a campaign's worktree); base64 images are left alone."""
     import json
     from types import SimpleNamespace
 
@@ -132,8 +134,17 @@ def test_a_stamped_notebook_names_no_absolute_path_of_the_project():
     out, shard = root / "results" / "x", root / "results" / "x" / "shards" / "0-a"
     source = f"# Parameters\noutput_dir = \"{out}\"\nmerge_from = ['{shard}']\n"
     parameters = {"output_dir": str(out), "jobs": 1, "merge_from": [str(shard)]}
+    shown = f"Config(data_root='/elsewhere/worktree/data', output_dir='{out}', ratio=1/2)"
+    warning = ["/elsewhere/worktree/.venv/lib/torch/x.py:9: UserWarning: w\n", "results/y\n"]
+    image = "iVBO/home/me/results/AAA="  # base64 may hold anything that looks like a path
+    outputs = [
+        {"output_type": "execute_result", "data": {"text/plain": shown, "image/png": image}},
+        {"output_type": "stream", "name": "stderr", "text": warning},
+    ]
     notebook = {"cells": [{"cell_type": "code", "metadata": {"tags": ["injected-parameters"]},
-                           "source": source}],
+                           "source": source},
+                          {"cell_type": "code", "metadata": {}, "source": "cfg",
+                           "outputs": outputs}],
                 "metadata": {"papermill": {"input_path": str(root / "notebooks" / "x.ipynb"),
                                            "parameters": parameters}}}  # fmt: skip
     stamped = stamp_notebook(notebook, out / "x.ipynb", SimpleNamespace(profile="smoke"), 1.0)
@@ -142,6 +153,11 @@ def test_a_stamped_notebook_names_no_absolute_path_of_the_project():
     assert parameters == {"output_dir": "results/x", "jobs": 1,
                           "merge_from": ["results/x/shards/0-a"]}  # fmt: skip
     assert 'output_dir = "results/x"' in stamped["cells"][0]["source"]
+    data = stamped["cells"][1]["outputs"][0]["data"]
+    assert data["text/plain"] == "Config(data_root='data', output_dir='results/x', ratio=1/2)"
+    assert data["image/png"] == image
+    assert stamped["cells"][1]["outputs"][1]["text"] == [
+        ".venv/lib/torch/x.py:9: UserWarning: w\n", "results/y\n"]  # fmt: skip
 
 
 def test_save_figure_refuses_an_unreadable_figure_where_asked(tmp_path, monkeypatch):
