@@ -85,7 +85,11 @@ def write_text(text: str, output_dir: str | Path, name: str) -> Path:
 
 def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
     """A small DataFrame as a GitHub Markdown table (no extra dependency): ``digits`` decimals
-    for values in [1e-3, 1e4), ``digits`` significant digits outside (never ``0.000``)."""
+    for values in [1e-3, 1e4), ``digits`` significant digits outside (never ``0.000``). A
+    table without columns (nothing to show, e.g. no pair of identical rules in a one-rule
+    shard) cannot be drawn as one: it reads "(none)"."""
+    if table.columns.empty:
+        return "(none)"
 
     def cell(v: object) -> str:
         if isinstance(v, float):

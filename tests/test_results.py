@@ -28,6 +28,12 @@ def test_markdown_table_keeps_significant_digits_of_small_and_large_values():
     assert cells == ["0.123", "4.2e-05", "0.000", "1.23e+05", ""]
 
 
+def test_markdown_table_of_nothing_reads_none_and_of_no_rows_keeps_its_header():
+    """A table built from no rows has no columns, and ``|  |`` over ``||`` is no table."""
+    assert markdown_table(pd.DataFrame([])) == "(none)"
+    assert markdown_table(pd.DataFrame(columns=["a", "b"])) == "| a | b |\n|---|---|"
+
+
 def test_save_figure_writes_png_and_svg_and_closes_the_figure(tmp_path):
     figure, ax = plt.subplots()
     ax.plot([0, 1], [1, 0])
