@@ -331,8 +331,9 @@ def merge(output_dir: Path, finished_only: bool = False) -> int:
     (notebook,) = notebooks([record["notebook"]])
     # relative to the sweep folder (absolute in records written before that)
     folders = {shard["name"]: output_dir / shard["folder"] for shard in record["shards"]}
-    finished = [str(folder) for folder in folders.values() if (folder / notebook.name).exists()]
-    unfinished = [name for name, folder in folders.items() if str(folder) not in finished]
+    ran = {name: (folder / notebook.name).exists() for name, folder in folders.items()}
+    finished = [str(folders[name]) for name, done in ran.items() if done]
+    unfinished = [name for name, done in ran.items() if not done]
     if unfinished and not finished_only:
         print(f"sweep merge: shards {unfinished} have not finished (no executed "
               f"{notebook.name} in their folders); submit them again with --shards "
