@@ -14,8 +14,8 @@ started and what that estimate rests on:
 
 ``command`` runs the sweep from a worktree at that commit (``$OLDPWD``: the project folder);
 a saved state resumes only under the source that wrote it. ``order`` (optional) names the
-shards in the order to run them, those that decide a claim first (the sweep itself runs a
-``--shards`` list in sweep order, so the commands to go on run one shard at a time). The
+shards in the order to run them, those that decide a claim first
+(:mod:`bplambda.campaign_queue` runs them in that order, a shard at a time per core). The
 report reads each shard's saved states (:mod:`bplambda.resume`: the batches done and the wall
 time so far of every condition, finished or not) and says, per shard: its commit, status,
 progress, wall time, the time left at its own pace so far, and the estimate made before it
@@ -147,14 +147,13 @@ def report(root: Path) -> str:
         "time left (est.) | estimate before start |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    basis, to_continue, worktrees, totals = [], [], set(), []
+    basis, to_continue, totals = [], [], []
     for notebook, entry in plan["notebooks"].items():
-        progress = _progress(root / notebook, notebook, entry)
+        progress = notebook_progress(root / notebook, notebook, entry)
         lines += [_row(notebook, entry, p) for p in progress]
         totals.append(_total(notebook, progress, entry.get("estimates_h", {})))
         unfinished = unfinished_in_order(notebook, progress, entry.get("order", []))
-        to_continue += ["", f"# {notebook}", *_to_continue(notebook, entry, root / notebook,
-                                                           unfinished, worktrees)]  # fmt: skip
+        to_continue += _to_continue(notebook, entry, root / notebook, unfinished)
         if "estimates_basis" in entry:
             basis.append(f"- {notebook}: {entry['estimates_basis']}")
         if "order_basis" in entry:
@@ -165,15 +164,18 @@ def report(root: Path) -> str:
                       "curriculum lengthens its sequences):", "", *totals, "",
                       "Estimates before start, and the order of shards, made from:", "",
                       *basis, "",
-                      f"To go on (from the project folder; the sweep resumes each shard from its "
-                      f"saved state; one process per core, {CORES} cores, each notebook's shards "
-                      f"dealt out in the plan's order; at most {CORES} processes at once, so a "
-                      f"later notebook's lines wait for free cores):", "", "```bash",
-                      *to_continue[1:], "```"]
+                      f"To go on, from the project folder after `make setup data`: "
+                      f"`campaign_queue` runs the unfinished shards below in this order, {CORES} "
+                      f"single-threaded processes at once (each takes the next shard when its "
+                      f"last one ends), each from a worktree at its notebook's commit (made where "
+                      f"missing), where the sweep resumes it from its saved state; Ctrl-C (or "
+                      f"SIGTERM) ends each running shard after its next save:", "", "```bash",
+                      *to_continue, ".venv/bin/python -m bplambda.campaign_queue results/paper",
+                      "```"]
                      ) + "\n"  # fmt: skip
 
 
-def _progress(sweep: Path, notebook: str, entry: dict) -> list[ShardProgress]:
+def notebook_progress(sweep: Path, notebook: str, entry: dict) -> list[ShardProgress]:
     """Each shard's progress, in sweep order; a notebook whose sweep has not started (no
     ``sweep.json``) lists the shards of its estimates, none begun."""
     if not (sweep / "sweep.json").exists():
@@ -218,27 +220,19 @@ def _total(notebook: str, progress: list[ShardProgress], estimates_h: dict[str, 
     )
 
 
-def _to_continue(
-    notebook: str, entry: dict, sweep: Path, unfinished: list[str], worktrees: set[str]
-) -> list[str]:
-    """The shell lines that continue ``notebook``'s unfinished shards (in the plan's order,
-    dealt out over :data:`CORES` processes, each running its shards one at a time) from a
-    worktree at its commit (made once: ``worktrees`` holds those already made), or merge its
-    sweep once none is left."""
+def worktree_path(commit: str) -> Path:
+    """Where a notebook pinned at ``commit`` runs: ``../campaign-<commit>`` beside the project."""
+    return project_root().parent / f"campaign-{commit}"
+
+
+def _to_continue(notebook: str, entry: dict, sweep: Path, unfinished: list[str]) -> list[str]:
+    """What is left of ``notebook``: its unfinished shards in the order the queue runs them and
+    the worktree they run from, or the command that merges its sweep once none is left."""
     if not unfinished:
         folder = os.path.relpath(sweep, project_root())
-        return [f"python -m bplambda.sweep merge {folder}  # all shards done"]
-    worktree = f"../campaign-{entry['commit']}"
-    setup = [] if worktree in worktrees else [
-        f"git worktree add --detach {worktree} {entry['commit']}",
-        f'ln -s "$PWD/data" {worktree}/data  # after make data here',
-    ]  # fmt: skip
-    worktrees.add(worktree)
-    cores = [unfinished[i::CORES] for i in range(min(CORES, len(unfinished)))]
-    return [*setup, *(
-        f'(cd {worktree} && for s in {" ".join(names)}; do {entry["command"]} --shards "$s"; '
-        f"done > ../campaign-{notebook[:2]}{chr(ord('A') + i)}.log 2>&1 &)"
-        for i, names in enumerate(cores))]  # fmt: skip
+        return [f".venv/bin/python -m bplambda.sweep merge {folder}  # all shards done"]
+    worktree = os.path.relpath(worktree_path(entry["commit"]), project_root())
+    return [f"# {notebook}, from {worktree}: {' '.join(unfinished)}"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,9 @@
-"""The campaign report: each shard's status, progress and time left from its saved states."""
+"""The campaign report (each shard's status, progress and time left from its saved states) and
+the queue that runs its unfinished shards."""
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,8 @@ from bplambda.campaign import (
     report,
     shard_progress,
 )
+from bplambda.campaign_queue import Job, Queue, pending
+from bplambda.campaign_queue import main as queue_main
 from bplambda.resume import save_atomically
 
 
@@ -54,10 +59,8 @@ def test_each_shard_reports_its_progress_and_time_left(campaign):
     assert ("| 04_copy_repeat | `abc123` | sg | started | 15 / 30 (50%) | 0 min | 0 min | "
             "30 min |") in text  # fmt: skip
     assert "- 04_copy_repeat: a guess" in text
-    assert "git worktree add --detach ../campaign-abc123 abc123" in text
-    assert ('(cd ../campaign-abc123 && for s in sg; do SWEEP --shards "$s"; done > '
-            "../campaign-04A.log 2>&1 &)") in text  # fmt: skip
-    assert 'for s in oracle; do SWEEP --shards "$s"; done > ../campaign-04B.log' in text
+    assert "# 04_copy_repeat, from ../campaign-abc123: sg oracle\n" in text
+    assert "python -m bplambda.campaign_queue results/paper" in text
     # sg: 20 s for half; oracle: no pace and no estimate
     assert "- 04_copy_repeat: 1 of 3 shards finished, 0.0 spent, unknown left" in text
 
@@ -73,9 +76,9 @@ def test_each_notebook_continues_from_its_own_commit_and_a_finished_one_merges(c
                          **plan["notebooks"]}  # fmt: skip
     (campaign / "campaign.json").write_text(json.dumps(plan))
     text = report(campaign)
-    assert "# 03_sequential_mnist\npython -m bplambda.sweep merge " in text
+    assert "03_sequential_mnist  # all shards done" in text
     assert "../campaign-def456" not in text  # nothing of 03 is left to run
-    assert 'for s in sg; do SWEEP --shards "$s"' in text
+    assert "# 04_copy_repeat, from ../campaign-abc123: sg oracle" in text
 
 
 def test_a_planned_notebook_shows_its_estimates_before_its_sweep_starts(campaign):
@@ -86,24 +89,20 @@ def test_a_planned_notebook_shows_its_estimates_before_its_sweep_starts(campaign
     text = report(campaign)
     assert ("| 05_generalisation_curvature | `fed789` | bptt-seed0 | not started | – | 0 min | "
             "– | 1.5 h |") in text  # fmt: skip
-    assert ('(cd ../campaign-fed789 && for s in bptt-seed0; do LATER --shards "$s"; done > '
-            "../campaign-05A.log") in text  # fmt: skip
+    assert "# 05_generalisation_curvature, from ../campaign-fed789: bptt-seed0" in text
     assert (
         "- 05_generalisation_curvature: 0 of 1 shards finished, 0.0 spent, about 1.5 left" in text
     )
-    plan["notebooks"]["05_generalisation_curvature"]["commit"] = "abc123"  # 04's
-    (campaign / "campaign.json").write_text(json.dumps(plan))
-    assert report(campaign).count("git worktree add --detach ../campaign-abc123") == 1
 
 
-def test_the_plans_order_runs_the_deciding_shards_first_dealt_out_over_the_cores(campaign):
+def test_the_plans_order_runs_the_deciding_shards_first(campaign):
     plan = json.loads((campaign / "campaign.json").read_text())
     plan["notebooks"]["04_copy_repeat"]["order"] = ["bptt", "oracle", "sg"]  # bptt finished
     (campaign / "campaign.json").write_text(json.dumps(plan))
     text = report(campaign)
     assert text.index("| bptt |") < text.index("| sg |") < text.index("| oracle |")  # sweep's
-    assert 'for s in oracle; do SWEEP --shards "$s"; done > ../campaign-04A.log' in text
-    assert 'for s in sg; do SWEEP --shards "$s"; done > ../campaign-04B.log' in text
+    assert "# 04_copy_repeat, from ../campaign-abc123: oracle sg\n" in text
+    assert [job.shard for job in pending(campaign)] == ["oracle", "sg"]
     plan["notebooks"]["04_copy_repeat"]["order"] = ["oracle", "sg-seed9"]
     (campaign / "campaign.json").write_text(json.dumps(plan))
     with pytest.raises(ValueError, match=r"order names \['sg-seed9'\], which are not its shards"):
@@ -179,3 +178,79 @@ def test_each_followed_notebook_counts_the_batches_its_run_trains():
     assert batches_per_condition("04_copy_repeat", {"rules": ["sg"]}, "paper") == [150_000]
     with pytest.raises(ValueError, match="counts no training batches"):
         batches_per_condition("01_toy_alignment", {}, "smoke")
+
+
+def test_pending_names_each_unfinished_shard_with_its_sweep_command_and_worktree(campaign, capsys):
+    sg, oracle = pending(campaign)
+    assert (sg.notebook, sg.shard, sg.command, sg.commit) == (
+        "04_copy_repeat", "sg", "SWEEP --shards sg", "abc123")  # fmt: skip
+    assert sg.worktree.name == "campaign-abc123" and sg.folder == campaign / "04_copy_repeat"
+    assert oracle.shard == "oracle"
+    assert [job.name for job in pending(campaign, ["04"])] == ["04 sg", "04 oracle"]
+    assert queue_main([str(campaign), "--notebooks", "05"]) == 2
+    assert "the campaign plan has no notebook '05'" in capsys.readouterr().err
+    assert queue_main([str(campaign / "elsewhere")]) == 2
+    assert "holds no campaign.json" in capsys.readouterr().err
+
+
+def _job(tmp_path: Path, shard: str, command: str) -> Job:
+    return Job("04_copy_repeat", shard, command, "", tmp_path, tmp_path)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_the_queue_runs_the_shards_in_order_single_threaded_from_their_worktree(tmp_path):
+    said, ended = [], []
+    jobs = [_job(tmp_path, f"s{i}", f'echo "$OMP_NUM_THREADS $PWD" > out{i}; sleep 0.2')
+            for i in range(3)]  # fmt: skip
+    queue = Queue(jobs, 2, tmp_path / "logs", say=said.append,
+                  after_each=lambda job, rc: ended.append((job.shard, rc)))  # fmt: skip
+    assert queue.run(poll=0.02) == {"04 s0": 0, "04 s1": 0, "04 s2": 0}
+    assert [line.split(" ", 1)[1] for line in said if " start " in line] == [
+        f"start 04 s{i} (try 1 of 3)" for i in range(3)]  # fmt: skip
+    assert sorted(ended) == [("s0", 0), ("s1", 0), ("s2", 0)]
+    assert (tmp_path / "out2").read_text() == f"1 {tmp_path}\n"
+    assert (tmp_path / "logs" / "04-s0.log").exists()
+    with pytest.raises(ValueError, match="run at least one process"):
+        Queue(jobs, 0, tmp_path)
+
+
+def test_a_failed_shard_is_tried_again_up_to_three_times(tmp_path):
+    flaky = 'n=$(cat count 2>/dev/null || echo 0); echo $((n + 1)) > count; [ "$n" -ge 1 ]'
+    queue = Queue([_job(tmp_path, "flaky", flaky), _job(tmp_path, "broken", "exit 3")], 1,
+                  tmp_path / "logs", say=lambda line: None)  # fmt: skip
+    assert queue.run(poll=0.02) == {"04 flaky": 0, "04 broken": 3}
+    assert (tmp_path / "count").read_text() == "2\n"
+    assert (tmp_path / "logs" / "04-broken.log").exists()
+
+
+def test_a_stop_ends_each_running_shard_after_its_next_save_and_starts_no_other(tmp_path):
+    """The shard saves 0.5 s after the stop; the queue ends it (and the process it started in
+    a session of its own, as papermill starts its kernel) then, well before its 60 s sleep."""
+    state = tmp_path / "shards" / "3-saver" / "state"
+    saver = (f"setsid sleep 61 & echo $! > kernel.pid; sleep 0.6; mkdir -p {state}; "
+             f"touch {state}/A.pt; sleep 60")  # fmt: skip
+    queue = Queue([_job(tmp_path, "saver", saver), _job(tmp_path, "next", "touch next")], 1,
+                  tmp_path / "logs", say=lambda line: None)  # fmt: skip
+    threading.Timer(0.1, queue.request_stop).start()
+    started = time.monotonic()
+    assert queue.run(poll=0.02) == {}
+    assert queue.stopped == ["04 saver"] and 0.5 < time.monotonic() - started < 10
+    assert (state / "A.pt").exists() and not (tmp_path / "next").exists()
+    time.sleep(0.2)
+    assert not _alive(int((tmp_path / "kernel.pid").read_text()))
+
+
+def test_a_stop_ends_a_shard_that_does_not_save_after_the_longest_wait(tmp_path):
+    queue = Queue([_job(tmp_path, "quiet", "sleep 60")], 1, tmp_path / "logs", save_wait=0.3,
+                  say=lambda line: None)  # fmt: skip
+    threading.Timer(0.1, queue.request_stop).start()
+    started = time.monotonic()
+    queue.run(poll=0.02)
+    assert queue.stopped == ["04 quiet"] and time.monotonic() - started < 10
