@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
 import shlex
@@ -50,6 +51,10 @@ the shard's last saved state."""
 
 SAVE_WAIT_SECONDS = 2 * SAVE_SECONDS + 30
 """The longest a stop waits for a running shard's next save before ending it."""
+
+LOCK = ".campaign_queue.lock"
+"""Held by the running queue in the campaign's folder: a second queue would run the same
+shards into the same saved states."""
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 """Every shard's environment: one thread per process, one process per core."""
@@ -246,6 +251,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"campaign_queue: {root} holds no {PLAN}; pass the campaign's folder",
               file=sys.stderr)  # fmt: skip
         return 2
+    lock = (root / LOCK).open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"campaign_queue: another queue is running this campaign (it holds {root / LOCK});"
+              f" stop it first (Ctrl-C or SIGTERM), or wait for it", file=sys.stderr)  # fmt: skip
+        return 2
     try:
         jobs = pending(root, args.notebooks)
         queue = Queue(jobs, args.processes, Path(args.logs),
@@ -259,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: queue.request_stop())
     returncodes = queue.run()
-    failed = sorted(name for name, rc in returncodes.items() if rc > 0)
+    failed = sorted(name for name, rc in returncodes.items() if rc != 0)
     if failed:
         print(f"campaign_queue: {failed} failed {TRIES} times; see their logs in {args.logs}",
               file=sys.stderr)  # fmt: skip

@@ -1,6 +1,7 @@
 """The campaign report (each shard's status, progress and time left from its saved states) and
 the queue that runs its unfinished shards."""
 
+import fcntl
 import json
 import threading
 import time
@@ -17,7 +18,7 @@ from bplambda.campaign import (
     report,
     shard_progress,
 )
-from bplambda.campaign_queue import Job, Queue, pending
+from bplambda.campaign_queue import LOCK, Job, Queue, pending
 from bplambda.campaign_queue import main as queue_main
 from bplambda.resume import save_atomically
 
@@ -191,6 +192,10 @@ def test_pending_names_each_unfinished_shard_with_its_sweep_command_and_worktree
     assert "the campaign plan has no notebook '05'" in capsys.readouterr().err
     assert queue_main([str(campaign / "elsewhere")]) == 2
     assert "holds no campaign.json" in capsys.readouterr().err
+    with (campaign / LOCK).open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert queue_main([str(campaign)]) == 2
+    assert "another queue is running this campaign" in capsys.readouterr().err
 
 
 def _job(tmp_path: Path, shard: str, command: str) -> Job:
