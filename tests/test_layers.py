@@ -40,7 +40,15 @@ LAYERS = [
         "convergence",
     ],
     ["experiments"],
-    ["what_reproduces", "reproduce", "sweep", "campaign", "bench", "bench_workers"],
+    [
+        "what_reproduces",
+        "reproduce",
+        "sweep",
+        "campaign",
+        "campaign_queue",
+        "bench",
+        "bench_workers",
+    ],
 ]
 """Lowest first; a module may import from its own layer (acyclically) and the ones below. The
 package's ``__init__`` (the public API) sits above them all."""
