@@ -12,6 +12,10 @@ started and what that estimate rests on:
                                            "order": ["bptt", ...],
                                            "order_basis": "<why that order>"}}}
 
+Each key is a sweep's folder under the campaign's, named after its notebook; a second sweep
+of one notebook (a side run at another setting, to test what a finding depends on) lives in a
+folder named otherwise, such as ``side/05_bp_lambda_synthesiser_1e-4`` (outside the folders
+the results summary gathers), and names its notebook: ``"notebook": "05_..."``.
 ``command`` runs the sweep from a worktree at that commit (``$OLDPWD``: the project folder);
 a saved state resumes only under the source that wrote it. ``order`` (optional) names the
 shards in the order to run them, those that decide a claim first
@@ -148,16 +152,16 @@ def report(root: Path) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     basis, to_continue, totals = [], [], []
-    for notebook, entry in plan["notebooks"].items():
-        progress = notebook_progress(root / notebook, notebook, entry)
-        lines += [_row(notebook, entry, p) for p in progress]
-        totals.append(_total(notebook, progress, entry.get("estimates_h", {})))
-        unfinished = unfinished_in_order(notebook, progress, entry.get("order", []))
-        to_continue += _to_continue(notebook, entry, root / notebook, unfinished)
+    for folder, entry in plan["notebooks"].items():
+        progress = notebook_progress(root / folder, notebook_of(folder, entry), entry)
+        lines += [_row(folder, entry, p) for p in progress]
+        totals.append(_total(folder, progress, entry.get("estimates_h", {})))
+        unfinished = unfinished_in_order(folder, progress, entry.get("order", []))
+        to_continue += _to_continue(folder, entry, root / folder, unfinished)
         if "estimates_basis" in entry:
-            basis.append(f"- {notebook}: {entry['estimates_basis']}")
+            basis.append(f"- {folder}: {entry['estimates_basis']}")
         if "order_basis" in entry:
-            basis.append(f"- {notebook}, the order to run its shards: {entry['order_basis']}")
+            basis.append(f"- {folder}, the order to run its shards: {entry['order_basis']}")
     return "\n".join([*lines, "", "Per notebook, in core-hours (one single-threaded process "
                       "per core; a started shard's time left is at its own pace so far, which "
                       "underestimates where its cost grows as it trains, as notebook 04's "
@@ -175,6 +179,12 @@ def report(root: Path) -> str:
                      ) + "\n"  # fmt: skip
 
 
+def notebook_of(folder: str, entry: dict) -> str:
+    """The notebook whose sweep the plan's ``folder`` holds: its own name, unless the entry
+    names another (a side run's)."""
+    return entry.get("notebook", folder)
+
+
 def notebook_progress(sweep: Path, notebook: str, entry: dict) -> list[ShardProgress]:
     """Each shard's progress, in sweep order; a notebook whose sweep has not started (no
     ``sweep.json``) lists the shards of its estimates, none begun."""
@@ -186,36 +196,35 @@ def notebook_progress(sweep: Path, notebook: str, entry: dict) -> list[ShardProg
             for shard in record["shards"]]  # fmt: skip
 
 
-def unfinished_in_order(
-    notebook: str, progress: list[ShardProgress], order: list[str]
-) -> list[str]:
-    """The unfinished shards of ``notebook`` in the plan's ``order``, those it does not name
-    after (in sweep order); an ``order`` naming something not a shard of the sweep is refused."""
+def unfinished_in_order(folder: str, progress: list[ShardProgress], order: list[str]) -> list[str]:
+    """The unfinished shards of the plan's sweep ``folder`` in its ``order``, those it does not
+    name after (in sweep order); an ``order`` naming something not a shard of the sweep is
+    refused."""
     unknown = [name for name in order if name not in {p.name for p in progress}]
     if unknown:
-        raise ValueError(f"campaign.json: {notebook}'s order names {unknown}, which are not its "
+        raise ValueError(f"campaign.json: {folder}'s order names {unknown}, which are not its "
                          f"shards; name only shards of its sweep")  # fmt: skip
     rank = {name: i for i, name in enumerate(order)}
     unfinished = [p.name for p in progress if not p.finished]
     return sorted(unfinished, key=lambda name: rank.get(name, len(order)))
 
 
-def _row(notebook: str, entry: dict, p: ShardProgress) -> str:
+def _row(folder: str, entry: dict, p: ShardProgress) -> str:
     """One shard's table row; progress "–" before its sweep has started."""
     estimate = entry.get("estimates_h", {}).get(p.name)
     progress = f"{p.done:,} / {p.total:,} ({100 * p.done / p.total:.0f}%)" if p.total else "–"
-    return (f"| {notebook} | `{entry['commit']}` | {p.name} | {p.status} | {progress} | "
+    return (f"| {folder} | `{entry['commit']}` | {p.name} | {p.status} | {progress} | "
             f"{_hours(p.seconds)} | {_hours(p.seconds_left)} | "
             f"{_hours(estimate and estimate * 3600)} |")  # fmt: skip
 
 
-def _total(notebook: str, progress: list[ShardProgress], estimates_h: dict[str, float]) -> str:
-    """A notebook's line under the table: shards finished, core-hours spent and left."""
+def _total(folder: str, progress: list[ShardProgress], estimates_h: dict[str, float]) -> str:
+    """A sweep's line under the table: shards finished, core-hours spent and left."""
     finished = sum(p.finished for p in progress)
     spent = sum(p.seconds for p in progress) / 3600
     left = hours_left(progress, estimates_h)
     return (
-        f"- {notebook}: {finished} of {len(progress)} shards finished, {spent:.1f} spent, "
+        f"- {folder}: {finished} of {len(progress)} shards finished, {spent:.1f} spent, "
         f"{'unknown' if left is None else f'about {left:.1f}'} left"
     )
 
@@ -225,14 +234,15 @@ def worktree_path(commit: str) -> Path:
     return project_root().parent / f"campaign-{commit}"
 
 
-def _to_continue(notebook: str, entry: dict, sweep: Path, unfinished: list[str]) -> list[str]:
-    """What is left of ``notebook``: its unfinished shards in the order the queue runs them and
-    the worktree they run from, or the command that merges its sweep once none is left."""
+def _to_continue(folder: str, entry: dict, sweep: Path, unfinished: list[str]) -> list[str]:
+    """What is left of the plan's sweep ``folder``: its unfinished shards in the order the
+    queue runs them and the worktree they run from, or the command that merges the sweep once
+    none is left."""
     if not unfinished:
-        folder = os.path.relpath(sweep, project_root())
-        return [f".venv/bin/python -m bplambda.sweep merge {folder}  # all shards done"]
+        merged = os.path.relpath(sweep, project_root())
+        return [f".venv/bin/python -m bplambda.sweep merge {merged}  # all shards done"]
     worktree = os.path.relpath(worktree_path(entry["commit"]), project_root())
-    return [f"# {notebook}, from {worktree}: {' '.join(unfinished)}"]
+    return [f"# {folder}, from {worktree}: {' '.join(unfinished)}"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,6 +37,7 @@ from bplambda.campaign import (
     CORES,
     PLAN,
     REPORT,
+    notebook_of,
     notebook_progress,
     report,
     unfinished_in_order,
@@ -62,10 +63,11 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 @dataclass(frozen=True)
 class Job:
-    """One shard to run: ``command`` from ``worktree`` (at the notebook's pinned ``commit``);
-    its saved states lie under ``folder``'s ``shards/*-<shard>/state/``."""
+    """One shard of the plan's sweep ``sweep`` (its key: the sweep's folder, named after its
+    notebook) to run: ``command`` from ``worktree`` (at the sweep's pinned ``commit``); its
+    saved states lie under ``folder``'s ``shards/*-<shard>/state/``."""
 
-    notebook: str
+    sweep: str
     shard: str
     command: str
     commit: str
@@ -74,7 +76,7 @@ class Job:
 
     @property
     def name(self) -> str:
-        return f"{self.notebook[:2]} {self.shard}"
+        return f"{self.sweep} {self.shard}"
 
     def unfinished_states(self) -> list[Path]:
         """The shard's saved states of conditions still training (``*.done.pt`` are ended)."""
@@ -96,27 +98,35 @@ def make_worktree(commit: str) -> Path:
 
 
 def pending(root: Path, notebooks: list[str] | None = None) -> list[Job]:
-    """The unfinished shards of the plan under ``root`` (of ``notebooks`` only, matched by name
-    or number, when given), in the order to run them."""
+    """The unfinished shards of the plan under ``root``, in the order to run them: sweep by
+    sweep in the plan's order, or in the order ``notebooks`` names them (see :func:`_chosen`),
+    each sweep's shards in its own ``order``."""
     plan = json.loads((root / PLAN).read_text())["notebooks"]
-    chosen = list(plan) if notebooks is None else [_match(n, list(plan)) for n in notebooks]
     jobs = []
-    for notebook in (name for name in plan if name in chosen):
-        entry = plan[notebook]
-        progress = notebook_progress(root / notebook, notebook, entry)
-        for shard in unfinished_in_order(notebook, progress, entry.get("order", [])):
+    for folder in list(plan) if notebooks is None else _chosen(notebooks, plan):
+        entry = plan[folder]
+        progress = notebook_progress(root / folder, notebook_of(folder, entry), entry)
+        for shard in unfinished_in_order(folder, progress, entry.get("order", [])):
             command = f"{entry['command']} --shards {shlex.quote(shard)}"
-            jobs.append(Job(notebook, shard, command, entry["commit"],
-                            worktree_path(entry["commit"]), root / notebook))  # fmt: skip
+            jobs.append(Job(folder, shard, command, entry["commit"],
+                            worktree_path(entry["commit"]), root / folder))  # fmt: skip
     return jobs
 
 
-def _match(given: str, notebooks: list[str]) -> str:
-    """The plan's notebook that ``given`` names (its full name, or its number such as ``05``)."""
-    found = [name for name in notebooks if name == given or name.split("_")[0] == given]
-    if len(found) != 1:
-        raise ValueError(f"the campaign plan has no notebook {given!r}; name one of {notebooks}")
-    return found[0]
+def _chosen(notebooks: list[str], plan: dict) -> list[str]:
+    """The plan's sweeps that ``notebooks`` name, in that order: each a sweep's folder, or a
+    notebook's name or number (such as ``05``: every sweep of that notebook, side runs
+    included, in the plan's order)."""
+    chosen = []
+    for given in notebooks:
+        found = [folder for folder, entry in plan.items()
+                 if given in (folder, notebook_of(folder, entry),
+                              notebook_of(folder, entry).split("_")[0])]  # fmt: skip
+        if not found:
+            raise ValueError(f"the campaign plan has no notebook {given!r}; name one of "
+                             f"{list(plan)}")  # fmt: skip
+        chosen += [folder for folder in found if folder not in chosen]
+    return chosen
 
 
 class Queue:
@@ -172,7 +182,7 @@ class Queue:
     def _start(self, job: Job, attempt: int) -> subprocess.Popen:
         self.say(f"{_now()} start {job.name} (try {attempt} of {self.tries})")
         env = {**os.environ, **ONE_THREAD, "OLDPWD": str(project_root()), "PWD": str(job.worktree)}
-        with (self.logs / f"{job.notebook[:2]}-{job.shard}.log").open("a") as log:
+        with (self.logs / f"{job.sweep.replace('/', '-')}-{job.shard}.log").open("a") as log:
             return subprocess.Popen(["bash", "-c", job.command], cwd=job.worktree, env=env,
                                     stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
@@ -242,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=CORES,
                         help=f"shards at once, one core each (default {CORES})")  # fmt: skip
     parser.add_argument("--notebooks", nargs="+", metavar="NAME",
-                        help="only these notebooks, by name or number (e.g. 05)")  # fmt: skip
+                        help="only these sweeps, in this order: folders, or notebooks by "
+                             "name or number (05: its side runs too)")  # fmt: skip
     parser.add_argument("--logs", default=str(project_root().parent / "campaign-logs"),
                         help="the shards' logs' folder (default: ../campaign-logs)")  # fmt: skip
     args = parser.parse_args(argv)

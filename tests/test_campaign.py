@@ -3,6 +3,7 @@ the queue that runs its unfinished shards."""
 
 import fcntl
 import json
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -183,11 +184,14 @@ def test_each_followed_notebook_counts_the_batches_its_run_trains():
 
 def test_pending_names_each_unfinished_shard_with_its_sweep_command_and_worktree(campaign, capsys):
     sg, oracle = pending(campaign)
-    assert (sg.notebook, sg.shard, sg.command, sg.commit) == (
+    assert (sg.sweep, sg.shard, sg.command, sg.commit) == (
         "04_copy_repeat", "sg", "SWEEP --shards sg", "abc123")  # fmt: skip
     assert sg.worktree.name == "campaign-abc123" and sg.folder == campaign / "04_copy_repeat"
     assert oracle.shard == "oracle"
-    assert [job.name for job in pending(campaign, ["04"])] == ["04 sg", "04 oracle"]
+    assert [job.name for job in pending(campaign, ["04"])] == [
+        "04_copy_repeat sg",
+        "04_copy_repeat oracle",
+    ]
     assert queue_main([str(campaign), "--notebooks", "05"]) == 2
     assert "the campaign plan has no notebook '05'" in capsys.readouterr().err
     assert queue_main([str(campaign / "elsewhere")]) == 2
@@ -196,6 +200,27 @@ def test_pending_names_each_unfinished_shard_with_its_sweep_command_and_worktree
         fcntl.flock(held, fcntl.LOCK_EX)
         assert queue_main([str(campaign)]) == 2
     assert "another queue is running this campaign" in capsys.readouterr().err
+
+
+def test_a_side_run_of_a_notebook_lives_in_its_own_folder_and_names_its_notebook(campaign):
+    """A second sweep of notebook 04 at another setting: its shards are counted as 04's, its
+    rows carry its folder, and choosing notebook 04 takes both sweeps."""
+    side = campaign / "side" / "04_other_setting"
+    shutil.copytree(campaign / "04_copy_repeat", side)
+    plan = json.loads((campaign / "campaign.json").read_text())
+    plan["notebooks"]["side/04_other_setting"] = {
+        "notebook": "04_copy_repeat", "commit": "abc123", "command": "SIDE"}  # fmt: skip
+    (campaign / "campaign.json").write_text(json.dumps(plan))
+    text = report(campaign)
+    assert "| side/04_other_setting | `abc123` | sg | started | 15 / 30 (50%) |" in text
+    assert "# side/04_other_setting, from ../campaign-abc123: sg oracle" in text
+    jobs = pending(campaign, ["04"])
+    assert [job.name for job in jobs] == ["04_copy_repeat sg", "04_copy_repeat oracle",
+                                          "side/04_other_setting sg",
+                                          "side/04_other_setting oracle"]  # fmt: skip
+    assert (jobs[2].command, jobs[2].folder) == ("SIDE --shards sg", side)
+    chosen = pending(campaign, ["side/04_other_setting", "04_copy_repeat", "04"])
+    assert [job.sweep for job in chosen] == ["side/04_other_setting"] * 2 + ["04_copy_repeat"] * 2
 
 
 def _job(tmp_path: Path, shard: str, command: str) -> Job:
@@ -216,12 +241,12 @@ def test_the_queue_runs_the_shards_in_order_single_threaded_from_their_worktree(
             for i in range(3)]  # fmt: skip
     queue = Queue(jobs, 2, tmp_path / "logs", say=said.append,
                   after_each=lambda job, rc: ended.append((job.shard, rc)))  # fmt: skip
-    assert queue.run(poll=0.02) == {"04 s0": 0, "04 s1": 0, "04 s2": 0}
+    assert queue.run(poll=0.02) == {f"04_copy_repeat s{i}": 0 for i in range(3)}
     assert [line.split(" ", 1)[1] for line in said if " start " in line] == [
-        f"start 04 s{i} (try 1 of 3)" for i in range(3)]  # fmt: skip
+        f"start 04_copy_repeat s{i} (try 1 of 3)" for i in range(3)]  # fmt: skip
     assert sorted(ended) == [("s0", 0), ("s1", 0), ("s2", 0)]
     assert (tmp_path / "out2").read_text() == f"1 {tmp_path}\n"
-    assert (tmp_path / "logs" / "04-s0.log").exists()
+    assert (tmp_path / "logs" / "04_copy_repeat-s0.log").exists()
     with pytest.raises(ValueError, match="run at least one process"):
         Queue(jobs, 0, tmp_path)
 
@@ -230,9 +255,9 @@ def test_a_failed_shard_is_tried_again_up_to_three_times(tmp_path):
     flaky = 'n=$(cat count 2>/dev/null || echo 0); echo $((n + 1)) > count; [ "$n" -ge 1 ]'
     queue = Queue([_job(tmp_path, "flaky", flaky), _job(tmp_path, "broken", "exit 3")], 1,
                   tmp_path / "logs", say=lambda line: None)  # fmt: skip
-    assert queue.run(poll=0.02) == {"04 flaky": 0, "04 broken": 3}
+    assert queue.run(poll=0.02) == {"04_copy_repeat flaky": 0, "04_copy_repeat broken": 3}
     assert (tmp_path / "count").read_text() == "2\n"
-    assert (tmp_path / "logs" / "04-broken.log").exists()
+    assert (tmp_path / "logs" / "04_copy_repeat-broken.log").exists()
 
 
 def test_a_stop_ends_each_running_shard_after_its_next_save_and_starts_no_other(tmp_path):
@@ -246,7 +271,7 @@ def test_a_stop_ends_each_running_shard_after_its_next_save_and_starts_no_other(
     threading.Timer(0.1, queue.request_stop).start()
     started = time.monotonic()
     assert queue.run(poll=0.02) == {}
-    assert queue.stopped == ["04 saver"] and 0.5 < time.monotonic() - started < 10
+    assert queue.stopped == ["04_copy_repeat saver"] and 0.5 < time.monotonic() - started < 10
     assert (state / "A.pt").exists() and not (tmp_path / "next").exists()
     time.sleep(0.2)
     assert not _alive(int((tmp_path / "kernel.pid").read_text()))
@@ -258,4 +283,4 @@ def test_a_stop_ends_a_shard_that_does_not_save_after_the_longest_wait(tmp_path)
     threading.Timer(0.1, queue.request_stop).start()
     started = time.monotonic()
     queue.run(poll=0.02)
-    assert queue.stopped == ["04 quiet"] and time.monotonic() - started < 10
+    assert queue.stopped == ["04_copy_repeat quiet"] and time.monotonic() - started < 10
