@@ -537,7 +537,7 @@ def points_by_panel(
     data: pd.DataFrame, y: str, panel: str, title: str, ylabel: str, log: bool = False
 ) -> plt.Figure:
     """:func:`points` (mean and interval over seeds per condition, seeds as dots), one panel
-    per value of ``panel`` (e.g. the task)."""
+    per value of ``panel`` (e.g. the task); ``log`` where the panel has a positive value."""
     fig, axes, names = _panels(data, panel)
     errorbar, bars = _interval_bars(data, ["condition", panel], y)
     for ax, name in zip(axes, names):
@@ -549,7 +549,8 @@ def points_by_panel(
         sns.stripplot(subset, x="condition", y=y, order=order, color="0.4", size=3, alpha=0.6,
                       ax=ax)  # fmt: skip
         ax.set(title=TASK_NAMES.get(name, name), xlabel="", ylabel=ylabel)
-        _set_scale(ax, "y", "log" if log else "linear")
+        drawn = _finite(subset[y])  # none where every model diverged: no log axis to draw
+        _set_scale(ax, "y", "log" if log and (drawn > 0).any() else "linear")
         ax.tick_params(axis="x", rotation=60)
     fig.suptitle(f"{title}\n(diamonds: mean over seeds; {bars}; dots: seeds)",
                  fontsize="medium")  # fmt: skip

@@ -249,3 +249,14 @@ def test_a_scatter_over_a_narrow_range_keeps_its_ticks_apart():
         assert layout_problems(fig) == []
     finally:
         plt.close(fig)
+
+
+def test_a_log_panel_whose_every_model_diverged_is_drawn_linear():
+    """A task where every model diverged has no finite value (NaN: never averaged); its panel
+    cannot be log-scaled, and the other panels keep their log axis."""
+    final = _liu_final()[lambda t: t.metric == "lambda_max"]
+    gone = final.task == final.task.iloc[0]
+    final = final.assign(value=final.value.where(~gone))
+    figure = plots.points_by_panel(final, "value", "task", "title", "λ_max", log=True)
+    assert [ax.get_yscale() for ax in figure.axes[:2]] == ["linear", "log"]
+    plt.close(figure)

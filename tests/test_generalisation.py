@@ -18,6 +18,7 @@ from bplambda.experiments.generalisation_claims import (
     _AtTask,
     _bound_verdict,
     _correlation_verdict,
+    _stability_bound,
     _untestable,
     _variance_verdict,
 )
@@ -296,6 +297,15 @@ def test_the_stability_bound_is_tested_only_where_it_binds():
     assert _bound_verdict(0.9, 0.01, 0.1, 10).startswith("inconclusive (λ_max stays below")
     assert _bound_verdict(0.9, 0.01, 3.0, 10).startswith("NOT reproduced")
     assert _bound_verdict(0.1, 0.5, 1.0, 10).startswith("inconclusive (10 runs")
+
+
+def test_a_task_where_every_run_diverged_has_no_stability_bound_claim():
+    """A diverged run's final values are NaN and left out, so such a task has no end-of-run
+    λ_max or bound at all: no claim, rather than a failure that loses the whole report."""
+    final = pd.DataFrame({"task": "seq_mnist", "condition": "BPTT", "seed": [0, 1],
+                          "metric": "lambda_max", "value": np.nan})  # fmt: skip
+    at = _AtTask("seq_mnist", final, final.iloc[:0], {}, {})
+    assert _stability_bound(at) == []
 
 
 def test_the_paper_profile_follows_the_authors_wherever_their_setting_is_known():

@@ -221,7 +221,8 @@ def _stability_bound(at: _AtTask) -> list[dict]:
     final = at.final
     ends = final[(final.task == at.task) & final.metric.isin(["lambda_max_final",
                  "predicted_lambda_max"])]  # fmt: skip
-    wide = by_run(ends, ["condition", "seed"])[["lambda_max_final", "predicted_lambda_max"]]
+    wide = by_run(ends, ["condition", "seed"]).reindex(  # no columns where every run diverged
+        columns=["lambda_max_final", "predicted_lambda_max"])  # fmt: skip
     wide = wide.replace([np.inf, -np.inf], np.nan).dropna()
     if len(wide) < 4:
         return []
