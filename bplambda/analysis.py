@@ -185,6 +185,28 @@ def summary_markdown(title: str, cfg: object, table: pd.DataFrame, notes: str = 
     )  # fmt: skip
 
 
+def divergence_note(runs: pd.DataFrame, keys: Sequence[str], step: str = "batch") -> str:
+    """For a summary: per condition (``keys`` of a run table) that had any, how many of its
+    seeds diverged and at which ``step`` each did (``diverged_at``); empty where none did. A
+    diverged model is frozen there and left out of every mean, so a mean over the others says
+    nothing of how often a rule fails: this says it in words, which a ``diverged`` count in a
+    table does not (nor when)."""
+    if "diverged_at" not in runs or not runs["diverged"].astype(bool).any():
+        return ""
+    models = runs.drop_duplicates([*keys, "seed"])
+    parts = []
+    for key, group in models.groupby(list(keys), sort=False, dropna=False):
+        gone = group[group["diverged"].astype(bool)].sort_values("seed")
+        if gone.empty:
+            continue
+        name = ", ".join(map(str, key if isinstance(key, tuple) else (key,)))
+        where = ", ".join(f"seed {int(seed)} at {step} {int(at):,}"
+                          for seed, at in zip(gone["seed"], gone["diverged_at"]))  # fmt: skip
+        parts.append(f"{name}: {len(gone)} of {group['seed'].nunique()} seeds ({where})")
+    return ("Diverged (the loss passed the divergence threshold; the model was frozen there and "
+            "is left out of every mean): " + "; ".join(parts) + ".")  # fmt: skip
+
+
 def still_improving(improving: pd.DataFrame) -> str:
     """``"still improving: k/n conditions"`` from per-model flags (columns ``condition``,
     ``improving``): a condition counts where most of its seeds were still improving when the

@@ -182,3 +182,21 @@ def test_save_figure_refuses_an_unreadable_figure_where_asked(tmp_path, monkeypa
     monkeypatch.delenv(CHECK_FIGURES_VARIABLE)
     save_figure(figure(), tmp_path, "off")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["off.png", "off.svg"]
+
+
+def test_the_divergence_note_names_each_diverged_seed_and_where_it_diverged():
+    from bplambda.analysis import divergence_note
+
+    def rows(condition: str, seed: int, at: float | None, batches: int = 3) -> pd.DataFrame:
+        return pd.DataFrame({"task": "seq_mnist", "condition": condition, "seed": seed,
+                             "diverged": at is not None, "diverged_at": at,
+                             "batch": range(batches)})  # fmt: skip
+
+    runs = pd.concat([rows("BPTT", 0, None), rows("BPTT", 1, None), rows("BP(1)", 1, 1707.0),
+                      rows("BP(1)", 0, 761.0), rows("BP(0)", 0, None)])  # fmt: skip
+    assert divergence_note(runs, ["task", "condition"], step="iteration") == (
+        "Diverged (the loss passed the divergence threshold; the model was frozen there and is "
+        "left out of every mean): seq_mnist, BP(1): 2 of 2 seeds (seed 0 at iteration 761, "
+        "seed 1 at iteration 1,707).")  # fmt: skip
+    assert divergence_note(runs[runs.condition != "BP(1)"], ["task", "condition"]) == ""
+    assert divergence_note(runs.drop(columns="diverged_at"), ["condition"]) == ""
