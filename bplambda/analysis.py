@@ -158,9 +158,19 @@ def both_finals(check: Callable[[str], str]) -> str:
     return both_ways(*(check(column) for column in FINALS), names=FINAL_NAMES)
 
 
-def summary_markdown(title: str, cfg: object, table: pd.DataFrame, notes: str = "") -> str:
-    """The notebook's ``summary.md``: profile, settings, key table, notes and where it came
-    from (:func:`~bplambda.provenance.provenance_line`).
+def summary_markdown(
+    title: str,
+    cfg: object,
+    table: pd.DataFrame,
+    notes: str = "",
+    runs: pd.DataFrame | None = None,
+    run_keys: Sequence[str] = ("condition",),
+    step: str = "batch",
+) -> str:
+    """The notebook's ``summary.md``: profile, settings, key table, which models of the run
+    table ``runs`` diverged and at which ``step`` (:func:`divergence_note`, conditions named
+    by ``run_keys``), notes and where it came from
+    (:func:`~bplambda.provenance.provenance_line`).
 
     The settings are those that decide the result: not where it runs or is written, nor the
     shard plumbing (a merge's shard folders are machine paths); the experiment's own first,
@@ -179,30 +189,37 @@ def summary_markdown(title: str, cfg: object, table: pd.DataFrame, notes: str = 
             f"Settings: {settings}.",
             merged,
             markdown_table(table),
+            "" if runs is None else divergence_note(runs, run_keys, step),
             notes,
             provenance_line(cfg),
         ] if part
     )  # fmt: skip
 
 
-def divergence_note(runs: pd.DataFrame, keys: Sequence[str], step: str = "batch") -> str:
-    """For a summary: per condition (``keys`` of a run table) that had any, how many of its
-    seeds diverged and at which ``step`` each did (``diverged_at``); empty where none did. A
-    diverged model is frozen there and left out of every mean, so a mean over the others says
-    nothing of how often a rule fails: this says it in words, which a ``diverged`` count in a
-    table does not (nor when)."""
+def divergence_note(
+    runs: pd.DataFrame, keys: Sequence[str] = ("condition",), step: str = "batch"
+) -> str:
+    """For a summary: per condition (the run table's ``keys``, ``condition`` among them: with
+    a seed they name a model) that had any, how many of its seeds diverged and at which
+    ``step`` each did (``diverged_at``); empty where none did. A diverged model is frozen there
+    and left out of every mean, so a mean over the others says nothing of how often a rule
+    fails: this says it in words, which a ``diverged`` count in a table does not (nor when)."""
     if "diverged_at" not in runs or not runs["diverged"].astype(bool).any():
         return ""
+    keys = list(keys)
     models = runs.drop_duplicates([*keys, "seed"])
     parts = []
-    for key, group in models.groupby(list(keys), sort=False, dropna=False):
+    for key, group in models.groupby(keys, sort=False, dropna=False):
         gone = group[group["diverged"].astype(bool)].sort_values("seed")
         if gone.empty:
             continue
-        name = ", ".join(map(str, key if isinstance(key, tuple) else (key,)))
-        where = ", ".join(f"seed {int(seed)} at {step} {int(at):,}"
-                          for seed, at in zip(gone["seed"], gone["diverged_at"]))  # fmt: skip
-        parts.append(f"{name}: {len(gone)} of {group['seed'].nunique()} seeds ({where})")
+        named = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
+        where = ", ".join(f"{k} {v}" if k != "task" else str(v)
+                          for k, v in named.items() if k != "condition")  # fmt: skip
+        at = ", ".join(f"seed {int(seed)} at {step} {int(batch):,}"
+                       for seed, batch in zip(gone["seed"], gone["diverged_at"]))  # fmt: skip
+        name = f"{named['condition']} ({where})" if where else str(named["condition"])
+        parts.append(f"{name}: {len(gone)} of {group['seed'].nunique()} seeds ({at})")
     return ("Diverged (the loss passed the divergence threshold; the model was frozen there and "
             "is left out of every mean): " + "; ".join(parts) + ".")  # fmt: skip
 

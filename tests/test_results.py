@@ -185,6 +185,8 @@ def test_save_figure_refuses_an_unreadable_figure_where_asked(tmp_path, monkeypa
 
 
 def test_the_divergence_note_names_each_diverged_seed_and_where_it_diverged():
+    from types import SimpleNamespace
+
     from bplambda.analysis import divergence_note
 
     def rows(condition: str, seed: int, at: float | None, batches: int = 3) -> pd.DataFrame:
@@ -194,9 +196,17 @@ def test_the_divergence_note_names_each_diverged_seed_and_where_it_diverged():
 
     runs = pd.concat([rows("BPTT", 0, None), rows("BPTT", 1, None), rows("BP(1)", 1, 1707.0),
                       rows("BP(1)", 0, 761.0), rows("BP(0)", 0, None)])  # fmt: skip
-    assert divergence_note(runs, ["task", "condition"], step="iteration") == (
+    keys = ["task", "condition"]
+    assert divergence_note(runs, keys, step="iteration") == (
         "Diverged (the loss passed the divergence threshold; the model was frozen there and is "
-        "left out of every mean): seq_mnist, BP(1): 2 of 2 seeds (seed 0 at iteration 761, "
+        "left out of every mean): BP(1) (seq_mnist): 2 of 2 seeds (seed 0 at iteration 761, "
         "seed 1 at iteration 1,707).")  # fmt: skip
-    assert divergence_note(runs[runs.condition != "BP(1)"], ["task", "condition"]) == ""
-    assert divergence_note(runs.drop(columns="diverged_at"), ["condition"]) == ""
+    assert divergence_note(runs[runs.condition != "BP(1)"], keys) == ""
+    assert divergence_note(runs.drop(columns="diverged_at"), keys) == ""
+    # a column that changes along a run (copy-repeat's T) is no key: one model, one count
+    grown = rows("BP(1)", 0, 5.0).assign(T=[2, 3, 4])
+    assert divergence_note(grown).endswith(": BP(1): 1 of 1 seeds (seed 0 at batch 5).")
+    cfg = SimpleNamespace(profile="smoke", device="cpu", jobs=1)
+    text = summary_markdown("t", cfg, runs.head(1), runs=runs, run_keys=keys)
+    assert "BP(1) (seq_mnist): 2 of 2 seeds" in text
+    assert "Diverged" not in summary_markdown("t", cfg, runs.head(1))
