@@ -1,17 +1,17 @@
 """Runs the campaign's unfinished shards from one queue, a few single-threaded processes at once.
 
-Each process takes the next shard in the plan's order (notebook by notebook, each notebook's
-``order`` first) as soon as its last one ends, so every core stays busy however much a shard
-costs: shards of one notebook differ in cost by up to eight times, and fixed per-core lists
-leave one core idle for hours. Each shard runs its notebook's sweep command from a worktree at
-that notebook's pinned commit (made here where missing), single-threaded, its output in a log
+Each process takes the next shard in the plan's order (sweep by sweep, each in its own
+``order``) as soon as its last one ends, so every core stays busy however much a shard costs
+(the shards of one notebook differ widely: docs/reproducing.md), where fixed per-core lists
+leave a core idle once its list runs out. Each shard runs its sweep's command from a worktree
+at that sweep's pinned commit (made here where missing), single-threaded, its output in a log
 of its own; a shard that fails is tried again (up to :data:`TRIES` times in all, since a sweep
 resumes from its saved state), and ``CAMPAIGN.md`` is written again after every shard.
 
 Stopping: the first SIGINT or SIGTERM starts no further shard and ends each running one once it
-has saved its state again (a sweep saves at most every ``resume.SAVE_SECONDS``; waiting for
-that save loses no training), or after :data:`SAVE_WAIT_SECONDS`; a second signal ends them at
-once.
+has saved its state again (a sweep saves at most every ``resume.SAVE_SECONDS``; ending it just
+after a save loses only what it trained since, within one poll), or after
+:data:`SAVE_WAIT_SECONDS`; a second signal ends them at once.
 
     python -m bplambda.campaign_queue [results/paper] [--processes 2] [--notebooks 05 ...]
 """
