@@ -125,6 +125,15 @@ def summarise_finals(finals: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     return summary.assign(last_batch_mean=last["mean"].to_numpy())
 
 
+def best_condition(means: pd.Series, lowest: bool = False) -> str:
+    """The condition (``means``' index) with the highest mean, or the lowest; where every mean
+    is NaN (each of their models diverged) the first, whose comparison then reads "not
+    testable" rather than failing the report."""
+    if means.isna().all():
+        return str(means.index[0])
+    return str(means.idxmin() if lowest else means.idxmax())
+
+
 def rows_where(frame: pd.DataFrame, **where: object) -> pd.Series:
     """The rows whose columns equal the given values (``None`` matches NaN)."""
     mask = pd.Series(True, index=frame.index)

@@ -228,3 +228,26 @@ def test_plateaus_take_each_seeds_last_and_longest_stay_and_set_a_diverged_seed_
     assert plateaus.loc["last", "levels"] == "7, 9"
     assert plateaus.loc["longest", "levels"] == "7, 7"
     assert (plateaus.seeds == 2).all() and (plateaus.diverged == 1).all()
+
+
+def test_the_claim_is_not_testable_where_every_truncated_model_diverged():
+    """A diverged model's solved length never enters a mean, so with every truncated model
+    diverged there is no best rival: the claim says so instead of failing the report."""
+    from bplambda.experiments.copy_repeat_curriculum import claims, config, tables
+
+    def model(condition, family, lmbda, n, seed, diverged):
+        labels = {"condition": condition, "family": family, "lmbda": lmbda, "n": n,
+                  "variant": "default", "seed": seed, "diverged": diverged, "t": -1}  # fmt: skip
+        return [
+            {**labels, "batch": batch, "metric": metric, "value": value}
+            for batch in (0, 50)
+            for metric, value in (("N", 2), ("R", 1), ("T", 5))
+        ]
+
+    rows = [row for seed in (0, 1, 2)
+            for row in model("BP(1)", "bp_lambda", 1.0, None, seed, False)
+            + model("TBPTT(2)", "tbptt", None, 2, seed, True)]  # fmt: skip
+    cfg = config("smoke", seeds=[0, 1, 2])
+    (claim,) = claims(tables(pd.DataFrame(rows), cfg), cfg)
+    assert "TBPTT(2)" in claim["bplambda"] and "3/3 diverged" in claim["bplambda"]
+    assert claim["verdict"] == "not testable (no seed on one side)"

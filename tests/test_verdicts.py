@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bplambda import ToyTask, TrainConfig, make_cell, make_rule, train, true_future_gradients
-from bplambda.analysis import final_values
+from bplambda.analysis import best_condition, final_values
 from bplambda.cells import LSTM, MaskedCell
 from bplambda.experiments.toy_runs import spectral_radius, toy_network
 from bplambda.metrics import signal_alignments
@@ -89,6 +89,13 @@ def test_final_values_average_the_last_epoch_and_keep_the_last_batch():
     assert finals.loc[0, "value"] == pytest.approx(3.0)  # batches 10, 15, 19: the last 10
     assert finals.loc[0, "last_batch"] == 6.0
     assert np.isnan(finals.loc[1, "value"]) and np.isnan(finals.loc[1, "last_batch"])
+
+
+def test_the_best_rival_skips_diverged_conditions_and_survives_all_of_them_diverged():
+    means = pd.Series({"SG(5)": 0.3, "TBPTT(5)": np.nan, "SG(10)": 0.1})
+    assert best_condition(means) == "SG(5)"
+    assert best_condition(means, lowest=True) == "SG(10)"
+    assert best_condition(pd.Series({"SG(5)": np.nan, "TBPTT(5)": np.nan})) == "SG(5)"
 
 
 def test_sg_is_judged_at_its_chunk_ends_and_bp_lambda_everywhere():

@@ -9,7 +9,13 @@ from typing import ClassVar
 import pandas as pd
 
 from bplambda import checks
-from bplambda.analysis import interval_text, per_seed, still_improving, summarise
+from bplambda.analysis import (
+    best_condition,
+    interval_text,
+    per_seed,
+    still_improving,
+    summarise,
+)
 from bplambda.cells import LSTM_MODES, MaskedCell, make_cell
 from bplambda.checks import checked
 from bplambda.experiments.conditions import FIVE_SEEDS
@@ -213,7 +219,7 @@ def claims(tables: dict[str, pd.DataFrame], cfg: Config) -> list[dict]:
     top = named(summary, family="bp_lambda", lmbda=max(cfg.lambdas), variant=DEFAULT_VARIANT)
     if top is None or not len(truncated):
         return []
-    rival = truncated.idxmax()
+    rival = best_condition(truncated)
 
     def values(condition: str) -> pd.Series:
         return per_seed(final, "solved_T", condition=condition)

@@ -10,6 +10,7 @@ import pandas as pd
 
 from bplambda import checks
 from bplambda.analysis import (
+    best_condition,
     interval_text,
     per_seed,
     still_improving,
@@ -200,7 +201,7 @@ def claims(tables: dict[str, pd.DataFrame], cfg: Config) -> list[dict]:
     budget = counted(cfg.epochs, "epochs")
     found = []
     if bp(1.0) and len(truncated):
-        rival = truncated.idxmin()
+        rival = best_condition(truncated, lowest=True)
         found.append({
             "claim": "BP(1) has a lower test error than truncated BPTT(n) and n-step SG(n)",
             "paper": "yes (Table 2 per the ICLR reviews; numbers UNKNOWN)",
@@ -211,7 +212,7 @@ def claims(tables: dict[str, pd.DataFrame], cfg: Config) -> list[dict]:
         })  # fmt: skip
     long_windows = summary[(summary.family == "tbptt") & (summary.n >= 3)].condition
     if bp(0.5) and len(long_windows):
-        rival = errors[long_windows].idxmin()
+        rival = best_condition(errors[long_windows], lowest=True)
         found.append({
             "claim": "BP(0.5) is not better than truncated BPTT(n ≥ 3)",
             "paper": "yes (per the ICLR reviews)",
