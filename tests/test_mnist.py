@@ -230,3 +230,23 @@ def test_the_test_error_claims_give_three_decimals():
     claims = sequential_mnist.claims(sequential_mnist.tables(pd.DataFrame(rows), cfg), cfg)
     assert claims[0]["bplambda"].startswith("BP(1) 0.089 [0.088, 0.090] (range, 3 seeds) vs "
                                             "best SG(5) 0.100 [0.095, 0.104]")  # fmt: skip
+
+
+def test_a_grid_whose_every_model_diverged_before_its_first_evaluation_is_not_testable():
+    """No evaluation rows at all (each model diverged in its first epoch): each model still
+    counts, as diverged, and the claims say "not testable" instead of failing the report."""
+    rows = [{"condition": condition, "family": family, "lmbda": lmbda, "n": n,
+             "variant": "default", "seed": seed, "diverged": True, "batch": 0, "t": -1,
+             "metric": "loss", "value": 9.0}
+            for condition, family, lmbda, n in (("BP(1)", "bp_lambda", 1.0, float("nan")),
+                                                ("SG(5)", "sg", float("nan"), 5))
+            for seed in (0, 1)]  # fmt: skip
+    cfg = sequential_mnist.config("smoke", seeds=(0, 1), windows=(5,), lambdas=(1.0,))
+    tables = sequential_mnist.tables(pd.DataFrame(rows), cfg)
+    assert tables["test_error"].set_index("condition").diverged.to_dict() == {
+        "BP(1)": 2,
+        "SG(5)": 2,
+    }
+    (claim,) = sequential_mnist.claims(tables, cfg)
+    assert "2/2 diverged vs best SG(5)" in claim["bplambda"]
+    assert claim["verdict"] == "not testable (no seed on one side)"

@@ -160,8 +160,9 @@ def tables(table: pd.DataFrame, cfg: Config) -> dict[str, pd.DataFrame]:
     checkpoint rule); ``test_error``: mean and 95% interval over seeds; ``timing``."""
     evals = table[table.metric.isin(EVALUATIONS)].copy()
     evals["epoch"] = evals.groupby("condition")["batch"].rank(method="dense").astype(int)
-    wide = evals.pivot_table(index=["condition", "seed", "diverged", "epoch"], columns="metric",
-                             values="value").reset_index()  # fmt: skip
+    keys = ["condition", "seed", "diverged", "epoch"]
+    wide = evals.pivot_table(index=keys, columns="metric", values="value").reset_index()
+    wide = wide.reindex(columns=[*keys, *EVALUATIONS])  # none where every model diverged early
     wide = wide[wide.val_loss.notna()]
     best = wide.loc[wide.groupby(["condition", "seed"])["val_loss"].idxmin()]
     best = best[["condition", "seed", "diverged", "epoch", "val_loss", "test_error"]]
