@@ -18,6 +18,7 @@ from bplambda.experiments.generalisation_claims import (
     _AtTask,
     _bound_verdict,
     _correlation_verdict,
+    _seeds_run,
     _stability_bound,
     _untestable,
     _variance_verdict,
@@ -328,3 +329,19 @@ def test_the_paper_profile_follows_the_authors_wherever_their_setting_is_known()
     assert {"delay", "tau_dms", "iterations"} <= shrunk
     stated = medium[medium.source.str.startswith(MODPROP) & medium.setting.isin(training)]
     assert len(stated) == 4 and stated.follows.str.startswith("no: ").all()  # a design choice
+
+
+def test_the_budget_counts_the_seeds_that_ran_not_the_seeds_asked_for():
+    """A merge of the finished shards holds fewer seeds than the profile's 10, and the rules a
+    variance claim compares may hold more than the others."""
+
+    def runs(condition, seeds, diverged=False):
+        return [{"task": "seq_mnist", "condition": condition, "seed": seed, "diverged": diverged,
+                 "metric": "lambda_max", "value": np.nan if diverged else 1.0}
+                for seed in seeds]  # fmt: skip
+
+    five = pd.DataFrame(runs("BPTT", range(5)) + runs("BP(1)", range(5), diverged=True))
+    assert _seeds_run(five) == "5 seeds"
+    assert _seeds_run(pd.concat([five, pd.DataFrame(runs("e-prop", range(10)))])) == (
+        "5–10 seeds per rule"
+    )
