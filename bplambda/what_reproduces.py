@@ -161,15 +161,17 @@ def budget_folder(budget: str) -> str:
     return "" if budget == "quick" else f"{budget}/"
 
 
-def run_description(notebook: str, profile: str, prefix: str = "") -> str:
-    """``profile``'s seeds, training budget as a share of the ``paper`` profile's, and hidden
-    size where smaller than the paper's, from the notebook's configs (fields named with
-    ``prefix``, see :attr:`Headline.config_prefix`)."""
+def run_description(notebook: str, profile: str, prefix: str = "", seeds: str = "") -> str:
+    """``profile``'s seeds (``seeds``, the claim's own count, where given: see
+    :data:`~bplambda.results.CLAIM_COLUMNS`), training budget as a share of the ``paper``
+    profile's, and hidden size where smaller than the paper's, from the notebook's configs
+    (fields named with ``prefix``, see :attr:`Headline.config_prefix`)."""
     experiment = EXPERIMENTS[notebook]
     cfg, paper = experiment.config(profile), experiment.config("paper")
     field = prefix + BUDGET_FIELD[notebook]
     budget = getattr(cfg, field)
-    parts = [f"{profile}: {counted(len(getattr(cfg, prefix + 'seeds')), 'seeds')}",
+    seeds = seeds or counted(len(getattr(cfg, prefix + "seeds")), "seeds")
+    parts = [f"{profile}: {seeds}",
              f"{counted(budget, BUDGET_FIELD[notebook])} ({budget / getattr(paper, field):.0%} of "
              "the paper's)"]  # fmt: skip
     if cfg.hidden_size < paper.hidden_size:
@@ -253,7 +255,8 @@ def _cells(headline: Headline, claims: pd.DataFrame) -> dict[str, str]:
         improving = f"; {row['still_improving']}" if row.get("still_improving") else ""
         verdicts.append(f"{prefix}**{row['verdict']}**{beside}{improving}")
         effects.append(prefix + pool_test(first_sentence(row["bplambda"])))
-        run = run_description(headline.notebook, row["budget"], headline.config_prefix)
+        run = run_description(headline.notebook, row["budget"], headline.config_prefix,
+                              row.get("seeds", ""))  # fmt: skip
         if run not in runs:
             runs.append(run)
         figure = (f"[{headline.figure}](results/{budget_folder(row['budget'])}"

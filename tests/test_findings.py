@@ -7,11 +7,11 @@ from bplambda.results import CLAIM_COLUMNS
 
 CLAIMS = pd.DataFrame(
     [
-        ["toy", "alignment increases with λ", "yes", "", "BP(0) 0.2 < BP(1) 0.9", "reproduced", ""],
+        ["toy", "alignment increases with λ", "yes", "", "BP(0) 0.2 < BP(1) 0.9", "reproduced", "", ""],
         ["toy", "n*(T) grows with T", "yes", "", "n*: 2 at T=10, 5 at T=60",
-         "inconclusive (2 seeds)", "still improving: 3/5 conditions"],
+         "inconclusive (2 seeds)", "still improving: 3/5 conditions", ""],
         ["copy", "BP(1) solves longer sequences", "yes", "", "alignment_applied 0.5 [0.4, 0.6]",
-         "NOT reproduced", float("nan")],
+         "NOT reproduced", float("nan"), "5 seeds"],
     ],
     columns=CLAIM_COLUMNS,
 )  # fmt: skip

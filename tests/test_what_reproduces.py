@@ -178,3 +178,11 @@ def test_a_run_of_one_seed_and_one_epoch_is_described_in_the_singular():
     """MNIST's smoke profile trains one seed for one epoch; larger profiles keep their plural."""
     assert run_description(MNIST, "smoke").startswith("smoke: 1 seed, 1 epoch (")
     assert run_description(MNIST, "paper").startswith("paper: 5 seeds, ")
+
+
+def test_a_run_says_the_seeds_its_claim_counted_where_the_claim_gives_them():
+    """A merge of a campaign's finished shards can hold fewer seeds than the profile's."""
+    assert run_description(LIU_NB, "paper").startswith("paper: 10 seeds, ")
+    assert run_description(LIU_NB, "paper", seeds="5–10 seeds per rule").startswith(
+        "paper: 5–10 seeds per rule, 10,000 iterations"
+    )

@@ -85,8 +85,8 @@ def claims(tables: dict[str, pd.DataFrame], cfg: ClaimSettings) -> list[dict]:
         if cfg.slow_iterations in (None, cfg.iterations)
         else f" ({cfg.slow_iterations:,} for the three-factor rules, compared at matched loss)"
     )
-    budget = (f"{counted(cfg.iterations, 'iterations')}{slow}, lr {cfg.lr:g}, "
-              f"{_seeds_run(tables['final_by_seed'])}")  # fmt: skip
+    seeds = _seeds_run(tables["final_by_seed"])
+    budget = f"{counted(cfg.iterations, 'iterations')}{slow}, lr {cfg.lr:g}, {seeds}"
     found = []
     for task in cfg.tasks:
         unpooled = tables["unpooled"][tables["unpooled"].task == task]
@@ -96,7 +96,7 @@ def claims(tables: dict[str, pd.DataFrame], cfg: ClaimSettings) -> list[dict]:
         found += _gap_correlations(at, tables["correlations"])
         found += _online_rules(at)
         found += _stability_bound(at)
-    return [{"experiment": "generalisation & curvature", **c} for c in found]
+    return [{"experiment": "generalisation & curvature", **c, "seeds": seeds} for c in found]
 
 
 def _untestable(task: str, cfg: ClaimSettings) -> dict[str, str]:
