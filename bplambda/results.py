@@ -20,11 +20,11 @@ from bplambda.provenance import provenance
 
 CLAIM_COLUMNS = [
     "experiment", "claim", "paper", "official_code", "bplambda", "verdict", "still_improving",
-    "seeds",
+    "seeds_run",
 ]  # fmt: skip
 """``still_improving``: how many conditions were still improving when the budget ran out
 (:func:`bplambda.analysis.still_improving`; empty where the notebook does not assess it);
-``seeds``: the seeds the claim's runs held, counted from the runs (a merge of a campaign's
+``seeds_run``: the seeds the claim's runs held, counted from the runs (a merge of a campaign's
 finished shards holds fewer than the profile asks for, and may hold more for some rules than
 for others); empty where the notebook runs exactly its profile's seeds."""
 
@@ -153,8 +153,8 @@ def claims_by_budget(root: Path) -> pd.DataFrame | None:
     first_seen = pd.concat([found[b] for b in reversed(ordered)])[key].drop_duplicates()
     main = first_seen.merge(main, on=key, how="left").sort_values("notebook", kind="stable")
     columns = [*CLAIM_COLUMNS[:5], "verdict", "budget", *(f"verdict ({b})" for b in
-               reversed(ordered)), "still_improving", "seeds", "notebook"]  # fmt: skip
-    return main.reindex(columns=columns).fillna("").reset_index(drop=True)
+               reversed(ordered)), "still_improving", "seeds_run", "notebook"]  # fmt: skip
+    return main.reindex(columns=columns).astype(object).fillna("").reset_index(drop=True)
 
 
 def _experiment_folders(root: Path) -> list[Path]:

@@ -256,7 +256,7 @@ def _cells(headline: Headline, claims: pd.DataFrame) -> dict[str, str]:
         verdicts.append(f"{prefix}**{row['verdict']}**{beside}{improving}")
         effects.append(prefix + pool_test(first_sentence(row["bplambda"])))
         run = run_description(headline.notebook, row["budget"], headline.config_prefix,
-                              row.get("seeds", ""))  # fmt: skip
+                              row.get("seeds_run", ""))  # fmt: skip
         if run not in runs:
             runs.append(run)
         figure = (f"[{headline.figure}](results/{budget_folder(row['budget'])}"

@@ -7,7 +7,8 @@ from bplambda.results import CLAIM_COLUMNS
 
 CLAIMS = pd.DataFrame(
     [
-        ["toy", "alignment increases with λ", "yes", "", "BP(0) 0.2 < BP(1) 0.9", "reproduced", "", ""],
+        ["toy", "alignment increases with λ", "yes", "", "BP(0) 0.2 < BP(1) 0.9", "reproduced",
+         "", ""],
         ["toy", "n*(T) grows with T", "yes", "", "n*: 2 at T=10, 5 at T=60",
          "inconclusive (2 seeds)", "still improving: 3/5 conditions", ""],
         ["copy", "BP(1) solves longer sequences", "yes", "", "alignment_applied 0.5 [0.4, 0.6]",

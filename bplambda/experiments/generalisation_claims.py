@@ -96,7 +96,7 @@ def claims(tables: dict[str, pd.DataFrame], cfg: ClaimSettings) -> list[dict]:
         found += _gap_correlations(at, tables["correlations"])
         found += _online_rules(at)
         found += _stability_bound(at)
-    return [{"experiment": "generalisation & curvature", **c, "seeds": seeds} for c in found]
+    return [{"experiment": "generalisation & curvature", **c, "seeds_run": seeds} for c in found]
 
 
 def _untestable(task: str, cfg: ClaimSettings) -> dict[str, str]:
