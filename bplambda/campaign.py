@@ -130,7 +130,7 @@ def hours_left(progress: list[ShardProgress], estimates_h: dict[str, float]) -> 
     return left
 
 
-def _hours(seconds: float | None) -> str:
+def hours(seconds: float | None) -> str:
     """``"1.5 h"``, or minutes under an hour; ``"–"`` for unknown."""
     if seconds is None:
         return "–"
@@ -173,8 +173,10 @@ def report(root: Path) -> str:
                       f"single-threaded processes at once (each takes the next shard when its "
                       f"last one ends), each from a worktree at its notebook's commit (made where "
                       f"missing), where the sweep resumes it from its saved state; Ctrl-C (or "
-                      f"SIGTERM) ends each running shard after its next save:", "", "```bash",
-                      *to_continue, ".venv/bin/python -m bplambda.campaign_queue results/paper",
+                      f"SIGTERM) ends each running shard after its next save; `--commit` commits "
+                      f"each shard's folder with this report as the shard ends:", "", "```bash",
+                      *to_continue,
+                      ".venv/bin/python -m bplambda.campaign_queue results/paper --commit",
                       "```"]
                      ) + "\n"  # fmt: skip
 
@@ -214,8 +216,8 @@ def _row(folder: str, entry: dict, p: ShardProgress) -> str:
     estimate = entry.get("estimates_h", {}).get(p.name)
     progress = f"{p.done:,} / {p.total:,} ({100 * p.done / p.total:.0f}%)" if p.total else "–"
     return (f"| {folder} | `{entry['commit']}` | {p.name} | {p.status} | {progress} | "
-            f"{_hours(p.seconds)} | {_hours(p.seconds_left)} | "
-            f"{_hours(estimate and estimate * 3600)} |")  # fmt: skip
+            f"{hours(p.seconds)} | {hours(p.seconds_left)} | "
+            f"{hours(estimate and estimate * 3600)} |")  # fmt: skip
 
 
 def _total(folder: str, progress: list[ShardProgress], estimates_h: dict[str, float]) -> str:

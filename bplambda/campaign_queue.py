@@ -8,12 +8,17 @@ at that sweep's pinned commit (made here where missing), single-threaded, its ou
 of its own; a shard that fails is tried again (up to :data:`TRIES` times in all, since a sweep
 resumes from its saved state), and ``CAMPAIGN.md`` is written again after every shard.
 
+With ``--commit`` each shard's folder is committed as soon as the shard ends (its tables when
+it finished, its saved state when a stop or a failure ended it), with ``CAMPAIGN.md`` and
+nothing else, so that a machine lost mid-campaign loses no finished shard.
+
 Stopping: the first SIGINT or SIGTERM starts no further shard and ends each running one once it
 has saved its state again (a sweep saves at most every ``resume.SAVE_SECONDS``; ending it just
 after a save loses only what it trained since, within one poll), or after
 :data:`SAVE_WAIT_SECONDS`; a second signal ends them at once.
 
     python -m bplambda.campaign_queue [results/paper] [--processes 2] [--notebooks 05 ...]
+                                      [--commit]
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from bplambda.campaign import (
     CORES,
     PLAN,
     REPORT,
+    hours,
     notebook_of,
     notebook_progress,
     report,
@@ -59,6 +65,10 @@ shards into the same saved states."""
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 """Every shard's environment: one thread per process, one process per core."""
+
+GIT_TRIES = 5
+"""Tries of a shard's commit: another git command (a person's, at the same moment) holds the
+index's lock for a moment; a commit that still fails is said, and the campaign goes on."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,46 @@ def make_worktree(commit: str) -> Path:
     if data.exists() and not (worktree / "data").exists():
         (worktree / "data").symlink_to(data)
     return worktree
+
+
+def commit_shard(root: Path, job: Job, repo: Path | None = None) -> str | None:
+    """Commits ``job``'s shard folder as it is now (tables, figures and ``raw/`` of a finished
+    shard; the saved state of one ended part-way) with ``root``'s ``CAMPAIGN.md``, leaving
+    whatever else is staged or changed in ``repo`` (the project's checkout) alone. The
+    commit's message, or ``None`` where nothing of the shard changed."""
+    repo = repo or project_root()
+    folders = [str(p) for p in sorted((job.folder / "shards").glob(f"*-{job.shard}"))]
+    if not folders:
+        return None
+    _git(repo, "add", "-A", "--", *folders)
+    if _git(repo, "diff", "--cached", "--quiet", "--", *folders, check=False).returncode == 0:
+        return None
+    paths = [*folders, str(root / REPORT)]
+    _git(repo, "add", "--", paths[-1])
+    entry = json.loads((root / PLAN).read_text())["notebooks"][job.sweep]
+    progress = notebook_progress(job.folder, notebook_of(job.sweep, entry), entry)
+    shard = next(p for p in progress if p.name == job.shard)
+    state = (f"finished ({hours(shard.seconds)})" if shard.finished else
+             f"saved at {shard.done:,} of {shard.total:,} batches "
+             f"({100 * shard.done / max(shard.total, 1):.0f}%)")  # fmt: skip
+    message = (
+        f"Campaign, {job.sweep}: {job.shard} {state}; "
+        f"{sum(p.finished for p in progress)} of {len(progress)} shards done; {REPORT}"
+    )
+    _git(repo, "commit", "-q", "-m", message, "--", *paths)
+    return message
+
+
+def _git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """``git -C repo args``, tried again while another git command holds the index's lock."""
+    for attempt in range(GIT_TRIES):
+        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+        if "index.lock" not in done.stderr or attempt == GIT_TRIES - 1:
+            break
+        time.sleep(1 + attempt)
+    if check and done.returncode != 0:
+        raise subprocess.CalledProcessError(done.returncode, done.args, done.stdout, done.stderr)
+    return done
 
 
 def pending(root: Path, notebooks: list[str] | None = None) -> list[Job]:
@@ -245,6 +295,21 @@ def _now() -> str:
     return time.strftime("%H:%M:%S")
 
 
+def _after(root: Path, job: Job, commit: bool) -> None:
+    """After each shard: the report written again, and with ``commit`` the shard committed (a
+    failed commit is said, never fatal: the shard's files stay for the next one)."""
+    (root / REPORT).write_text(report(root))
+    if not commit:
+        return
+    try:
+        message = commit_shard(root, job)
+    except subprocess.CalledProcessError as error:
+        print(f"{_now()} commit of {job.name} failed: {error.stderr.strip()}", file=sys.stderr)
+        return
+    if message:
+        print(f"{_now()} committed: {message}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", nargs="?", default="results/paper",
@@ -256,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
                              "name or number (05: its side runs too)")  # fmt: skip
     parser.add_argument("--logs", default=str(project_root().parent / "campaign-logs"),
                         help="the shards' logs' folder (default: ../campaign-logs)")  # fmt: skip
+    parser.add_argument("--commit", action="store_true",
+                        help="commit each shard's folder with CAMPAIGN.md as it ends")  # fmt: skip
     args = parser.parse_args(argv)
     root = project_path(args.root)
     if not (root / PLAN).exists():
@@ -272,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         jobs = pending(root, args.notebooks)
         queue = Queue(jobs, args.processes, Path(args.logs),
-                      after_each=lambda *_: (root / REPORT).write_text(report(root)))  # fmt: skip
+                      after_each=lambda job, rc: _after(root, job, args.commit))  # fmt: skip
     except ValueError as error:
         print(f"campaign_queue: {error}", file=sys.stderr)
         return 2

@@ -19,7 +19,7 @@ from bplambda.campaign import (
     report,
     shard_progress,
 )
-from bplambda.campaign_queue import LOCK, Job, Queue, pending
+from bplambda.campaign_queue import LOCK, Job, Queue, commit_shard, pending
 from bplambda.campaign_queue import main as queue_main
 from bplambda.resume import save_atomically
 
@@ -284,3 +284,36 @@ def test_a_stop_ends_a_shard_that_does_not_save_after_the_longest_wait(tmp_path)
     started = time.monotonic()
     queue.run(poll=0.02)
     assert queue.stopped == ["04_copy_repeat quiet"] and time.monotonic() - started < 10
+
+
+def test_a_shard_is_committed_alone_with_the_report_when_it_ends(campaign):
+    """Its folder and CAMPAIGN.md, and nothing else that is staged or changed; once for each
+    change (a finished shard whose folder is unchanged is not committed again)."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(campaign), *args], check=True,
+                              capture_output=True, text=True).stdout  # fmt: skip
+
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "0")
+    git("config", "user.name", "t")
+    git("config", "user.email", "t@t")
+    (campaign / "CAMPAIGN.md").write_text(report(campaign))
+    (campaign / "mine.txt").write_text("someone's edit")
+    git("add", "mine.txt")
+    sweep = campaign / "04_copy_repeat"
+    job = Job("04_copy_repeat", "sg", "SWEEP", "abc123", campaign, sweep)
+    save_atomically({"key": "k", "batch": 20, "seconds": 30.0}, sweep / "shards/1-sg/state/SG2.pt")
+    message = commit_shard(campaign, job, repo=campaign)
+    assert message == ("Campaign, 04_copy_repeat: sg saved at 20 of 30 batches (67%); 1 of 3 "
+                       "shards done; CAMPAIGN.md")  # fmt: skip
+    assert git("log", "-1", "--format=%s") == message + "\n"
+    assert git("show", "--name-only", "--format=", "HEAD").split() == [
+        "04_copy_repeat/shards/1-sg/state/SG2.pt", "CAMPAIGN.md"]  # fmt: skip
+    assert git("diff", "--cached", "--name-only").split() == ["mine.txt"]
+    assert commit_shard(campaign, job, repo=campaign) is None
+    finished = Job("04_copy_repeat", "bptt", "SWEEP", "abc123", campaign, sweep)
+    assert commit_shard(campaign, finished, repo=campaign).startswith(
+        "Campaign, 04_copy_repeat: bptt finished (1 min); "
+    )
