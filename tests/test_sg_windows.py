@@ -71,6 +71,14 @@ def test_n_star_is_bounded_by_the_first_window_that_could_match_and_the_first_th
     assert grows((np.inf, np.inf), (np.inf, np.inf)).startswith("inconclusive (no window")
 
 
+def test_n_star_is_not_testable_where_every_seed_of_bp_1_diverged():
+    finals = _signals({np.nan: 0.90, 1: 0.20, 2: 0.895})
+    finals.loc[finals.condition == "BP(1)", "value"] = np.nan  # a diverged model's value
+    low, high = smallest_matching_window(finals, "BP(1)", (1, 2))
+    assert np.isnan(low) and np.isnan(high)
+    assert grows((low, high), (1, 2)).startswith("not testable")
+
+
 def test_all_positive_needs_every_paired_difference_above_zero():
     up, flat = np.linspace(0.1, 0.2, 5), np.linspace(-0.1, 0.1, 5)
     assert all_positive([up, up]) == "reproduced"
@@ -92,6 +100,19 @@ def test_the_lead_is_taken_against_the_best_window_that_bootstraps():
     lead = lambda_sweeps._leads(pd.DataFrame(rows), 1.0)
     assert set(lead.best_sg) == {"SG(3)"} and set(lead.best_n) == {3}  # SG(10) at T=20: exact
     assert lead[lead.final == "value"].value.to_numpy() == pytest.approx([0.1] * 3)
+
+
+def test_a_sweep_whose_every_model_diverged_has_no_lead_and_a_blank_table():
+    """A diverged model's values are NaN: no SG(n) is left to lead against and no mean to
+    show, which the report says instead of failing."""
+    rows = [{"rho": np.nan, "T": 10, "condition": c, "family": f, "lmbda": lm, "n": n,
+             "variant": "default", "seed": 0, "metric": metric, "value": np.nan,
+             "last_batch": np.nan, "mean": np.nan}
+            for c, f, lm, n in (("SG(2)", "sg", np.nan, 2), ("BP(1)", "bp_lambda", 1.0, np.nan))
+            for metric in ("alignment_applied", "alignment_synthetic")]  # fmt: skip
+    assert lambda_sweeps._leads(pd.DataFrame(rows), 1.0).empty
+    table = lambda_sweeps.by_length_table(pd.DataFrame(rows))
+    assert list(table.condition) == ["BP(1)", "SG(2)"] and table.iloc[:, 1:].isna().all().all()
 
 
 def test_the_summary_by_length_compares_where_each_rule_applies_g_and_labels_every_state():

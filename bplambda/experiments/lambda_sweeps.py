@@ -200,8 +200,9 @@ def _leads(finals: pd.DataFrame, top: float) -> pd.DataFrame:
             lead = (bp[column] - other[column]).rename("value").reset_index()
             rows.append(lead.assign(rho=rho, T=T, best_sg=best, best_n=other.n.iloc[0],
                                     final=column))  # fmt: skip
-    table = pd.concat(rows, ignore_index=True)
-    return table.assign(rho_label=table.rho.map(rho_label))
+    columns = ["seed", "value", "rho", "T", "best_sg", "best_n", "final"]
+    table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
+    return table.assign(rho_label=table.rho.map(rho_label))  # none where every SG(n) diverged
 
 
 def claims(tables: dict[str, pd.DataFrame], cfg: Config) -> list[dict]:
@@ -221,7 +222,7 @@ def claims(tables: dict[str, pd.DataFrame], cfg: Config) -> list[dict]:
             f"T={T}: {interval(lead(T, 'value').to_numpy()).text()} vs "
             f"{at_rho[at_rho['T'] == T].best_sg.iloc[0]}"
             for T in cfg.seq_lens if (at_rho["T"] == T).any()
-        )  # fmt: skip
+        ) or "none (no SG(n) that bootstraps has a seed left)"  # fmt: skip
         ratios = tables["gradient_ratio"]
         ratios = _at_rho(ratios, rho)
         vanish = ratios[ratios["T"] == long].value.median()
@@ -276,7 +277,7 @@ def by_length_table(final: pd.DataFrame) -> pd.DataFrame:
     paper = final[final.metric.isin(BY_LENGTH) & final.rho.isna()]
     table = paper.pivot_table(index="condition", columns=["metric", "T"], values="mean")
     columns = [(metric, T) for metric in BY_LENGTH for T in sorted(set(paper["T"]))]
-    table = table.loc[condition_order(paper), columns]
+    table = table.reindex(index=condition_order(paper), columns=columns)  # blank: all diverged
     table.columns = [f"T={T}, {BY_LENGTH[metric]}" for metric, T in columns]
     return table.reset_index()
 
@@ -303,7 +304,8 @@ def _bias_claims(tables: dict[str, pd.DataFrame], top: str, rho: float, cfg: Con
                  f"the same states ({rho_label(rho)}; the best SG(n) that bootstraps)",
         "paper": "not studied (where the bias lives)",
         "official_code": "not run",
-        "bplambda": f"{top} − SG(n), paired by seed: " + "; ".join(shown),
+        "bplambda": f"{top} − SG(n), paired by seed: "
+                    + ("; ".join(shown) or "none (no SG(n) that bootstraps has a seed left)"),
         "verdict": all_positive(differences),
     }, {
         "claim": f"n*(T), the smallest SG window whose learning signal matches {top}'s, grows "
@@ -324,4 +326,4 @@ def _at_rho(table: pd.DataFrame, rho: float) -> pd.DataFrame:
 
 
 def _window_text(n: float, windows: tuple[int, ...]) -> str:
-    return f"> {max(windows)}" if n == np.inf else f"{n:g}"
+    return f"> {max(windows)}" if n == np.inf else "n/a" if np.isnan(n) else f"{n:g}"

@@ -85,10 +85,13 @@ def smallest_matching_window(
     ``bp``'s, as bounds from the 95% intervals (ranges with ≤ 3 seeds) over seeds: ``low``,
     the first n whose interval is not separated below ``bp``'s (n* could be this small);
     ``high``, the first n whose interval is not separated from ``bp``'s and whose mean reaches
-    ``bp``'s (n* is at most this). ``inf`` where no window up to ``max(windows)`` does.
+    ``bp``'s (n* is at most this). ``inf`` where no window up to ``max(windows)`` does; NaN
+    where ``bp`` has no value (every seed diverged), so there is nothing to match.
     ``finals``: one T and ρ, ``condition``/``family``/``n``/``metric``/``seed``/``value``."""
     signal = finals[finals.metric == SIGNAL]
-    target = interval(signal[signal.condition == bp].value.to_numpy())
+    target = interval(signal[signal.condition == bp].value.dropna().to_numpy())
+    if target.n == 0:
+        return np.nan, np.nan
     low = high = np.inf
     for n in sorted(windows):
         mine = interval(signal[(signal.family == "sg") & (signal.n == n)].value.to_numpy())
@@ -103,6 +106,8 @@ def smallest_matching_window(
 
 def grows(short: tuple[float, float], long: tuple[float, float]) -> str:
     """Verdict on "n* grows with T" from n*'s bounds at the shortest and longest T."""
+    if np.isnan(short[0]) or np.isnan(long[0]):
+        return "not testable (no seed of BP(1) at one T)"
     if short[0] == np.inf:
         return "inconclusive (no window matches BP(1) even at the shortest T)"
     if long[0] > short[1]:
