@@ -18,7 +18,7 @@ after a save loses only what it trained since, within one poll), or after
 :data:`SAVE_WAIT_SECONDS`; a second signal ends them at once.
 
     python -m bplambda.campaign_queue [results/paper] [--processes 2] [--notebooks 05 ...]
-                                      [--commit]
+                                      [--shards mdgl-seed5 ...] [--commit]
 """
 
 from __future__ import annotations
@@ -147,19 +147,28 @@ def _git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProc
     return done
 
 
-def pending(root: Path, notebooks: list[str] | None = None) -> list[Job]:
+def pending(root: Path, notebooks: list[str] | None = None,
+            shards: list[str] | None = None) -> list[Job]:  # fmt: skip
     """The unfinished shards of the plan under ``root``, in the order to run them: sweep by
     sweep in the plan's order, or in the order ``notebooks`` names them (see :func:`_chosen`),
-    each sweep's shards in its own ``order``."""
+    each sweep's shards in its own ``order``; only those named in ``shards`` where given (a
+    sitting that must end with no shard left part-way runs just the ones it can finish)."""
     plan = json.loads((root / PLAN).read_text())["notebooks"]
-    jobs = []
+    jobs, known = [], set()
     for folder in list(plan) if notebooks is None else _chosen(notebooks, plan):
         entry = plan[folder]
         progress = notebook_progress(root / folder, notebook_of(folder, entry), entry)
+        known |= {p.name for p in progress}
         for shard in unfinished_in_order(folder, progress, entry.get("order", [])):
+            if shards is not None and shard not in shards:
+                continue
             command = f"{entry['command']} --shards {shlex.quote(shard)}"
             jobs.append(Job(folder, shard, command, entry["commit"],
                             worktree_path(entry["commit"]), root / folder))  # fmt: skip
+    unknown = sorted(set(shards or ()) - known)
+    if unknown:
+        raise ValueError(f"--shards {unknown}: no such shard in the sweeps chosen; name shards "
+                         f"as CAMPAIGN.md lists them (e.g. {sorted(known)[:3]})")  # fmt: skip
     return jobs
 
 
@@ -321,6 +330,12 @@ def main(argv: list[str] | None = None) -> int:
                              "name or number (05: its side runs too)")  # fmt: skip
     parser.add_argument("--logs", default=str(project_root().parent / "campaign-logs"),
                         help="the shards' logs' folder (default: ../campaign-logs)")  # fmt: skip
+    parser.add_argument(
+        "--shards",
+        nargs="+",
+        metavar="SHARD",
+        help="only these shards of the chosen sweeps, in the plan's order",
+    )
     parser.add_argument("--commit", action="store_true",
                         help="commit each shard's folder with CAMPAIGN.md as it ends")  # fmt: skip
     args = parser.parse_args(argv)
@@ -337,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
               f" stop it first (Ctrl-C or SIGTERM), or wait for it", file=sys.stderr)  # fmt: skip
         return 2
     try:
-        jobs = pending(root, args.notebooks)
+        jobs = pending(root, args.notebooks, args.shards)
         queue = Queue(jobs, args.processes, Path(args.logs),
                       after_each=lambda job, rc: _after(root, job, args.commit))  # fmt: skip
     except ValueError as error:

@@ -105,6 +105,9 @@ def test_the_plans_order_runs_the_deciding_shards_first(campaign):
     assert text.index("| bptt |") < text.index("| sg |") < text.index("| oracle |")  # sweep's
     assert "# 04_copy_repeat, from ../campaign-abc123: oracle sg\n" in text
     assert [job.shard for job in pending(campaign)] == ["oracle", "sg"]
+    assert [job.shard for job in pending(campaign, shards=["sg", "bptt"])] == ["sg"]  # bptt: done
+    with pytest.raises(ValueError, match=r"--shards \['sg-seed9'\]: no such shard"):
+        pending(campaign, shards=["sg-seed9"])
     plan["notebooks"]["04_copy_repeat"]["order"] = ["oracle", "sg-seed9"]
     (campaign / "campaign.json").write_text(json.dumps(plan))
     with pytest.raises(ValueError, match=r"order names \['sg-seed9'\], which are not its shards"):
