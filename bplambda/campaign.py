@@ -88,7 +88,12 @@ def batches_per_condition(notebook: str, parameters: dict, profile: str) -> list
 
 
 def shard_progress(sweep: Path, shard: dict, notebook: str, profile: str) -> ShardProgress:
-    """A shard's progress from its folder's ``state/`` files and ``raw/`` tables."""
+    """A shard's progress from its folder's ``state/`` files and ``raw/`` tables (finished:
+    every run table written, :func:`~bplambda.experiments.options.trained`, as a merge reads
+    it)."""
+    from bplambda.experiments import EXPERIMENTS
+    from bplambda.experiments.options import trained
+
     folder = sweep / shard["folder"]
     per_condition = batches_per_condition(notebook, shard["parameters"], profile)
     done, seconds = 0, 0.0
@@ -98,8 +103,7 @@ def shard_progress(sweep: Path, shard: dict, notebook: str, profile: str) -> Sha
         finished = path.name.endswith(".done.pt")
         done += max(per_condition) if finished else int(saved["batch"])
         seconds += float(saved["seconds"])
-    raw = folder / "raw"
-    finished = raw.exists() and any(raw.iterdir())
+    finished = trained(folder, EXPERIMENTS[notebook])
     total = sum(per_condition)
     return ShardProgress(notebook, shard["name"], total if finished else done, total, seconds,
                          finished, tuple(shard["parameters"].get("rules", ())))  # fmt: skip

@@ -41,7 +41,8 @@ output folder must be on a file system the compute nodes share.
 ``--wait`` reports each shard as its job ends (:mod:`bplambda.cluster_jobs`): done, or failed
 with the state SLURM gives it (FAILED, CANCELLED, TIMEOUT, ...) and its log's path, while the
 other shards are still waited on; when every shard of the sweep has run, it merges. A merge
-is refused, the unfinished shards named, while a shard's folder holds no executed notebook.
+is refused, the unfinished shards named, while a shard's folder holds neither an executed
+notebook nor every run table (a shard whose report failed after its training ended is merged).
 submitit asks SLURM to signal each job 90 s before its ``--time`` and ends it there (a shard
 is not checkpointable): it fails as "timed-out" with its saved state kept (a ``--time``
 under :data:`SHORTEST_MINUTES` is refused: it would end the job at once). A submitted shard
@@ -318,10 +319,15 @@ def failures(calls: list[tuple[str, Callable[[], object]]]) -> list[str]:
 
 def merge(output_dir: Path, finished_only: bool = False) -> int:
     """The notebook once more into ``output_dir``, from the shards' raw tables; refused, the
-    unfinished shards named, while a shard's folder holds no executed notebook (it is moved
-    there only when the shard ran through). ``finished_only``: merge the finished shards and
-    name those left out, for a look at a long sweep part-way (a condition then counts only
-    its finished shards' seeds; the summary names the shards merged)."""
+    unfinished shards named, while a shard's folder holds neither an executed notebook (it is
+    moved there only when the shard ran through) nor every run table (its training ended and
+    only its own report failed: :func:`~bplambda.experiments.options.trained`).
+    ``finished_only``: merge the finished shards and name those left out, for a look at a long
+    sweep part-way (a condition then counts only its finished shards' seeds; the summary names
+    the shards merged)."""
+    from bplambda.experiments import EXPERIMENTS
+    from bplambda.experiments.options import trained
+
     record_path = output_dir / RECORD
     if not record_path.exists():
         print(f"sweep merge: {output_dir} holds no {RECORD}; pass a sweep's output folder",
@@ -331,19 +337,22 @@ def merge(output_dir: Path, finished_only: bool = False) -> int:
     (notebook,) = notebooks([record["notebook"]])
     # relative to the sweep folder (absolute in records written before that)
     folders = {shard["name"]: output_dir / shard["folder"] for shard in record["shards"]}
-    ran = {name: (folder / notebook.name).exists() for name, folder in folders.items()}
+    module = EXPERIMENTS[record["notebook"]]
+    ran = {name: (folder / notebook.name).exists() or trained(folder, module)
+           for name, folder in folders.items()}  # fmt: skip
     finished = [str(folders[name]) for name, done in ran.items() if done]
     unfinished = [name for name, done in ran.items() if not done]
     if unfinished and not finished_only:
         print(f"sweep merge: shards {unfinished} have not finished (no executed "
-              f"{notebook.name} in their folders); submit them again with --shards "
+              f"{notebook.name} nor run tables in their folders); submit them again with --shards "
               f"{' '.join(unfinished)} (they resume from their saved state), or pass "
               f"--finished-only to merge the others; the jobs' logs are in "
               f"{output_dir / 'submitit'}", file=sys.stderr)  # fmt: skip
         return 1
     if not finished:
         print(f"sweep merge: no shard of {output_dir} has finished yet (no executed "
-              f"{notebook.name} in their folders); nothing to merge", file=sys.stderr)  # fmt: skip
+              f"{notebook.name} nor run tables in their folders); nothing to merge",
+              file=sys.stderr)  # fmt: skip
         return 1
     if unfinished:
         print(f"sweep merge: leaving out the unfinished shards {unfinished}", flush=True)

@@ -10,6 +10,8 @@ from types import SimpleNamespace
 
 from bplambda import sweep
 from bplambda.cluster_jobs import GRACE_SECONDS, VANISHED, failed_jobs, wait_for_jobs
+from bplambda.experiments import toy_alignment
+from bplambda.experiments.options import RAW, run_tables
 
 POLL = 10.0
 
@@ -174,6 +176,27 @@ def test_a_merge_of_the_finished_shards_only_leaves_the_others_out_and_names_the
     finished = [str(tmp_path / "shards" / folder) for folder in ("0-a", "2-c")]
     assert merged == [{"seeds": [0, 1], "merge_from": finished}]
     assert "leaving out the unfinished shards ['b']" in capsys.readouterr().out
+
+
+def test_a_shard_whose_report_failed_after_its_training_ended_is_merged(tmp_path, monkeypatch):
+    """Its run tables are what a merge reads (a notebook 05 shard whose every run diverged
+    failed in its own report at the campaign's commit); a shard with some of them is not."""
+    shards = [{"name": name, "folder": f"shards/{i}-{name}", "parameters": {}}
+              for i, name in enumerate("ab")]  # fmt: skip
+    (tmp_path / "sweep.json").write_text(json.dumps(
+        {"notebook": "01_toy_alignment", "profile": "smoke", "parameters": {},
+         "shard_by": "seeds", "shards": shards}))  # fmt: skip
+    merged = []
+    monkeypatch.setattr(sweep, "run_notebook", lambda *args: merged.append(args[3]))
+    assert run_tables(toy_alignment) == ["run_toy_alignment.csv.gz", "run_toy_plastic.csv.gz"]
+    for name, tables in (("a", run_tables(toy_alignment)), ("b", ["run_toy_alignment.csv.gz"])):
+        raw = tmp_path / "shards" / f"{'ab'.index(name)}-{name}" / RAW
+        raw.mkdir(parents=True)
+        for table in tables:
+            (raw / table).write_text("")
+    assert sweep.main(["merge", str(tmp_path)]) == 1  # b trained its fixed RNN only
+    assert sweep.main(["merge", str(tmp_path), "--finished-only"]) == 0
+    assert merged[0]["merge_from"] == [str(tmp_path / "shards" / "0-a")]
 
 
 def test_a_slurm_time_limit_that_would_end_every_job_at_once_is_refused(tmp_path, capsys):

@@ -9,6 +9,7 @@ import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pandas as pd
@@ -113,7 +114,23 @@ def _sharded(
             table.to_csv(path, index=False)
         return table
 
+    sharded.raw_table = name  # type: ignore[attr-defined]  # read by run_tables
     return sharded
+
+
+def run_tables(module: ModuleType) -> list[str]:
+    """The run tables (file names under ``raw/``) that the run functions of the experiment
+    ``module`` write in a shard."""
+    return sorted({f.raw_table for f in vars(module).values()
+                   if callable(f) and hasattr(f, "raw_table")})  # fmt: skip
+
+
+def trained(folder: Path, module: ModuleType) -> bool:
+    """Whether the shard ``folder`` holds every run table of the experiment ``module``: its
+    training ended, and with it everything a merge reads, even where the shard's own report
+    then failed (a merge makes the report anew from these tables)."""
+    names = run_tables(module)
+    return bool(names) and all((folder / RAW / name).exists() for name in names)
 
 
 def _with_variants(
