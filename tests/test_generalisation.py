@@ -18,6 +18,7 @@ from bplambda.experiments.generalisation_claims import (
     _AtTask,
     _bound_verdict,
     _correlation_verdict,
+    _liu_versus_bptt,
     _seeds_run,
     _stability_bound,
     _untestable,
@@ -290,6 +291,23 @@ def test_a_variance_claim_needs_ten_seeds_per_rule():
     assert _variance_verdict(1.5, 30.0, 10) == "reproduced"
     assert _variance_verdict(0.01, 0.5, 10) == "NOT reproduced"
     assert _variance_verdict(0.5, 3.0, 12) == "inconclusive (12 seeds)"
+
+
+def test_a_variance_claim_counts_the_seeds_with_a_gap_not_the_seeds_run():
+    """A diverged seed has no gap (NaN): with 10 seeds of e-prop and 10 of BPTT, one of which
+    diverged, the variance rests on 9 of BPTT's and cannot decide (the paper budget's BPTT seed
+    6 diverged at its third iteration)."""
+    rng = np.random.default_rng(0)
+    rows = [{"task": "seq_mnist", "condition": condition, "seed": seed, "metric": metric,
+             "diverged": condition == "BPTT" and seed == 6,
+             "value": np.nan if condition == "BPTT" and seed == 6 else scale * rng.normal()}
+            for condition, scale in (("BPTT", 0.01), ("e-prop", 1.0)) for seed in range(10)
+            for metric in ("gap_test_loss", "lambda_max")]  # fmt: skip
+    final = pd.DataFrame(rows)
+    claims = {c["claim"]: c["verdict"] for c in _liu_versus_bptt(
+        _AtTask("seq_mnist", final, final, {}, {}), "budget")}  # fmt: skip
+    assert claims["seq_mnist: e-prop's gap is more variable over seeds than BPTT's"] == (
+        "cannot decide (9 seeds; a variance claim needs ≥ 10)")  # fmt: skip
     assert len(gen.DEFAULTS["paper"]["seeds"]) >= 10
 
 
