@@ -135,14 +135,21 @@ def test_failed_jobs_names_each_failed_shard_its_state_and_log(capsys):
                    "submitit/12_0/12_0_0_log.out\ntimed out\n")  # fmt: skip
 
 
-def test_a_merge_names_the_shards_that_have_not_finished(tmp_path, capsys, monkeypatch):
+def _merged_sweep(tmp_path: Path, names: str, monkeypatch, parameters: dict | None = None):
+    """A notebook 01 sweep record of one shard per letter of ``names`` in ``tmp_path``; the
+    list the merges' notebook parameters are appended to (no notebook runs)."""
     shards = [{"name": name, "folder": f"shards/{i}-{name}", "parameters": {}}
-              for i, name in enumerate("ab")]  # fmt: skip
+              for i, name in enumerate(names)]  # fmt: skip
     (tmp_path / "sweep.json").write_text(json.dumps(
-        {"notebook": "01_toy_alignment", "profile": "smoke", "parameters": {},
+        {"notebook": "01_toy_alignment", "profile": "smoke", "parameters": parameters or {},
          "shard_by": "seeds", "shards": shards}))  # fmt: skip
     merged = []
     monkeypatch.setattr(sweep, "run_notebook", lambda *args: merged.append(args[3]))
+    return merged
+
+
+def test_a_merge_names_the_shards_that_have_not_finished(tmp_path, capsys, monkeypatch):
+    merged = _merged_sweep(tmp_path, "ab", monkeypatch)
     folders = [tmp_path / "shards" / f"{i}-{name}" for i, name in enumerate("ab")]
     for folder in folders:
         assert sweep.main(["merge", str(tmp_path)]) == 1
@@ -157,13 +164,7 @@ def test_a_merge_names_the_shards_that_have_not_finished(tmp_path, capsys, monke
 def test_a_merge_of_the_finished_shards_only_leaves_the_others_out_and_names_them(
     tmp_path, capsys, monkeypatch
 ):
-    shards = [{"name": name, "folder": f"shards/{i}-{name}", "parameters": {}}
-              for i, name in enumerate("abc")]  # fmt: skip
-    (tmp_path / "sweep.json").write_text(json.dumps(
-        {"notebook": "01_toy_alignment", "profile": "smoke", "parameters": {"seeds": [0, 1]},
-         "shard_by": "seeds", "shards": shards}))  # fmt: skip
-    merged = []
-    monkeypatch.setattr(sweep, "run_notebook", lambda *args: merged.append(args[3]))
+    merged = _merged_sweep(tmp_path, "abc", monkeypatch, {"seeds": [0, 1]})
     assert sweep.main(["merge", str(tmp_path), "--finished-only"]) == 1  # none finished
     assert not merged and "no shard" in capsys.readouterr().err
     for name in "ac":
@@ -181,13 +182,7 @@ def test_a_merge_of_the_finished_shards_only_leaves_the_others_out_and_names_the
 def test_a_shard_whose_report_failed_after_its_training_ended_is_merged(tmp_path, monkeypatch):
     """Its run tables are what a merge reads (a notebook 05 shard whose every run diverged
     failed in its own report at the campaign's commit); a shard with some of them is not."""
-    shards = [{"name": name, "folder": f"shards/{i}-{name}", "parameters": {}}
-              for i, name in enumerate("ab")]  # fmt: skip
-    (tmp_path / "sweep.json").write_text(json.dumps(
-        {"notebook": "01_toy_alignment", "profile": "smoke", "parameters": {},
-         "shard_by": "seeds", "shards": shards}))  # fmt: skip
-    merged = []
-    monkeypatch.setattr(sweep, "run_notebook", lambda *args: merged.append(args[3]))
+    merged = _merged_sweep(tmp_path, "ab", monkeypatch)
     assert run_tables(toy_alignment) == ["run_toy_alignment.csv.gz", "run_toy_plastic.csv.gz"]
     for name, tables in (("a", run_tables(toy_alignment)), ("b", ["run_toy_alignment.csv.gz"])):
         raw = tmp_path / "shards" / f"{'ab'.index(name)}-{name}" / RAW
