@@ -141,9 +141,19 @@ def hours(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
-def report(root: Path) -> str:
-    """The markdown of ``CAMPAIGN.md`` for the campaign under ``root`` (``results/paper``)."""
+def campaign_progress(root: Path) -> dict[str, list[ShardProgress]]:
+    """Each sweep of the plan under ``root`` (by folder, in the plan's order): its shards'
+    progress (:func:`notebook_progress`), read once for a report and whatever follows it."""
+    plan = json.loads((root / PLAN).read_text())["notebooks"]
+    return {folder: notebook_progress(root / folder, notebook_of(folder, entry), entry)
+            for folder, entry in plan.items()}  # fmt: skip
+
+
+def report(root: Path, progress: dict[str, list[ShardProgress]] | None = None) -> str:
+    """The markdown of ``CAMPAIGN.md`` for the campaign under ``root`` (``results/paper``),
+    from ``progress`` (:func:`campaign_progress`, read here where not given)."""
     plan = json.loads((root / PLAN).read_text())
+    progress = campaign_progress(root) if progress is None else progress
     lines = [
         "# The paper-budget campaign",
         "",
@@ -157,10 +167,10 @@ def report(root: Path) -> str:
     ]
     basis, to_continue, totals = [], [], []
     for folder, entry in plan["notebooks"].items():
-        progress = notebook_progress(root / folder, notebook_of(folder, entry), entry)
-        lines += [_row(folder, entry, p) for p in progress]
-        totals.append(_total(folder, progress, entry.get("estimates_h", {})))
-        unfinished = unfinished_in_order(folder, progress, entry.get("order", []))
+        shards = progress[folder]
+        lines += [_row(folder, entry, p) for p in shards]
+        totals.append(_total(folder, shards, entry.get("estimates_h", {})))
+        unfinished = unfinished_in_order(folder, shards, entry.get("order", []))
         to_continue += _to_continue(folder, entry, root / folder, unfinished)
         if "estimates_basis" in entry:
             basis.append(f"- {folder}: {entry['estimates_basis']}")

@@ -42,6 +42,8 @@ from bplambda.campaign import (
     CORES,
     PLAN,
     REPORT,
+    ShardProgress,
+    campaign_progress,
     hours,
     notebook_of,
     notebook_progress,
@@ -107,11 +109,14 @@ def make_worktree(commit: str) -> Path:
     return worktree
 
 
-def commit_shard(root: Path, job: Job, repo: Path | None = None) -> str | None:
+def commit_shard(
+    root: Path, job: Job, progress: list[ShardProgress], repo: Path | None = None
+) -> str | None:
     """Commits ``job``'s shard folder as it is now (tables, figures and ``raw/`` of a finished
     shard; the saved state of one ended part-way) with ``root``'s ``CAMPAIGN.md``, leaving
-    whatever else is staged or changed in ``repo`` (the project's checkout) alone. The
-    commit's message, or ``None`` where nothing of the shard changed."""
+    whatever else is staged or changed in ``repo`` (the project's checkout) alone; the message
+    from ``progress``, its sweep's shards as the report just read them. The commit's message,
+    or ``None`` where nothing of the shard changed."""
     repo = repo or project_root()
     folders = [str(p) for p in sorted((job.folder / "shards").glob(f"*-{job.shard}"))]
     if not folders:
@@ -121,8 +126,6 @@ def commit_shard(root: Path, job: Job, repo: Path | None = None) -> str | None:
         return None
     paths = [*folders, str(root / REPORT)]
     _git(repo, "add", "--", paths[-1])
-    entry = json.loads((root / PLAN).read_text())["notebooks"][job.sweep]
-    progress = notebook_progress(job.folder, notebook_of(job.sweep, entry), entry)
     shard = next(p for p in progress if p.name == job.shard)
     state = (f"finished ({hours(shard.seconds)})" if shard.finished else
              f"saved at {shard.done:,} of {shard.total:,} batches "
@@ -307,11 +310,12 @@ def _now() -> str:
 def _after(root: Path, job: Job, commit: bool) -> None:
     """After each shard: the report written again, and with ``commit`` the shard committed (a
     failed commit is said, never fatal: the shard's files stay for the next one)."""
-    (root / REPORT).write_text(report(root))
+    progress = campaign_progress(root)
+    (root / REPORT).write_text(report(root, progress))
     if not commit:
         return
     try:
-        message = commit_shard(root, job)
+        message = commit_shard(root, job, progress[job.sweep])
     except subprocess.CalledProcessError as error:
         print(f"{_now()} commit of {job.name} failed: {error.stderr.strip()}", file=sys.stderr)
         return

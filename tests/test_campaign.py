@@ -14,6 +14,7 @@ from bplambda.campaign import (
     REPORT,
     ShardProgress,
     batches_per_condition,
+    campaign_progress,
     hours_left,
     main,
     report,
@@ -308,15 +309,16 @@ def test_a_shard_is_committed_alone_with_the_report_when_it_ends(campaign):
     sweep = campaign / "04_copy_repeat"
     job = Job("04_copy_repeat", "sg", "SWEEP", "abc123", campaign, sweep)
     save_atomically({"key": "k", "batch": 20, "seconds": 30.0}, sweep / "shards/1-sg/state/SG2.pt")
-    message = commit_shard(campaign, job, repo=campaign)
+    message = commit_shard(campaign, job, campaign_progress(campaign)[job.sweep], repo=campaign)
     assert message == ("Campaign, 04_copy_repeat: sg saved at 20 of 30 batches (67%); 1 of 3 "
                        "shards done; CAMPAIGN.md")  # fmt: skip
     assert git("log", "-1", "--format=%s") == message + "\n"
     assert git("show", "--name-only", "--format=", "HEAD").split() == [
         "04_copy_repeat/shards/1-sg/state/SG2.pt", "CAMPAIGN.md"]  # fmt: skip
     assert git("diff", "--cached", "--name-only").split() == ["mine.txt"]
-    assert commit_shard(campaign, job, repo=campaign) is None
+    progress = campaign_progress(campaign)[job.sweep]
+    assert commit_shard(campaign, job, progress, repo=campaign) is None
     finished = Job("04_copy_repeat", "bptt", "SWEEP", "abc123", campaign, sweep)
-    assert commit_shard(campaign, finished, repo=campaign).startswith(
+    assert commit_shard(campaign, finished, progress, repo=campaign).startswith(
         "Campaign, 04_copy_repeat: bptt finished (1 min); "
     )

@@ -205,6 +205,10 @@ def _leads(finals: pd.DataFrame, top: float) -> pd.DataFrame:
     return table.assign(rho_label=table.rho.map(rho_label))  # none where every SG(n) diverged
 
 
+NO_SG_LEFT = "none (no SG(n) that bootstraps has a seed left)"
+"""What a comparison with the best SG(n) shows where every SG(n) model diverged."""
+
+
 def claims(tables: dict[str, pd.DataFrame], cfg: Config) -> list[dict]:
     """Does BP(λ)'s advantage over n-step SG grow with the sequence length, with the paper's
     initialisation and where the fixed RNN keeps long-range gradients (ρ → 1)?"""
@@ -222,7 +226,7 @@ def claims(tables: dict[str, pd.DataFrame], cfg: Config) -> list[dict]:
             f"T={T}: {interval(lead(T, 'value').to_numpy()).text()} vs "
             f"{at_rho[at_rho['T'] == T].best_sg.iloc[0]}"
             for T in cfg.seq_lens if (at_rho["T"] == T).any()
-        ) or "none (no SG(n) that bootstraps has a seed left)"  # fmt: skip
+        ) or NO_SG_LEFT  # fmt: skip
         ratios = tables["gradient_ratio"]
         ratios = _at_rho(ratios, rho)
         vanish = ratios[ratios["T"] == long].value.median()
@@ -305,7 +309,7 @@ def _bias_claims(tables: dict[str, pd.DataFrame], top: str, rho: float, cfg: Con
         "paper": "not studied (where the bias lives)",
         "official_code": "not run",
         "bplambda": f"{top} − SG(n), paired by seed: "
-                    + ("; ".join(shown) or "none (no SG(n) that bootstraps has a seed left)"),
+                    + ("; ".join(shown) or NO_SG_LEFT),
         "verdict": all_positive(differences),
     }, {
         "claim": f"n*(T), the smallest SG window whose learning signal matches {top}'s, grows "
